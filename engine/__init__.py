@@ -1,0 +1,1 @@
+"""Diffusion Studio's Gradio-free core: models, schedulers, generation, video and the CLI."""
