@@ -1,0 +1,117 @@
+"""`python -m engine ...`: the app's jobs from a shell, for scripts and batch work."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from engine.generate import ImageRequest, image_to_image, inpaint, text_to_image
+from engine.schedulers import DEFAULT_SAMPLER
+
+
+class CliError(Exception):
+    """A bad command line: reported as one line on stderr with exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but usage mistakes print one line, not a usage block."""
+
+    def error(self, message: str):
+        raise CliError(f"{self.prog}: {message}")
+
+
+def add_model_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", default=None, help="hub id, diffusers folder, file in weights/, or 'tiny'")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
+
+
+def add_generation_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prompt", default="")
+    p.add_argument("--negative-prompt", default="")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--guidance", type=float, default=7.0)
+    p.add_argument("--seed", type=int, default=-1, help="-1 picks a random seed")
+    p.add_argument("--scheduler", default=DEFAULT_SAMPLER, help="an A1111 sampler name")
+    p.add_argument("--width", type=int, default=512)
+    p.add_argument("--height", type=int, default=512)
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="python -m engine", description="Diffusion Studio from the command line.")
+    jobs = parser.add_subparsers(dest="job", required=True, parser_class=Parser)
+    for job, help_text in (("txt2img", "text to image"), ("img2img", "image to image"), ("inpaint", "inpaint")):
+        p = jobs.add_parser(job, help=help_text)
+        add_model_flags(p)
+        add_generation_flags(p)
+        p.add_argument("--batch-count", type=int, default=1)
+        p.add_argument("--out", required=True, help="PNG to write; batches add -2, -3, ...")
+        if job != "txt2img":
+            p.add_argument("--image", required=True)
+            p.add_argument("--strength", type=float, default=0.75)
+        if job == "inpaint":
+            p.add_argument("--mask", required=True, help="white (or painted) where the image changes")
+            p.add_argument("--mask-blur", type=int, default=4)
+            p.add_argument("--only-masked", action="store_true")
+            p.add_argument("--padding", type=int, default=32)
+    return parser
+
+
+def make_manager(args):
+    from engine.manager import PipelineManager, RuntimeOptions
+    return PipelineManager(args.model, RuntimeOptions(device=args.device, dtype=args.dtype))
+
+
+def request_from_args(args) -> ImageRequest:
+    return ImageRequest(prompt=args.prompt, negative_prompt=args.negative_prompt, num_inference_steps=args.steps,
+                        guidance_scale=args.guidance, width=args.width, height=args.height, seed=args.seed,
+                        batch_count=getattr(args, "batch_count", 1), sampler=args.scheduler,
+                        strength=getattr(args, "strength", 0.75), mask_blur=getattr(args, "mask_blur", 4),
+                        only_masked=getattr(args, "only_masked", False),
+                        only_masked_padding=getattr(args, "padding", 32))
+
+
+def check_writable(path: Path) -> Path:
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        raise ValueError(f"The folder {folder} for --out does not exist.")
+    return path
+
+
+def run_image_job(args) -> int:
+    from engine import pnginfo
+
+    out = check_writable(Path(args.out))
+    req = request_from_args(args)
+    manager = make_manager(args)
+    if args.job == "txt2img":
+        result = text_to_image(manager, req)
+    elif args.job == "img2img":
+        result = image_to_image(manager, req, Path(args.image))
+    else:
+        result = inpaint(manager, req, Path(args.image), Path(args.mask))
+    for note in result.notes:
+        print(note, file=sys.stderr)
+    for i, item in enumerate(result.images):
+        path = out if i == 0 else out.with_name(f"{out.stem}-{i + 1}{out.suffix or '.png'}")
+        pnginfo.save_png(item.image, path, item.parameters)
+        print(f"{path}  seed {item.seed}")
+    return 0
+
+
+JOBS = {"txt2img": run_image_job, "img2img": run_image_job, "inpaint": run_image_job}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return JOBS[args.job](args)
+    except (CliError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130

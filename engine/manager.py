@@ -1,0 +1,169 @@
+"""One cached set of model weights serving every tab: tasks share tensors, each request gets its own scheduler."""
+from __future__ import annotations
+
+import gc
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from engine.devices import dtype_name, pick_device, pick_dtype
+from engine.models import (DEFAULT_HUB_MODEL, TINY, WEIGHTS_DIR, ModelSource, default_model, load_pipeline,
+                           model_choices, resolve_model)
+from engine.prompts import encode_prompt_pair
+from engine.schedulers import make_scheduler
+
+TASKS = ("txt2img", "img2img", "inpaint")
+EMBED_CACHE_SIZE = 32
+
+
+@dataclass
+class RuntimeOptions:
+    """How the weights are placed in memory; set once from the command line."""
+
+    device: str = "auto"  # auto, cpu, cuda or mps
+    dtype: str = "auto"  # auto picks fp16 on GPUs, bf16 on CPUs with bf16 instructions, else fp32
+    cpu_offload: bool = False  # keep idle components in RAM (CUDA only)
+    vae_tiling: bool = False  # decode large images in tiles to save memory
+    attention_slicing: bool = False  # compute attention in slices to save memory
+
+
+def task_class(task: str):
+    """The diffusers pipeline class behind a tab's task."""
+    import diffusers
+
+    classes = {"txt2img": diffusers.StableDiffusionPipeline,
+               "img2img": diffusers.StableDiffusionImg2ImgPipeline,
+               "inpaint": diffusers.StableDiffusionInpaintPipeline}
+    try:
+        return classes[task]
+    except KeyError:
+        raise ValueError(f"Unknown task {task!r}; use one of {', '.join(TASKS)}.") from None
+
+
+class PipelineManager:
+    """Loads a model lazily, once, and hands out task pipelines that share its weights."""
+
+    def __init__(self, model: str | None = None, options: RuntimeOptions | None = None,
+                 weights_dir: Path = WEIGHTS_DIR):
+        self.options = options or RuntimeOptions()
+        self.weights_dir = weights_dir
+        self.device = pick_device(self.options.device)
+        self.dtype = pick_dtype(self.device, self.options.dtype)
+        self.model_name = model or default_model(weights_dir)
+        self.source: ModelSource | None = None
+        self.load_error: str | None = None
+        self._base = None
+        self._embeds: OrderedDict = OrderedDict()
+        self._lock = threading.RLock()
+
+    # 1. choosing and loading
+    def choices(self) -> list[str]:
+        """Model menu entries, with the current choice included even if it is a custom path."""
+        entries = model_choices(self.weights_dir)
+        return entries if self.model_name in entries else [self.model_name, *entries]
+
+    def select(self, name: str) -> ModelSource:
+        """Switch models; the old weights are freed now and the new ones load on first use."""
+        source = resolve_model(name, self.weights_dir)
+        with self._lock:
+            if name != self.model_name:
+                self.unload()
+                self.model_name = name
+                self.load_error = None
+        return source
+
+    def base(self):
+        """The loaded text-to-image pipeline, loading it on first use."""
+        with self._lock:
+            if self._base is None:
+                try:
+                    self.source = resolve_model(self.model_name, self.weights_dir)
+                    self._base = self._place(load_pipeline(self.source, self.dtype))
+                    self.load_error = None
+                except ValueError as exc:
+                    self.load_error = str(exc)
+                    raise
+            return self._base
+
+    def unload(self) -> None:
+        """Drop the weights so switching models never holds two in memory."""
+        with self._lock:
+            self._base, self.source = None, None
+            self._embeds.clear()
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def _place(self, pipe):
+        """Move to the device and apply the memory and speed options."""
+        pipe.to(self.device)  # loaders already produced self.dtype
+        if self.device == "cpu":
+            pipe.unet.to(memory_format=torch.channels_last)
+            pipe.vae.to(memory_format=torch.channels_last)
+        if self.options.vae_tiling:
+            pipe.vae.enable_tiling()
+        if self.options.attention_slicing:
+            pipe.enable_attention_slicing()
+        if self.options.cpu_offload and self.device.startswith("cuda"):
+            pipe.enable_model_cpu_offload()
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    # 2. serving requests
+    def pipeline(self, task: str, sampler: str):
+        """A task pipeline over the shared weights with its own fresh scheduler, for one request."""
+        base = self.base()
+        cls = task_class(task)
+        parts = {**base.components, "scheduler": make_scheduler(sampler, base.scheduler.config)}
+        pipe = cls(**parts, requires_safety_checker=False)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def encode(self, prompt: str, negative_prompt: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt embeddings, cached so batches and video frames encode each prompt once."""
+        key = (prompt, negative_prompt)
+        with self._lock:
+            if key in self._embeds:
+                self._embeds.move_to_end(key)
+                return self._embeds[key]
+        base = self.base()
+        embeds = encode_prompt_pair(base.tokenizer, base.text_encoder, prompt, negative_prompt, self.dtype)
+        with self._lock:
+            self._embeds[key] = embeds
+            while len(self._embeds) > EMBED_CACHE_SIZE:
+                self._embeds.popitem(last=False)
+        return embeds
+
+    # 3. telling the user where things stand
+    @property
+    def model_label(self) -> str:
+        """The short model name for PNG info."""
+        source = self.source or resolve_model(self.model_name, self.weights_dir)
+        return source.label
+
+    def status(self) -> str:
+        """One or two sentences on the current model, including why it can't load and the fix."""
+        where = f"{self.device}, {dtype_name(self.dtype)}"
+        if self.load_error:
+            return f"⚠️ {self.load_error}"
+        if self.model_name == TINY:
+            return (f"Model: tiny ({where}). The tiny model has random weights: it makes coloured noise, "
+                    "not pictures. It is for tests and offline demos.")
+        state = "loaded" if self._base is not None else "loads on first use"
+        note = ""
+        if self.model_name == DEFAULT_HUB_MODEL and self._base is None and not hub_cached(DEFAULT_HUB_MODEL):
+            note = (" It is not downloaded yet: the first run fetches about 2 GB from the Hugging Face hub. "
+                    "Without network, put a .safetensors checkpoint in weights/ or choose tiny.")
+        return f"Model: {self.model_name} ({state}, {where}).{note}"
+
+
+def hub_cached(repo_id: str) -> bool:
+    """Whether a hub model is already in the local cache, so we can warn before a download is needed."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        return isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str)
+    except Exception:
+        return False

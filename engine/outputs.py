@@ -1,0 +1,36 @@
+"""Where results are written, so every image and video lands in one folder the app may serve from."""
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from pathlib import Path
+
+from engine.models import REPO_ROOT
+
+
+def output_root() -> Path:
+    """DS_OUTPUT_DIR, or outputs/ beside the app."""
+    return Path(os.environ.get("DS_OUTPUT_DIR") or REPO_ROOT / "outputs").resolve()
+
+
+def task_dir(task: str, root: Path | None = None) -> Path:
+    """outputs/<task>/<date>/, created on demand; says plainly when it can't be written."""
+    folder = (root or output_root()) / task / time.strftime("%Y-%m-%d")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"The output folder {folder} can't be written ({exc.strerror}); "
+                         "set DS_OUTPUT_DIR to a writable folder.") from exc
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"The output folder {folder} can't be written; set DS_OUTPUT_DIR to a writable folder.")
+    return folder
+
+
+def next_path(folder: Path, stem: str, suffix: str) -> Path:
+    """A fresh numbered name (00001-<stem>.png), never overwriting an earlier result."""
+    taken = {p.name.split("-", 1)[0] for p in folder.iterdir()}
+    for n in itertools.count(len(taken) + 1):
+        if f"{n:05d}" not in taken:
+            return folder / f"{n:05d}-{stem}{suffix}"
+    raise AssertionError("unreachable")

@@ -1,0 +1,137 @@
+"""Widgets and plumbing every generating tab shares: engine errors to gr.Error, progress streaming, saving."""
+from __future__ import annotations
+
+import queue
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import gradio as gr
+
+from engine import pnginfo
+from engine.generate import MAX_BATCH, MAX_STEPS, RunControl, RunResult, StepUpdate
+from engine.outputs import next_path, task_dir
+from engine.schedulers import DEFAULT_SAMPLER, sampler_names
+
+QUEUE_ID = "generate"  # every generating listener shares this queue
+
+
+class SessionControl(RunControl):
+    """A per-browser-session Stop switch; gr.State deep-copies its initial value for each session."""
+
+    def __deepcopy__(self, memo):
+        return SessionControl()
+
+
+@contextmanager
+def user_errors():
+    """Engine ValueErrors become gr.Error so the user sees the sentence and the server keeps serving."""
+    try:
+        yield
+    except ValueError as exc:
+        raise gr.Error(str(exc)) from exc
+
+
+def stream(job: Callable[[Callable[[StepUpdate], None], RunControl], RunResult], control: RunControl,
+           progress: gr.Progress) -> Iterator[tuple[StepUpdate | None, RunResult | None]]:
+    """Run an engine job in a worker thread and yield its step updates, then its result."""
+    updates: queue.Queue = queue.Queue()
+    outcome: dict = {}
+
+    def work():
+        try:
+            outcome["result"] = job(updates.put, control)
+        except BaseException as exc:  # re-raised in the handler's thread below
+            outcome["error"] = exc
+        finally:
+            updates.put(None)
+
+    control.reset()
+    threading.Thread(target=work, daemon=True).start()
+    try:
+        while (update := updates.get()) is not None:
+            progress(update.fraction, desc=f"Image {update.image_index + 1}/{update.batch_count}, "
+                                           f"step {update.step}/{update.total_steps}")
+            if update.preview is not None:
+                yield update, None
+    finally:
+        if not outcome:  # the client went away mid-run: stop the worker so the queue slot frees now
+            control.stop()
+    if "error" in outcome:
+        with user_errors():
+            raise outcome["error"]
+    yield None, outcome["result"]
+
+
+def save_results(result: RunResult, task: str) -> list[str]:
+    """Write each image as a PNG with its parameters, so downloads keep the PNG info."""
+    folder = task_dir(task)
+    paths = []
+    for item in result.images:
+        path = next_path(folder, str(item.seed), ".png")
+        pnginfo.save_png(item.image, path, item.parameters)
+        paths.append(str(path))
+    return paths
+
+
+def result_info(result: RunResult) -> str:
+    """Seeds used, plus anything the engine adjusted or a Stop."""
+    seeds = ", ".join(str(item.seed) for item in result.images) or "none"
+    lines = [f"Seed{'s' if len(result.images) > 1 else ''} used: {seeds}", *result.notes]
+    if result.interrupted and not any("Stopped" in n for n in result.notes):
+        lines.append("Stopped before all images were made.")
+    return "\n\n".join(lines)
+
+
+def first_parameters(result: RunResult) -> str:
+    return result.images[0].parameters if result.images else ""
+
+
+# Widgets with the app's defaults (A1111's): build them inside a layout context.
+def prompt_boxes(prompt: str = "") -> tuple[gr.Textbox, gr.Textbox]:
+    p = gr.Textbox(label="Prompt", value=prompt, lines=3, placeholder="a photo of ...")
+    n = gr.Textbox(label="Negative prompt", lines=2, placeholder="what to avoid")
+    return p, n
+
+
+def sampling_widgets() -> tuple[gr.Dropdown, gr.Slider, gr.Slider]:
+    sampler = gr.Dropdown(sampler_names(), value=DEFAULT_SAMPLER, label="Sampler")
+    steps = gr.Slider(1, MAX_STEPS, value=20, step=1, label="Steps")
+    guidance = gr.Slider(1, 30, value=7, step=0.5, label="Guidance scale (CFG)")
+    return sampler, steps, guidance
+
+
+def seed_widgets() -> tuple[gr.Number, gr.Slider]:
+    seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+    batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Batch count")
+    return seed, batch
+
+
+def output_widgets(label: str) -> tuple[gr.Gallery, gr.Image, gr.Markdown, gr.Textbox]:
+    gallery = gr.Gallery(label=label, columns=2, height=420, format="png", elem_classes=["ds-output"])
+    preview = gr.Image(label="Live preview", interactive=False, height=200, elem_classes=["ds-preview"])
+    info = gr.Markdown(elem_classes=["ds-info"])
+    params = gr.Textbox(label="Generation parameters (PNG info)", lines=3, interactive=False, buttons=["copy"])
+    return gallery, preview, info, params
+
+
+def check_inputs_match(fn: Callable, names: list[str]) -> None:
+    """Inputs are passed by position; fail at start-up if a tab's list and its handler drift apart."""
+    import inspect
+
+    params = [p for p in inspect.signature(fn).parameters if p not in ("progress",)]
+    if params != names:
+        raise RuntimeError(f"{fn.__name__} takes {params} but is wired to {names}")
+
+
+def local_path(value) -> str | None:
+    """Gallery and file values arrive as paths or (path, caption) pairs."""
+    if value is None:
+        return None
+    if isinstance(value, (tuple, list)):
+        value = value[0]
+    if isinstance(value, dict):
+        value = value.get("path") or value.get("name")
+    return str(Path(value)) if value else None
+

@@ -1,0 +1,67 @@
+"""Image to image: redraw a photo from a prompt, keeping its aspect ratio."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+
+from engine.generate import ImageRequest, image_to_image
+from tabs.common import (QUEUE_ID, SessionControl, check_inputs_match, first_parameters, output_widgets,
+                         prompt_boxes, result_info, sampling_widgets, save_results, seed_widgets, stream,
+                         user_errors)
+
+TASK = "img2img"
+
+
+def build(manager) -> SimpleNamespace:
+    """The tab's widgets and events; returns the widgets other tabs send to."""
+    # 1. handlers
+    def img2img(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed,
+                batch_count, sampler, control, progress=gr.Progress()):
+        if not image:
+            raise gr.Error("Upload an image to start from.")
+        req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength,
+                           num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                           width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler)
+        for update, result in stream(lambda on_step, ctl: image_to_image(manager, req, image, on_step, ctl),
+                                     control, progress):
+            if result is None:
+                yield gr.skip(), update.preview, gr.skip(), gr.skip()
+            else:
+                with user_errors():
+                    paths = save_results(result, TASK)
+                yield paths, gr.skip(), result_info(result), first_parameters(result)
+
+    # 2. layout
+    with gr.Tab("Image to image", id=TASK):
+        with gr.Row(equal_height=True):
+            with gr.Column(scale=4):
+                prompt, negative = prompt_boxes()
+            with gr.Column(scale=1, min_width=160):
+                run = gr.Button("Generate", variant="primary", elem_id="img2img-run")
+                stop = gr.Button("Stop", variant="stop", elem_id="img2img-stop")
+        with gr.Row():
+            with gr.Column():
+                image = gr.Image(type="filepath", label="Start image", image_mode=None, height=320,
+                                 elem_id="img2img-image")
+                strength = gr.Slider(0.01, 1, value=0.75, step=0.01, label="Denoising strength")
+                sampler, steps, guidance = sampling_widgets()
+                size = gr.Slider(64, 2048, value=512, step=8, label="Longer side (aspect ratio is kept)")
+                seed, batch = seed_widgets()
+            with gr.Column():
+                gallery, preview, info, params = output_widgets("Images")
+                with gr.Row():
+                    to_img2img = gr.Button("Send to image to image", size="sm")
+                    to_inpaint = gr.Button("Send to inpaint", size="sm")
+        control = gr.State(SessionControl())
+
+    # 3. wiring
+    inputs = {"image": image, "prompt": prompt, "negative_prompt": negative, "strength": strength,
+              "num_inference_steps": steps, "guidance_scale": guidance, "size": size, "seed": seed,
+              "batch_count": batch, "sampler": sampler, "control": control}
+    check_inputs_match(img2img, list(inputs))
+    run.click(img2img, inputs=list(inputs.values()), outputs=[gallery, preview, info, params],
+              api_name="img2img", concurrency_id=QUEUE_ID)
+    stop.click(lambda c: c.stop(), inputs=control, outputs=None, queue=False, api_name="stop_img2img")
+    return SimpleNamespace(image=image, prompt=prompt, negative=negative, gallery=gallery,
+                           to_img2img=to_img2img, to_inpaint=to_inpaint)

@@ -1,0 +1,109 @@
+"""Inpaint: paint over part of a photo and redraw only that part; the rest stays pixel for pixel."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+import numpy as np
+
+from engine.generate import ImageRequest, inpaint, inpaint_preview
+from tabs.common import (QUEUE_ID, SessionControl, check_inputs_match, first_parameters, output_widgets,
+                         prompt_boxes, result_info, sampling_widgets, save_results, seed_widgets, stream,
+                         user_errors)
+
+TASK = "inpaint"
+AREAS = ["Whole picture", "Only masked"]
+
+
+def editor_image_and_mask(value) -> tuple[np.ndarray, np.ndarray]:
+    """Split the editor's value into the uploaded photo and the painted strokes (any layer, alpha > 0)."""
+    if not value or value.get("background") is None:
+        raise gr.Error("Upload a photo, then paint the area to change.")
+    background = np.asarray(value["background"])
+    mask = np.zeros(background.shape[:2], dtype=bool)
+    for layer in value.get("layers") or []:
+        layer = np.asarray(layer)
+        if layer.shape[:2] != mask.shape:
+            raise gr.Error("The painted layer does not match the photo's size; paint again after uploading.")
+        mask |= (layer[..., 3] > 0) if layer.ndim == 3 and layer.shape[2] == 4 else (layer > 0)
+    return background, mask
+
+
+def build(manager) -> SimpleNamespace:
+    """The tab's widgets and events; returns the widgets other tabs send to."""
+    # 1. handlers
+    def inpaint_run(editor, prompt, negative_prompt, strength, mask_blur, inpaint_area, padding,
+                    num_inference_steps, guidance_scale, size, seed, batch_count, sampler, control,
+                    progress=gr.Progress()):
+        image, mask = editor_image_and_mask(editor)
+        req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength, mask_blur=mask_blur,
+                           only_masked=inpaint_area == AREAS[1], only_masked_padding=padding,
+                           num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                           width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler)
+        for update, result in stream(lambda on_step, ctl: inpaint(manager, req, image, mask, on_step, ctl),
+                                     control, progress):
+            if result is None:
+                yield gr.skip(), update.preview, gr.skip(), gr.skip()
+            else:
+                with user_errors():
+                    paths = save_results(result, TASK)
+                yield paths, gr.skip(), result_info(result), first_parameters(result)
+
+    def mask_preview(editor, mask_blur, inpaint_area, padding, size):
+        try:
+            image, mask = editor_image_and_mask(editor)
+            if not mask.any():
+                return None
+            return inpaint_preview(image, mask, int(mask_blur), inpaint_area == AREAS[1], int(padding),
+                                   int(size), int(size))
+        except (gr.Error, ValueError):
+            return None
+
+    # 2. layout
+    with gr.Tab("Inpaint", id=TASK):
+        with gr.Row(equal_height=True):
+            with gr.Column(scale=4):
+                prompt, negative = prompt_boxes()
+            with gr.Column(scale=1, min_width=160):
+                run = gr.Button("Generate", variant="primary", elem_id="inpaint-run")
+                stop = gr.Button("Stop", variant="stop", elem_id="inpaint-stop")
+        with gr.Row():
+            with gr.Column():
+                editor = gr.ImageEditor(label="Photo: paint over the area to change", type="numpy",
+                                        image_mode="RGBA", format="png", height=420, elem_id="inpaint-editor",
+                                        brush=gr.Brush(colors=["#ff3030"], color_mode="fixed", default_size=24),
+                                        layers=gr.LayerOptions(allow_additional_layers=False),
+                                        transforms=(), sources=("upload", "clipboard"))
+                with gr.Row():
+                    mask_blur = gr.Slider(0, 64, value=4, step=1, label="Mask blur")
+                    strength = gr.Slider(0.01, 1, value=0.75, step=0.01, label="Denoising strength")
+                with gr.Row():
+                    area = gr.Radio(AREAS, value=AREAS[0], label="Inpaint area")
+                    padding = gr.Slider(0, 256, value=32, step=4, label="Only-masked padding (px)")
+                sampler, steps, guidance = sampling_widgets()
+                size = gr.Slider(64, 2048, value=512, step=8, label="Work size (longer side)")
+                seed, batch = seed_widgets()
+            with gr.Column():
+                preview_mask = gr.Image(label="Mask preview", interactive=False, height=240,
+                                        elem_id="inpaint-mask-preview")
+                gallery, preview, info, params = output_widgets("Images")
+                with gr.Row():
+                    to_img2img = gr.Button("Send to image to image", size="sm")
+                    to_inpaint = gr.Button("Send to inpaint", size="sm")
+        control = gr.State(SessionControl())
+
+    # 3. wiring
+    inputs = {"editor": editor, "prompt": prompt, "negative_prompt": negative, "strength": strength,
+              "mask_blur": mask_blur, "inpaint_area": area, "padding": padding, "num_inference_steps": steps,
+              "guidance_scale": guidance, "size": size, "seed": seed, "batch_count": batch, "sampler": sampler,
+              "control": control}
+    check_inputs_match(inpaint_run, list(inputs))
+    run.click(inpaint_run, inputs=list(inputs.values()), outputs=[gallery, preview, info, params],
+              api_name="inpaint", concurrency_id=QUEUE_ID)
+    stop.click(lambda c: c.stop(), inputs=control, outputs=None, queue=False, api_name="stop_inpaint")
+    preview_inputs = [editor, mask_blur, area, padding, size]
+    for trigger in (editor.change, mask_blur.release, area.change, padding.release):
+        trigger(mask_preview, inputs=preview_inputs, outputs=preview_mask, show_progress="hidden",
+                trigger_mode="always_last", api_name="inpaint_mask_preview" if trigger == editor.change else False)
+    return SimpleNamespace(editor=editor, prompt=prompt, negative=negative, gallery=gallery,
+                           to_img2img=to_img2img, to_inpaint=to_inpaint)

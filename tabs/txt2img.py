@@ -1,0 +1,85 @@
+"""Text to image: a prompt in, a gallery of PNGs that carry their parameters out."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+
+from engine import pnginfo
+from engine.generate import ImageRequest, request_from_parameters, text_to_image
+from tabs.common import (QUEUE_ID, SessionControl, check_inputs_match, first_parameters, output_widgets,
+                         prompt_boxes, result_info, sampling_widgets, save_results, seed_widgets, stream,
+                         user_errors)
+
+TASK = "txt2img"
+
+
+def build(manager) -> SimpleNamespace:
+    """The tab's widgets and events; returns the widgets other tabs send to or read from."""
+    # 1. handlers
+    def txt2img(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, batch_count,
+                sampler, control, progress=gr.Progress()):
+        req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt,
+                           num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                           width=width, height=height, seed=seed, batch_count=batch_count, sampler=sampler)
+        for update, result in stream(lambda on_step, ctl: text_to_image(manager, req, on_step, ctl),
+                                     control, progress):
+            if result is None:
+                yield gr.skip(), update.preview, gr.skip(), gr.skip()
+            else:
+                with user_errors():
+                    paths = save_results(result, TASK)
+                yield paths, gr.skip(), result_info(result), first_parameters(result)
+
+    def png_info(png):
+        if not png:
+            raise gr.Error("Drop a PNG made by Diffusion Studio or A1111 to read its parameters.")
+        with user_errors():
+            text = pnginfo.read_parameters(png)
+        if not text:
+            raise gr.Error("This image carries no generation parameters.")
+        req, skipped = request_from_parameters(text)
+        note = f"Read {len(text.splitlines())} lines." + (f" Not used: {', '.join(skipped)}." if skipped else "")
+        return (text, note, req.prompt, req.negative_prompt, req.num_inference_steps, req.guidance_scale,
+                req.width, req.height, req.seed, req.sampler)
+
+    # 2. layout
+    with gr.Tab("Text to image", id=TASK):
+        with gr.Row(equal_height=True):
+            with gr.Column(scale=4):
+                prompt, negative = prompt_boxes()
+            with gr.Column(scale=1, min_width=160):
+                run = gr.Button("Generate", variant="primary", elem_id="txt2img-run")
+                stop = gr.Button("Stop", variant="stop", elem_id="txt2img-stop")
+        with gr.Row():
+            with gr.Column():
+                sampler, steps, guidance = sampling_widgets()
+                with gr.Row():
+                    width = gr.Slider(64, 2048, value=512, step=8, label="Width")
+                    height = gr.Slider(64, 2048, value=512, step=8, label="Height")
+                seed, batch = seed_widgets()
+                with gr.Accordion("PNG info: load parameters from an image", open=False):
+                    png = gr.Image(type="filepath", label="Drop a PNG", height=200, image_mode=None)
+                    png_text = gr.Textbox(label="Parameters found", lines=4, interactive=False)
+                    png_note = gr.Markdown()
+            with gr.Column():
+                gallery, preview, info, params = output_widgets("Images")
+                with gr.Row():
+                    to_img2img = gr.Button("Send to image to image", size="sm")
+                    to_inpaint = gr.Button("Send to inpaint", size="sm")
+        control = gr.State(SessionControl())
+
+    # 3. wiring
+    inputs = {"prompt": prompt, "negative_prompt": negative, "num_inference_steps": steps,
+              "guidance_scale": guidance, "width": width, "height": height, "seed": seed,
+              "batch_count": batch, "sampler": sampler, "control": control}
+    check_inputs_match(txt2img, list(inputs))
+    event = dict(fn=txt2img, inputs=list(inputs.values()), outputs=[gallery, preview, info, params],
+                 api_name="txt2img", concurrency_id=QUEUE_ID)
+    run.click(**event)
+    prompt.submit(**{**event, "api_name": False})
+    stop.click(lambda c: c.stop(), inputs=control, outputs=None, queue=False, api_name="stop_txt2img")
+    png.upload(png_info, inputs=png, outputs=[png_text, png_note, prompt, negative, steps, guidance, width, height,
+                                              seed, sampler], api_name="png_info")
+    return SimpleNamespace(prompt=prompt, negative=negative, gallery=gallery, to_img2img=to_img2img,
+                           to_inpaint=to_inpaint)
