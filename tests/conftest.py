@@ -1,0 +1,50 @@
+"""Shared fixtures: the tiny model, a public-domain face photo, and a private output folder."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Real-weight tests run only where DS_REAL_WEIGHTS names a checkpoint."""
+    if os.environ.get("DS_REAL_WEIGHTS"):
+        return
+    skip = pytest.mark.skip(reason="needs real weights: set DS_REAL_WEIGHTS to a checkpoint path")
+    for item in items:
+        if "weights" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def output_dir(tmp_path_factory, monkeypatch):
+    folder = tmp_path_factory.mktemp("outputs")
+    monkeypatch.setenv("DS_OUTPUT_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_manager():
+    from engine.manager import PipelineManager, RuntimeOptions
+
+    manager = PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32"))
+    manager.base()
+    return manager
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.astronaut())
+
+
+@pytest.fixture
+def photo_64() -> Image.Image:
+    rng = np.random.default_rng(0)
+    return Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
