@@ -1,10 +1,12 @@
 """Text to image, image to image and inpaint over the shared weights, with progress, previews and a real Stop."""
 from __future__ import annotations
 
+import io
 import math
 import secrets
 import threading
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -177,6 +179,8 @@ def inpaint(manager, req: ImageRequest, image, mask, on_step: StepCallback | Non
     """Redraw the painted area only; everything outside the mask stays pixel for pixel."""
     req, notes = check_request(req, "inpaint")
     original = images.load_image(image)
+    if isinstance(mask, (str, Path, bytes)):
+        mask = masks.read_mask_file(mask if not isinstance(mask, bytes) else io.BytesIO(mask))
     full_mask = masks.mask_to_l(mask, original.size)
     soft_mask = masks.blur_mask(full_mask, req.mask_blur)
     box = _inpaint_box(full_mask, req, original.size)

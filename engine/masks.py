@@ -13,6 +13,23 @@ EMPTY_MASK = "Paint the area to change: the mask is empty."
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
 
 
+def read_mask_file(source) -> Image.Image:
+    """Open a mask file as-is, keeping its alpha: a transparent PNG with painted strokes is a valid mask."""
+    from pathlib import Path
+
+    from engine.images import MAX_SIDE
+
+    name = Path(source).name if isinstance(source, (str, Path)) else "The mask"
+    try:
+        with Image.open(source) as image:
+            if max(image.size) > MAX_SIDE:
+                raise ValueError(f"{name} is larger than {MAX_SIDE} pixels on a side.")
+            image.load()
+            return image.copy()
+    except (OSError, SyntaxError, Image.DecompressionBombError):
+        raise ValueError(f"{name} is not a mask image Diffusion Studio can read (PNG, JPEG or WebP).") from None
+
+
 def mask_to_l(mask: Image.Image | np.ndarray, size: tuple[int, int]) -> Image.Image:
     """Reduce any painted layer or uploaded mask to one 0/255 "L" image, so later steps see one format.
 

@@ -1,0 +1,88 @@
+import numpy as np
+import pytest
+from gradio_client import handle_file
+from PIL import Image
+
+from engine import pnginfo
+
+T2I = dict(prompt="a red apple", negative_prompt="", num_inference_steps=3, guidance_scale=7, width=64,
+           height=64, seed=11, batch_count=1, sampler="Euler")
+
+
+def paths(gallery):
+    return [item["image"] for item in gallery]
+
+
+def test_every_generating_listener_has_its_api_name(client):
+    names = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    assert {"/txt2img", "/img2img", "/inpaint", "/png_info", "/select_model"} <= set(names)
+    params = [p["parameter_name"] for p in names["/txt2img"]["parameters"]]
+    assert params[:3] == ["prompt", "negative_prompt", "num_inference_steps"]
+
+
+def test_txt2img_returns_pngs_that_carry_their_parameters(client):
+    gallery, _, info, params = client.predict(**{**T2I, "batch_count": 2}, api_name="/txt2img")
+    files = paths(gallery)
+    assert len(files) == 2 and "11, 12" in info
+    fields = pnginfo.parse_parameters(pnginfo.read_parameters(files[1]))
+    assert fields["Seed"] == "12" and fields["prompt"] == "a red apple"
+    assert params.startswith("a red apple")
+
+
+def test_same_settings_give_the_same_image_over_the_api(client):
+    a = paths(client.predict(**T2I, api_name="/txt2img")[0])[0]
+    b = paths(client.predict(**T2I, api_name="/txt2img")[0])[0]
+    assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+
+
+def test_bad_input_gets_a_sentence_and_the_server_keeps_serving(client, tmp_path):
+    broken = tmp_path / "broken.png"
+    Image.new("RGB", (64, 64)).save(broken)
+    broken.write_bytes(broken.read_bytes()[:60])
+    with pytest.raises(Exception, match="damaged|not an image"):
+        client.predict(image=handle_file(str(broken)), prompt="x", negative_prompt="", strength=0.5,
+                       num_inference_steps=2, guidance_scale=7, size=64, seed=1, batch_count=1, sampler="Euler",
+                       api_name="/img2img")
+    assert paths(client.predict(**T2I, api_name="/txt2img")[0])
+
+
+def test_img2img_keeps_aspect_ratio(client, tmp_path):
+    photo = tmp_path / "wide.png"
+    Image.new("RGB", (200, 100), (10, 120, 200)).save(photo)
+    gallery = client.predict(image=handle_file(str(photo)), prompt="x", negative_prompt="", strength=0.5,
+                             num_inference_steps=2, guidance_scale=7, size=128, seed=1, batch_count=1,
+                             sampler="DDIM", api_name="/img2img")[0]
+    assert Image.open(paths(gallery)[0]).size == (128, 64)
+
+
+def test_inpaint_through_the_editor_value(client, tmp_path):
+    photo, layer = tmp_path / "photo.png", tmp_path / "layer.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 255, (64, 96, 3), dtype=np.uint8)).save(photo)
+    strokes = np.zeros((64, 96, 4), np.uint8)
+    strokes[10:40, 20:60] = (255, 48, 48, 255)
+    Image.fromarray(strokes).save(layer)
+    editor = {"background": handle_file(str(photo)), "layers": [handle_file(str(layer))], "composite": None}
+    gallery = client.predict(editor=editor, prompt="x", negative_prompt="", strength=1.0, mask_blur=0,
+                             inpaint_area="Only masked", padding=8, num_inference_steps=2, guidance_scale=7,
+                             size=64, seed=2, batch_count=1, sampler="Euler", api_name="/inpaint")[0]
+    out = np.asarray(Image.open(paths(gallery)[0]).convert("RGB"))
+    before = np.asarray(Image.open(photo).convert("RGB"))
+    assert out.shape == before.shape
+    assert np.array_equal(out[45:], before[45:])
+
+
+def test_inpaint_without_paint_says_what_to_do(client, tmp_path):
+    photo = tmp_path / "photo.png"
+    Image.new("RGB", (64, 64), (90, 90, 90)).save(photo)
+    editor = {"background": handle_file(str(photo)), "layers": [], "composite": None}
+    with pytest.raises(Exception, match="Paint the area to change"):
+        client.predict(editor=editor, prompt="x", negative_prompt="", strength=1.0, mask_blur=0,
+                       inpaint_area="Whole picture", padding=8, num_inference_steps=2, guidance_scale=7, size=64,
+                       seed=2, batch_count=1, sampler="Euler", api_name="/inpaint")
+
+
+def test_png_info_loads_parameters_back(client):
+    made = paths(client.predict(**{**T2I, "seed": 99, "sampler": "DPM++ 2M Karras"}, api_name="/txt2img")[0])[0]
+    out = client.predict(handle_file(made), api_name="/png_info")
+    text, seed, sampler = out[0], out[8], out[9]
+    assert "Seed: 99" in text and seed == 99 and sampler == "DPM++ 2M Karras"

@@ -1,0 +1,60 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from engine import pnginfo
+from engine.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+TINY = ["--model", "tiny", "--dtype", "float32", "--steps", "2", "--width", "64", "--height", "64"]
+
+
+def test_python_m_engine_txt2img_writes_a_png_with_parameters(tmp_path):
+    out = tmp_path / "out.png"
+    proc = subprocess.run([sys.executable, "-m", "engine", "txt2img", "--prompt", "a red apple", "--seed", "7",
+                           "--out", str(out), *TINY], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "seed 7" in proc.stdout
+    fields = pnginfo.parse_parameters(pnginfo.read_parameters(out))
+    assert fields["prompt"] == "a red apple" and fields["Seed"] == "7" and fields["Steps"] == "2"
+
+
+def test_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, capsys):
+    assert main(["txt2img", "--out", str(tmp_path / "x.png"), *TINY, "--steps", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Steps must be" in err and "Traceback" not in err
+
+
+def test_usage_mistakes_exit_2_with_one_line(capsys):
+    assert main(["txt2img", "--bogus"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["nojob"]) == 2
+
+
+def test_not_an_image_exits_2(tmp_path, capsys):
+    fake = tmp_path / "photo.png"
+    fake.write_text("not an image")
+    assert main(["img2img", "--image", str(fake), "--out", str(tmp_path / "x.png"), *TINY]) == 2
+    assert "not an image" in capsys.readouterr().err
+
+
+def test_missing_model_exits_2(tmp_path, capsys):
+    assert main(["txt2img", "--model", "weights/missing.safetensors", "--out", str(tmp_path / "x.png")]) == 2
+    assert "was not found" in capsys.readouterr().err
+
+
+def test_img2img_and_inpaint_from_files(tmp_path):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 96, 3), dtype=np.uint8)).save(photo)
+    mask = np.zeros((80, 96), np.uint8)
+    mask[20:50, 30:60] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    assert main(["img2img", "--image", str(photo), "--strength", "0.6", "--out", str(tmp_path / "a.png"), *TINY]) == 0
+    assert main(["inpaint", "--image", str(photo), "--mask", str(tmp_path / "mask.png"), "--only-masked",
+                 "--out", str(tmp_path / "b.png"), *TINY]) == 0
+    inpainted = Image.open(tmp_path / "b.png")
+    assert inpainted.size == (96, 80)
+    assert "Inpaint area: Only masked" in pnginfo.read_parameters(tmp_path / "b.png")
