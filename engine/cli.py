@@ -5,6 +5,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from PIL import Image
+
 from engine.generate import ImageRequest, image_to_image, inpaint, text_to_image
 from engine.schedulers import DEFAULT_SAMPLER
 
@@ -26,12 +28,17 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
 
 
-def add_generation_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--prompt", default="")
+def add_generation_flags(p: argparse.ArgumentParser, walk: bool = False) -> None:
+    if walk:
+        p.add_argument("--prompt", action="append", help="a keyframe prompt; give it twice or more")
+        p.add_argument("--seed", action="append", type=int,
+                       help="a seed per prompt; a single seed counts up for the rest; -1 = random")
+    else:
+        p.add_argument("--prompt", default="")
+        p.add_argument("--seed", type=int, default=-1, help="-1 picks a random seed")
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=7.0)
-    p.add_argument("--seed", type=int, default=-1, help="-1 picks a random seed")
     p.add_argument("--scheduler", default=DEFAULT_SAMPLER, help="an A1111 sampler name")
     p.add_argument("--width", type=int, default=512)
     p.add_argument("--height", type=int, default=512)
@@ -54,6 +61,21 @@ def build_parser() -> Parser:
             p.add_argument("--mask-blur", type=int, default=4)
             p.add_argument("--only-masked", action="store_true")
             p.add_argument("--padding", type=int, default=32)
+    for job, help_text in (("walk", "latent walk between prompts, as an MP4"),
+                           ("dream", "dream video: one prompt, a random walk through noise, as an MP4")):
+        p = jobs.add_parser(job, help=help_text)
+        add_model_flags(p)
+        add_generation_flags(p, walk=job == "walk")
+        if job == "dream":
+            p.add_argument("--keyframes", type=int, default=4, help="random keyframe noises to walk through")
+        p.add_argument("--frames", type=int, default=24, help="total frames in the video")
+        p.add_argument("--fps", type=float, default=12)
+        p.add_argument("--batch-size", type=int, default=1)
+        p.add_argument("--loop", action="store_true", help="walk back to the start so the video loops")
+        p.add_argument("--smooth", action="store_true", help="even out the change between frames (renders twice)")
+        p.add_argument("--gif", action="store_true", help="also write a GIF beside the MP4")
+        p.add_argument("--resume", metavar="PLAN", help="continue a stopped run from its .json plan")
+        p.add_argument("--out", help="MP4 to write; frames go to <name>-frames/ and the plan to <name>.json")
     return parser
 
 
@@ -99,10 +121,59 @@ def run_image_job(args) -> int:
     return 0
 
 
-JOBS = {"txt2img": run_image_job, "img2img": run_image_job, "inpaint": run_image_job}
+def walk_seeds(seeds: list[int] | None, count: int) -> list[int | None]:
+    """One seed counts up for every prompt; several are taken as given; -1 means random."""
+    seeds = seeds or []
+    if len(seeds) == 1 and count > 1 and seeds[0] >= 0:
+        seeds = [seeds[0] + i for i in range(count)]
+    return [None if s < 0 else s for s in seeds]
+
+
+def run_video_job(args) -> int:
+    from engine import video, walk
+
+    manager = make_manager(args)
+    if args.resume:
+        result = walk.resume(manager, Path(args.resume))
+    else:
+        if not args.out:
+            raise CliError(f"python -m engine {args.job}: --out is required (or --resume PLAN)")
+        out = check_writable(Path(args.out))
+        settings = dict(negative_prompt=args.negative_prompt, num_frames=args.frames, fps=args.fps,
+                        num_inference_steps=args.steps, guidance_scale=args.guidance, width=args.width,
+                        height=args.height, sampler=args.scheduler, loop=args.loop, smooth=args.smooth,
+                        batch_size=args.batch_size)
+        if args.job == "walk":
+            prompts = args.prompt or []
+            req = walk.WalkRequest(prompts=prompts, seeds=walk_seeds(args.seed, len(prompts)), **settings)
+        else:
+            req = walk.dream_request(args.prompt, args.keyframes, args.seed, **settings)
+        paths = walk.RunPaths(frames=out.with_name(f"{out.stem}-frames"), video=out)
+        result = walk.latent_walk(manager, req, paths)
+    for note in result.notes:
+        print(note, file=sys.stderr)
+    if result.video and args.gif:
+        video.write_gif([Image.open(p) for p in result.frames], result.video.with_suffix(".gif"),
+                        result.parameters["fps"])
+    print(f"{result.video}  {len(result.frames)} frames, seeds {result.parameters['seeds']}")
+    return 0
+
+
+JOBS = {"txt2img": run_image_job, "img2img": run_image_job, "inpaint": run_image_job,
+        "walk": run_video_job, "dream": run_video_job}
+
+
+def quiet_libraries() -> None:
+    """Keep library chatter (dtype casts, missing torchvision) out of a command's one-line errors."""
+    import diffusers
+    import transformers
+
+    diffusers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.set_verbosity_error()
 
 
 def main(argv: list[str] | None = None) -> int:
+    quiet_libraries()
     try:
         args = build_parser().parse_args(argv)
         return JOBS[args.job](args)

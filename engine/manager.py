@@ -122,15 +122,16 @@ class PipelineManager:
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    def encode(self, prompt: str, negative_prompt: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, prompt: str, negative_prompt: str = "", min_chunks: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt embeddings, cached so batches and video frames encode each prompt once."""
-        key = (prompt, negative_prompt)
+        key = (prompt, negative_prompt, min_chunks)
         with self._lock:
             if key in self._embeds:
                 self._embeds.move_to_end(key)
                 return self._embeds[key]
         base = self.base()
-        embeds = encode_prompt_pair(base.tokenizer, base.text_encoder, prompt, negative_prompt, self.dtype)
+        embeds = encode_prompt_pair(base.tokenizer, base.text_encoder, prompt, negative_prompt, self.dtype,
+                                    min_chunks)
         with self._lock:
             self._embeds[key] = embeds
             while len(self._embeds) > EMBED_CACHE_SIZE:

@@ -25,6 +25,11 @@ def chunk_ids(tokenizer, ids: list[int], num_chunks: int) -> torch.Tensor:
     return torch.tensor(rows, dtype=torch.long)
 
 
+def prompt_chunks(tokenizer, *texts: str) -> int:
+    """How many 77-token windows the longest of these prompts needs."""
+    return chunk_count(*(token_ids(tokenizer, t or "") for t in texts))
+
+
 def chunk_count(*id_lists: list[int]) -> int:
     """Both prompts must have the same number of chunks for classifier-free guidance."""
     return max(1, *(math.ceil(len(ids) / CHUNK_TOKENS) for ids in id_lists))
@@ -39,10 +44,13 @@ def encode_chunks(text_encoder, rows: torch.Tensor) -> torch.Tensor:
 
 
 def encode_prompt_pair(tokenizer, text_encoder, prompt: str, negative_prompt: str = "",
-                       dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompt and negative-prompt embeddings of equal length, ready for `prompt_embeds=`."""
+                       dtype: torch.dtype | None = None, min_chunks: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompt and negative-prompt embeddings of equal length, ready for `prompt_embeds=`.
+
+    `min_chunks` pads to at least that many 77-token windows, so several prompts can be blended or batched.
+    """
     pos_ids, neg_ids = token_ids(tokenizer, prompt), token_ids(tokenizer, negative_prompt or "")
-    n = chunk_count(pos_ids, neg_ids)
+    n = max(chunk_count(pos_ids, neg_ids), min_chunks)
     pos = encode_chunks(text_encoder, chunk_ids(tokenizer, pos_ids, n))
     neg = encode_chunks(text_encoder, chunk_ids(tokenizer, neg_ids, n))
     dtype = dtype or text_encoder.dtype

@@ -1,0 +1,359 @@
+"""Latent walks and dream videos: keyframe noises slerped, prompt embeddings lerped, frames saved as they are made.
+
+Every frame depends only on its position along the path, so a stopped or crashed run resumes from its plan
+file and the frames already on disk.
+"""
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+from engine import interpolation, video
+from engine.generate import MAX_SEED, ImageRequest, RunControl, check_request
+from engine.prompts import prompt_chunks
+from engine.schedulers import DEFAULT_SAMPLER, is_stochastic
+
+MAX_FRAMES = 600  # 50 s at 12 fps; longer runs belong in several resumable pieces
+MAX_BATCH_SIZE = 8
+PLAN_VERSION = 1
+
+
+@dataclass
+class WalkRequest:
+    """A walk through prompts and seeds; defaults suit a short clip."""
+
+    prompts: list[str]  # two or more keyframe prompts (a dream repeats one prompt)
+    seeds: list[int | None] = field(default_factory=list)  # one per prompt; None or missing = random
+    negative_prompt: str = ""
+    num_frames: int = 24  # frames in the whole video, keyframes included
+    fps: float = 12  # playback speed: the video lasts num_frames / fps seconds
+    num_inference_steps: int = 20
+    guidance_scale: float = 7.0
+    width: int = 512
+    height: int = 512
+    sampler: str = DEFAULT_SAMPLER
+    loop: bool = False  # walk back to the first keyframe so the video repeats seamlessly
+    smooth: bool = False  # re-space frames so the change between neighbours is even (renders twice)
+    batch_size: int = 1  # frames per pipeline call
+    quality: int = 18  # x264 CRF: lower is better and bigger
+    kind: str = "walk"  # "walk" or "dream", recorded in the plan and the video's metadata
+
+
+@dataclass
+class FrameUpdate:
+    """Progress of a walk: one finished frame."""
+
+    index: int
+    total: int
+    image: Image.Image
+    phase: str = "frames"  # "probe" while smooth mode measures the path, then "frames"
+
+
+@dataclass
+class WalkResult:
+    """The video (None if no frame was made), its frames, and the plan to resume from."""
+
+    video: Path | None
+    frames: list[Path]
+    plan: Path
+    parameters: dict
+    interrupted: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+# 1. reading what the user typed
+def parse_prompts(text: str) -> list[str]:
+    """One prompt per line; a blank line in the middle is a mistake worth pointing at."""
+    lines = [line.strip() for line in (text or "").strip().splitlines()]
+    for number, line in enumerate(lines, 1):
+        if not line:
+            raise ValueError(f"Prompt line {number} is empty; write a prompt on it or remove it.")
+    return lines
+
+
+def parse_seeds(text: str) -> list[int | None]:
+    """Seeds by line or comma; 'random', -1 or a blank entry each mean a random seed."""
+    entries = [e.strip() for e in (text or "").replace(",", "\n").splitlines()]
+    while entries and not entries[-1]:
+        entries.pop()
+    seeds: list[int | None] = []
+    for number, entry in enumerate(entries, 1):
+        if entry.lower() in ("", "random", "-1"):
+            seeds.append(None)
+            continue
+        try:
+            seed = int(entry)
+        except ValueError:
+            raise ValueError(f"Seed {number} ({entry!r}) is not a whole number; use a number or 'random'.") from None
+        if not 0 <= seed <= MAX_SEED:
+            raise ValueError(f"Seed {number} must be from 0 to {MAX_SEED}, or 'random'; got {seed}.")
+        seeds.append(seed)
+    return seeds
+
+
+def check_walk(req: WalkRequest) -> WalkRequest:
+    """Reject what can't run before any frame is made."""
+    minimum = 1 if req.kind == "dream" else 2
+    if len(req.prompts) < minimum:
+        raise ValueError("A latent walk needs at least 2 prompts, one per line.")
+    for number, prompt in enumerate(req.prompts, 1):
+        if not (prompt or "").strip():
+            raise ValueError(f"Prompt {number} is empty; write a prompt or remove it.")
+    if len(req.seeds) > len(req.prompts):
+        raise ValueError(f"There are {len(req.seeds)} seeds for {len(req.prompts)} prompts; give one seed per "
+                         "prompt at most.")
+    if isinstance(req.num_frames, bool) or int(req.num_frames) != req.num_frames or not \
+            2 <= req.num_frames <= MAX_FRAMES:
+        raise ValueError(f"Frames must be a whole number from 2 to {MAX_FRAMES}; got {req.num_frames}.")
+    if not isinstance(req.fps, (int, float)) or not 0 < req.fps <= video.MAX_FPS:
+        raise ValueError(f"Frames per second must be above 0 and at most {video.MAX_FPS}; got {req.fps}.")
+    if not 1 <= int(req.batch_size) <= MAX_BATCH_SIZE:
+        raise ValueError(f"Batch size must be from 1 to {MAX_BATCH_SIZE}; got {req.batch_size}.")
+    image_req, _ = check_request(ImageRequest(num_inference_steps=req.num_inference_steps,
+                                              guidance_scale=req.guidance_scale, width=req.width,
+                                              height=req.height, sampler=req.sampler))
+    seeds = [s if s is not None and s >= 0 else secrets.randbelow(MAX_SEED + 1) for s in req.seeds]
+    seeds += [secrets.randbelow(MAX_SEED + 1) for _ in range(len(req.prompts) - len(seeds))]
+    return WalkRequest(**{**asdict(req), "seeds": seeds, "num_frames": int(req.num_frames),
+                          "batch_size": int(req.batch_size), "width": image_req.width,
+                          "height": image_req.height, "num_inference_steps": image_req.num_inference_steps,
+                          "guidance_scale": image_req.guidance_scale})
+
+
+def dream_request(prompt: str, num_keyframes: int, seed: int | None = None, **settings) -> WalkRequest:
+    """A dream: one prompt over several random keyframe noises, seeds counting up from `seed`."""
+    if not 2 <= int(num_keyframes) <= 100:
+        raise ValueError(f"A dream needs from 2 to 100 keyframe noises; got {num_keyframes}.")
+    if not (prompt or "").strip():
+        raise ValueError("Write a prompt for the dream.")
+    first = secrets.randbelow(MAX_SEED + 1) if seed is None or seed < 0 else int(seed)
+    seeds = [(first + i) % (MAX_SEED + 1) for i in range(int(num_keyframes))]
+    return WalkRequest(prompts=[prompt.strip()] * int(num_keyframes), seeds=seeds, kind="dream", **settings)
+
+
+def notes_for(req: WalkRequest) -> list[str]:
+    """Warnings worth showing before a long run."""
+    notes = [video.describe_length(req.num_frames, req.fps) + "."]
+    if is_stochastic(req.sampler):
+        notes.append(f"{req.sampler} adds fresh noise every step, so neighbouring frames flicker; "
+                     "a deterministic sampler such as DPM++ 2M Karras or DDIM gives smoother video.")
+    return notes
+
+
+# 2. running a walk
+@dataclass
+class RunPaths:
+    """Where a walk writes: its frames, its video, and the JSON plan beside the video."""
+
+    frames: Path
+    video: Path
+
+    @property
+    def plan(self) -> Path:
+        return self.video.with_suffix(".json")
+
+    @classmethod
+    def in_folder(cls, folder: Path, name: str) -> "RunPaths":
+        return cls(frames=folder / "frames", video=folder / f"{name}.mp4")
+
+
+def latent_walk(manager, req: WalkRequest, paths: RunPaths, on_frame: Callable[[FrameUpdate], None] | None = None,
+                control: RunControl | None = None) -> WalkResult:
+    """Render a walk from scratch: check it, write its plan, then render and encode."""
+    req = check_walk(req)
+    _prepare_folders(paths)
+    plan = {"version": PLAN_VERSION, "request": asdict(req), "model": manager.model_label,
+            "frames_dir": os.path.relpath(paths.frames, paths.plan.parent),
+            "video": paths.video.name, "positions": None}
+    _write_json(paths.plan, plan)
+    return _render(manager, plan, paths, on_frame, control or RunControl(), notes_for(req))
+
+
+def resume(manager, plan_path: Path, on_frame: Callable[[FrameUpdate], None] | None = None,
+           control: RunControl | None = None) -> WalkResult:
+    """Continue a stopped or crashed walk from its plan file, keeping the frames already made."""
+    plan_path = Path(plan_path)
+    if plan_path.is_dir():
+        found = sorted(plan_path.glob("*.json"))
+        if not found:
+            raise ValueError(f"{plan_path} holds no walk plan (.json) to resume.")
+        plan_path = found[0]
+    try:
+        plan = json.loads(plan_path.read_text())
+        req = WalkRequest(**plan["request"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ValueError(f"{plan_path} is not a walk plan Diffusion Studio wrote; start a new run instead.") from None
+    paths = RunPaths(frames=(plan_path.parent / plan["frames_dir"]).resolve(),
+                     video=plan_path.parent / plan["video"])
+    _prepare_folders(paths)
+    notes = notes_for(req)
+    if plan.get("model") != manager.model_label:
+        notes.append(f"This run was started with {plan.get('model')}; it continues with {manager.model_label}.")
+    return _render(manager, plan, paths, on_frame, control or RunControl(), notes)
+
+
+def _prepare_folders(paths: RunPaths) -> None:
+    try:
+        paths.frames.mkdir(parents=True, exist_ok=True)
+        probe = paths.frames / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ValueError(f"The output folder {paths.frames} can't be written ({exc.strerror}); "
+                         "choose another folder.") from exc
+
+
+def _render(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl, notes: list[str]) -> WalkResult:
+    """Render every frame not yet on disk, batch by batch, then encode whatever exists."""
+    req = WalkRequest(**plan["request"])
+    keys = _Keyframes(manager, req)
+    interrupted = False
+    if plan["positions"] is None:
+        positions = [s + t for s, t in interpolation.keyframe_positions(len(req.prompts), req.num_frames, req.loop)]
+        if req.smooth:
+            positions = _smooth_positions(keys, req, positions, on_frame, control)
+            if positions is None:
+                interrupted = True
+        if positions is not None:
+            plan["positions"] = [float(p) for p in positions]
+            _write_json(paths.plan, plan)
+    if plan["positions"] is not None:
+        interrupted = not _render_frames(keys, req, plan["positions"], paths, on_frame, control)
+    frames = _frame_paths(paths, req.num_frames)
+    if interrupted:
+        notes.append(f"Stopped after {len(frames)} of {req.num_frames} frames; resume from {paths.plan}.")
+    parameters = _parameters(plan)
+    video_path = None
+    if frames:
+        video_path = video.write_mp4([Image.open(p) for p in frames], paths.video, req.fps, req.quality,
+                                     metadata=parameters)
+    return WalkResult(video_path, frames, paths.plan, parameters, interrupted, notes)
+
+
+def _render_frames(keys: "_Keyframes", req: WalkRequest, positions: list[float], paths: RunPaths, on_frame,
+                   control: RunControl) -> bool:
+    """Render the missing frames in aligned batches; False when stopped."""
+    total = len(positions)
+    for start in range(0, total, req.batch_size):
+        indices = list(range(start, min(total, start + req.batch_size)))
+        if all(_frame_path(paths, i).exists() for i in indices):
+            continue
+        if control.stopped:
+            return False
+        images = keys.render([positions[i] for i in indices], control, seed_offset=start)
+        if images is None:
+            return False
+        for i, image in zip(indices, images):
+            _save_frame(image, _frame_path(paths, i))
+            if on_frame:
+                on_frame(FrameUpdate(i + 1, total, image))
+    return True
+
+
+def _smooth_positions(keys: "_Keyframes", req: WalkRequest, positions: list[float], on_frame,
+                      control: RunControl) -> list[float] | None:
+    """Render the even walk once, measure the change between neighbours, and re-space for even change."""
+    probe_positions = list(positions) + ([float(len(req.prompts))] if req.loop else [])
+    probes: list[Image.Image] = []
+    for start in range(0, len(probe_positions), req.batch_size):
+        batch = probe_positions[start:start + req.batch_size]
+        images = keys.render(batch, control, seed_offset=start)
+        if images is None:
+            return None
+        probes.extend(images)
+        if on_frame:
+            for offset, image in enumerate(images):
+                on_frame(FrameUpdate(start + offset + 1, len(probe_positions), image, phase="probe"))
+    distances = [interpolation.frame_distance(np.asarray(a), np.asarray(b)) for a, b in zip(probes, probes[1:])]
+    count = req.num_frames + (1 if req.loop else 0)
+    spaced = interpolation.respace(np.asarray(probe_positions), np.asarray(distances), count)
+    return [float(p) for p in spaced[:req.num_frames]]
+
+
+class _Keyframes:
+    """The keyframes' noises and prompt embeddings, computed once and blended per frame."""
+
+    def __init__(self, manager, req: WalkRequest):
+        self.manager, self.req = manager, req
+        base = manager.base()
+        chunks = prompt_chunks(base.tokenizer, *req.prompts, req.negative_prompt)
+        unique = {p: manager.encode(p, req.negative_prompt, chunks) for p in dict.fromkeys(req.prompts)}
+        self.embeds = [unique[p][0] for p in req.prompts]
+        self.negative = unique[req.prompts[0]][1]
+        factor = base.vae_scale_factor
+        shape = (1, base.unet.config.in_channels, req.height // factor, req.width // factor)
+        self.noises = [torch.randn(shape, generator=torch.Generator("cpu").manual_seed(s)) for s in req.seeds]
+        self.device, self.dtype = manager.device, manager.dtype
+
+    def blend(self, position: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noise (slerp) and prompt embedding (lerp) at a position along the path."""
+        count = len(self.req.prompts)
+        segment, t = interpolation.position_to_segment(position, count, self.req.loop)
+        nxt = (segment + 1) % count
+        noise = interpolation.slerp(t, self.noises[segment], self.noises[nxt])
+        embed = interpolation.lerp(t, self.embeds[segment].float(), self.embeds[nxt].float())
+        return noise, embed
+
+    def render(self, positions: list[float], control: RunControl, seed_offset: int) -> list[Image.Image] | None:
+        """One pipeline call for a batch of positions; None if Stop interrupted it."""
+        noises, embeds = zip(*(self.blend(p) for p in positions))
+        pipe = self.manager.pipeline("txt2img", self.req.sampler)
+
+        def stop_check(pipe, step, timestep, tensors):
+            if control.stopped:
+                pipe._interrupt = True
+            return tensors
+
+        out = pipe(prompt_embeds=torch.cat(embeds).to(self.device, self.dtype),
+                   negative_prompt_embeds=self.negative.expand(len(positions), -1, -1).to(self.device, self.dtype),
+                   latents=torch.cat(noises).to(self.device, self.dtype),
+                   num_inference_steps=self.req.num_inference_steps, guidance_scale=self.req.guidance_scale,
+                   height=self.req.height, width=self.req.width,
+                   generator=torch.Generator("cpu").manual_seed(self.req.seeds[0] + seed_offset),
+                   callback_on_step_end=stop_check)
+        return None if pipe.interrupt else list(out.images)
+
+
+# 3. files
+def _frame_path(paths: RunPaths, index: int) -> Path:
+    return paths.frames / f"{index:05d}.png"
+
+
+def _frame_paths(paths: RunPaths, total: int) -> list[Path]:
+    """Frames on disk, in order, up to the first gap."""
+    found = []
+    for i in range(total):
+        path = _frame_path(paths, i)
+        if not path.exists():
+            break
+        found.append(path)
+    return found
+
+
+def _save_frame(image: Image.Image, path: Path) -> None:
+    """Write then rename, so a crash never leaves a half-written frame that resume would trust."""
+    temp = path.with_suffix(".tmp")
+    image.save(temp, format="PNG")
+    temp.replace(path)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    temp = path.with_suffix(".json.tmp")
+    temp.write_text(json.dumps(data, indent=1))
+    temp.replace(path)
+
+
+def _parameters(plan: dict) -> dict:
+    """What the video's metadata and its JSON record: everything needed to make it again."""
+    req = plan["request"]
+    keep = ("kind", "prompts", "seeds", "negative_prompt", "num_frames", "fps", "num_inference_steps",
+            "guidance_scale", "width", "height", "sampler", "loop", "smooth", "batch_size")
+    return {"title": f"Diffusion Studio {req['kind']}", "model": plan.get("model"), **{k: req[k] for k in keep}}
