@@ -12,7 +12,7 @@ import sys
 import gradio as gr
 
 from engine.manager import PipelineManager, RuntimeOptions
-from tabs import img2img, inpaint, send, txt2img
+from tabs import dream, img2img, inpaint, latent_walk, send, txt2img
 from tabs.common import QUEUE_ID, user_errors
 
 TITLE = "Diffusion Studio"
@@ -40,6 +40,8 @@ def build_demo(manager: PipelineManager) -> gr.Blocks:
             t2i = txt2img.build(manager)
             i2i = img2img.build(manager)
             inp = inpaint.build(manager)
+            dream.build(manager)
+            latent_walk.build(manager)
         send.wire(tabs, [t2i, i2i, inp], i2i, inp)
         model.change(select_model, inputs=model, outputs=status, api_name="select_model",
                      concurrency_id=QUEUE_ID)

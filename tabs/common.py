@@ -33,9 +33,18 @@ def user_errors():
         raise gr.Error(str(exc)) from exc
 
 
-def stream(job: Callable[[Callable[[StepUpdate], None], RunControl], RunResult], control: RunControl,
-           progress: gr.Progress) -> Iterator[tuple[StepUpdate | None, RunResult | None]]:
-    """Run an engine job in a worker thread and yield its step updates, then its result."""
+def describe_step(update: StepUpdate):
+    """Progress text for image jobs: image i of n, step s of t."""
+    return (update.fraction, f"Image {update.image_index + 1}/{update.batch_count}, "
+                             f"step {update.step}/{update.total_steps}", update.preview)
+
+
+def stream(job: Callable, control: RunControl, progress: gr.Progress,
+           describe: Callable = describe_step) -> Iterator[tuple[object | None, object | None]]:
+    """Run an engine job in a worker thread; yield (update, None) when there is a preview, then (None, result).
+
+    `describe(update)` gives (fraction, text, preview image or None) for the progress bar and the preview.
+    """
     updates: queue.Queue = queue.Queue()
     outcome: dict = {}
 
@@ -51,10 +60,10 @@ def stream(job: Callable[[Callable[[StepUpdate], None], RunControl], RunResult],
     threading.Thread(target=work, daemon=True).start()
     try:
         while (update := updates.get()) is not None:
-            progress(update.fraction, desc=f"Image {update.image_index + 1}/{update.batch_count}, "
-                                           f"step {update.step}/{update.total_steps}")
-            if update.preview is not None:
-                yield update, None
+            fraction, text, preview = describe(update)
+            progress(fraction, desc=text)
+            if preview is not None:
+                yield preview, None
     finally:
         if not outcome:  # the client went away mid-run: stop the worker so the queue slot frees now
             control.stop()

@@ -22,10 +22,10 @@ def build(manager) -> SimpleNamespace:
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=width, height=height, seed=seed, batch_count=batch_count, sampler=sampler)
-        for update, result in stream(lambda on_step, ctl: text_to_image(manager, req, on_step, ctl),
+        for preview, result in stream(lambda on_step, ctl: text_to_image(manager, req, on_step, ctl),
                                      control, progress):
             if result is None:
-                yield gr.skip(), update.preview, gr.skip(), gr.skip()
+                yield gr.skip(), preview, gr.skip(), gr.skip()
             else:
                 with user_errors():
                     paths = save_results(result, TASK)

@@ -1,0 +1,84 @@
+"""Dream video: one prompt, a random walk through noise (Karpathy's "stable diffusion walk"), as an MP4."""
+from __future__ import annotations
+
+import gradio as gr
+
+from engine import walk
+from engine.schedulers import is_stochastic
+from engine.walk import dream_request, latent_walk
+from tabs.common import QUEUE_ID, SessionControl, check_inputs_match, sampling_widgets, user_errors
+from tabs.walk_common import length_note, new_run_paths, resume_job, run, video_outputs
+
+TASK = "dream"
+
+
+def sampler_warning(sampler: str) -> str:
+    """Ancestral and SDE samplers add fresh noise every step, which makes a video flicker."""
+    if sampler and is_stochastic(sampler):
+        return f"⚠️ {sampler} adds fresh noise every step, so the video will flicker; prefer DPM++ 2M Karras or DDIM."
+    return ""
+
+
+def build(manager) -> None:
+    """The tab's widgets and events."""
+    # 1. handlers
+    def dream_run(prompt, negative_prompt, num_keyframes, seed, num_frames, fps, num_inference_steps,
+                  guidance_scale, sampler, width, height, loop, batch_size, control, progress=gr.Progress()):
+        with user_errors():
+            req = dream_request(prompt, num_keyframes, None if seed is None else int(seed),
+                                negative_prompt=negative_prompt, num_frames=num_frames, fps=fps,
+                                num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                sampler=sampler, width=width, height=height, loop=loop, batch_size=batch_size)
+            walk.check_walk(req)
+            paths = new_run_paths("dream")
+        yield from run(lambda on_frame, ctl: latent_walk(manager, req, paths, on_frame, ctl), control, progress)
+
+    def dream_resume(plan, control, progress=gr.Progress()):
+        yield from run(resume_job(manager, plan), control, progress)
+
+    # 2. layout
+    with gr.Tab("Dream video", id=TASK):
+        with gr.Row(equal_height=True):
+            with gr.Column(scale=4):
+                prompt = gr.Textbox(label="Prompt", lines=2, value="an enchanted forest with glowing mushrooms, photo",
+                                    elem_id="dream-prompt")
+                negative = gr.Textbox(label="Negative prompt", lines=1)
+            with gr.Column(scale=1, min_width=160):
+                go = gr.Button("Dream", variant="primary", elem_id="dream-run")
+                stop = gr.Button("Stop", variant="stop", elem_id="dream-stop")
+                resume = gr.Button("Resume stopped run", elem_id="dream-resume")
+        with gr.Row():
+            with gr.Column():
+                with gr.Row():
+                    keyframes = gr.Slider(2, 100, value=4, step=1, label="Random keyframe noises")
+                    seed = gr.Number(value=-1, precision=0, label="First seed (-1 = random)")
+                with gr.Row():
+                    frames = gr.Slider(2, walk.MAX_FRAMES, value=36, step=1, label="Frames (whole video)")
+                    fps = gr.Slider(1, 60, value=12, step=1, label="Frames per second")
+                length = gr.Markdown(length_note(36, 12), elem_id="dream-length")
+                sampler, steps, guidance = sampling_widgets()
+                warning = gr.Markdown()
+                with gr.Row():
+                    width = gr.Slider(64, 1024, value=512, step=8, label="Width")
+                    height = gr.Slider(64, 1024, value=512, step=8, label="Height")
+                loop = gr.Checkbox(label="Loop back to the first noise")
+                batch = gr.Slider(1, walk.MAX_BATCH_SIZE, value=1, step=1, label="Batch size (frames per call)")
+                plan = gr.Textbox(label="Stopped run (resumable)", interactive=False, elem_id="dream-plan")
+            with gr.Column():
+                player, gallery, files, latest, info = video_outputs()
+        control = gr.State(SessionControl())
+
+    # 3. wiring
+    inputs = {"prompt": prompt, "negative_prompt": negative, "num_keyframes": keyframes, "seed": seed,
+              "num_frames": frames, "fps": fps, "num_inference_steps": steps, "guidance_scale": guidance,
+              "sampler": sampler, "width": width, "height": height, "loop": loop, "batch_size": batch,
+              "control": control}
+    check_inputs_match(dream_run, list(inputs))
+    outs = [player, gallery, files, latest, info, plan]
+    go.click(dream_run, inputs=list(inputs.values()), outputs=outs, api_name="dream", concurrency_id=QUEUE_ID)
+    resume.click(dream_resume, inputs=[plan, control], outputs=outs, api_name="dream_resume",
+                 concurrency_id=QUEUE_ID)
+    stop.click(lambda c: c.stop(), inputs=control, outputs=None, queue=False, api_name="stop_dream")
+    sampler.change(sampler_warning, inputs=sampler, outputs=warning, api_name=False, queue=False)
+    for widget in (frames, fps):
+        widget.change(length_note, inputs=[frames, fps], outputs=length, api_name=False, queue=False)

@@ -1,0 +1,76 @@
+"""Latent walk: morph between prompts and seeds, as an MP4 whose frames are saved as they are made."""
+from __future__ import annotations
+
+import gradio as gr
+
+from engine import walk
+from engine.walk import WalkRequest, latent_walk, parse_prompts, parse_seeds
+from tabs.common import QUEUE_ID, SessionControl, check_inputs_match, sampling_widgets, user_errors
+from tabs.walk_common import length_note, new_run_paths, resume_job, run, video_outputs
+
+TASK = "latent_walk"
+EXAMPLE_PROMPTS = "a misty pine forest at dawn, photo\na snowy mountain lake at noon, photo\na desert canyon at sunset, photo"
+
+
+def build(manager) -> None:
+    """The tab's widgets and events."""
+    # 1. handlers
+    def walk_run(prompts, seeds, negative_prompt, num_frames, fps, num_inference_steps, guidance_scale, sampler,
+                 width, height, loop, smooth, batch_size, control, progress=gr.Progress()):
+        with user_errors():
+            req = WalkRequest(prompts=parse_prompts(prompts), seeds=parse_seeds(seeds),
+                              negative_prompt=negative_prompt, num_frames=num_frames, fps=fps,
+                              num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                              sampler=sampler, width=width, height=height, loop=loop, smooth=smooth,
+                              batch_size=batch_size)
+            walk.check_walk(req)
+            paths = new_run_paths("walk")
+        yield from run(lambda on_frame, ctl: latent_walk(manager, req, paths, on_frame, ctl), control, progress)
+
+    def walk_resume(plan, control, progress=gr.Progress()):
+        yield from run(resume_job(manager, plan), control, progress)
+
+    # 2. layout
+    with gr.Tab("Latent walk", id=TASK):
+        with gr.Row(equal_height=True):
+            with gr.Column(scale=4):
+                prompts = gr.Textbox(label="Prompts, one per line (2 or more)", lines=4, value=EXAMPLE_PROMPTS,
+                                     elem_id="walk-prompts")
+                seeds = gr.Textbox(label="Seeds, one per prompt ('random' or blank = random)", lines=1,
+                                   value="1, 2, 3")
+            with gr.Column(scale=1, min_width=160):
+                go = gr.Button("Make video", variant="primary", elem_id="walk-run")
+                stop = gr.Button("Stop", variant="stop", elem_id="walk-stop")
+                resume = gr.Button("Resume stopped run", elem_id="walk-resume")
+        with gr.Row():
+            with gr.Column():
+                negative = gr.Textbox(label="Negative prompt", lines=1)
+                with gr.Row():
+                    frames = gr.Slider(2, walk.MAX_FRAMES, value=24, step=1, label="Frames (whole video)")
+                    fps = gr.Slider(1, 60, value=12, step=1, label="Frames per second")
+                length = gr.Markdown(length_note(24, 12), elem_id="walk-length")
+                sampler, steps, guidance = sampling_widgets()
+                with gr.Row():
+                    width = gr.Slider(64, 1024, value=512, step=8, label="Width")
+                    height = gr.Slider(64, 1024, value=512, step=8, label="Height")
+                with gr.Row():
+                    loop = gr.Checkbox(label="Loop back to the first prompt")
+                    smooth = gr.Checkbox(label="Smooth: even change between frames (renders twice)")
+                batch = gr.Slider(1, walk.MAX_BATCH_SIZE, value=1, step=1, label="Batch size (frames per call)")
+                plan = gr.Textbox(label="Stopped run (resumable)", interactive=False, elem_id="walk-plan")
+            with gr.Column():
+                player, gallery, files, latest, info = video_outputs()
+        control = gr.State(SessionControl())
+
+    # 3. wiring
+    inputs = {"prompts": prompts, "seeds": seeds, "negative_prompt": negative, "num_frames": frames, "fps": fps,
+              "num_inference_steps": steps, "guidance_scale": guidance, "sampler": sampler, "width": width,
+              "height": height, "loop": loop, "smooth": smooth, "batch_size": batch, "control": control}
+    check_inputs_match(walk_run, list(inputs))
+    outs = [player, gallery, files, latest, info, plan]
+    go.click(walk_run, inputs=list(inputs.values()), outputs=outs, api_name="latent_walk", concurrency_id=QUEUE_ID)
+    resume.click(walk_resume, inputs=[plan, control], outputs=outs, api_name="latent_walk_resume",
+                 concurrency_id=QUEUE_ID)
+    stop.click(lambda c: c.stop(), inputs=control, outputs=None, queue=False, api_name="stop_latent_walk")
+    for widget in (frames, fps):
+        widget.change(length_note, inputs=[frames, fps], outputs=length, api_name=False, queue=False)

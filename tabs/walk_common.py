@@ -1,0 +1,80 @@
+"""What the two video tabs share: running or resuming a walk with per-frame progress, and the video outputs."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import gradio as gr
+
+from engine import video, walk
+from engine.outputs import output_root, task_dir
+from tabs.common import stream
+
+
+def describe_frame(update: walk.FrameUpdate):
+    """Progress text for videos: frame i of N, with the newest frame as the preview."""
+    phase = "Measuring the path, frame" if update.phase == "probe" else "Frame"
+    return update.index / update.total, f"{phase} {update.index} of {update.total}", update.image
+
+
+def length_note(num_frames, fps) -> str:
+    """Shown before the run, so nobody wonders why the video is one second long."""
+    try:
+        return f"Video length: {video.describe_length(int(num_frames), float(fps))}."
+    except (TypeError, ValueError):
+        return "Video length: set frames and fps."
+
+
+def new_run_paths(kind: str) -> walk.RunPaths:
+    """A fresh folder per run under outputs/<kind>/<date>/."""
+    folder = task_dir(kind) / f"{time.strftime('%H%M%S')}-{time.time_ns() % 1_000_000:06d}"
+    return walk.RunPaths.in_folder(folder, kind)
+
+
+def checked_plan(path_text: str | None) -> Path:
+    """Only plans inside the app's output folder can be resumed, so no path outside it is touched."""
+    if not path_text:
+        raise gr.Error("There is no stopped run to resume; start a new one.")
+    path = Path(path_text).resolve()
+    if output_root() not in path.parents:
+        raise gr.Error("Only runs in the app's output folder can be resumed.")
+    if not path.exists():
+        raise gr.Error("That run no longer exists; start a new one.")
+    return path
+
+
+def run(job, control, progress):
+    """Stream frames to the preview, then hand back every output of the finished (or stopped) walk."""
+    for preview, result in stream(job, control, progress, describe=describe_frame):
+        if result is None:
+            yield gr.skip(), gr.skip(), gr.skip(), preview, gr.skip(), gr.skip()
+        else:
+            yield outputs(result)
+
+
+def outputs(result: walk.WalkResult):
+    """Video, frame gallery, downloads, latest frame, info and the plan to resume from."""
+    files = [str(result.video), str(result.plan)] if result.video else [str(result.plan)]
+    info = [*result.notes, f"Seeds: {', '.join(str(s) for s in result.parameters['seeds'])}"]
+    if result.video is None:
+        info.append("No frame was finished, so there is no video yet.")
+    gallery = [str(p) for p in result.frames]
+    return (str(result.video) if result.video else None, gallery, files, gallery[-1] if gallery else None,
+            "\n\n".join(info), str(result.plan) if result.interrupted else "")
+
+
+def video_outputs():
+    """The output column every video tab shows."""
+    player = gr.Video(label="Video", autoplay=True, loop=True, elem_classes=["ds-video"])
+    frames = gr.Gallery(label="Frames", columns=6, height=220, format="png")
+    files = gr.File(label="Download (MP4 and its settings as JSON)", file_count="multiple")
+    latest = gr.Image(label="Latest frame", interactive=False, height=200)
+    info = gr.Markdown()
+    return player, frames, files, latest, info
+
+
+def resume_job(manager, plan_text: str):
+    """The engine call for the Resume button."""
+    plan = checked_plan(plan_text)
+    return lambda on_frame, ctl: walk.resume(manager, plan, on_frame, ctl)
+
