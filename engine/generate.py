@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from engine import images, masks, pnginfo
+from engine.denoise_video import decode_frames, record_predictions
 from engine.preview import latents_to_preview
 from engine.schedulers import DEFAULT_SAMPLER, a1111_fields, check_sampler
 
@@ -42,6 +43,7 @@ class ImageRequest:
     mask_blur: int = 4  # inpaint: feathering of the mask edge in pixels
     only_masked: bool = False  # inpaint: work on the masked area at full resolution, then paste back
     only_masked_padding: int = 32  # inpaint: context around the mask in "only masked" mode
+    denoise_video: bool = False  # txt2img: also keep the predicted image at every step, for a video
 
 
 @dataclass
@@ -67,6 +69,7 @@ class GeneratedImage:
     seed: int
     parameters: str
     interrupted: bool = False
+    steps: list[Image.Image] = field(default_factory=list)  # the prediction at every step, if asked for
 
 
 @dataclass
@@ -233,6 +236,7 @@ def _run(manager, task: str, req: ImageRequest, task_kwargs: dict, on_step: Step
             break
         seed = (first_seed + index) % (MAX_SEED + 1)
         pipe = manager.pipeline(task, req.sampler)
+        recorded = record_predictions(pipe.scheduler) if req.denoise_video else None
         callback = _step_callback(index, req.batch_count, on_step, control)
         output = pipe(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds,
                       num_inference_steps=req.num_inference_steps, guidance_scale=req.guidance_scale,
@@ -242,6 +246,8 @@ def _run(manager, task: str, req: ImageRequest, task_kwargs: dict, on_step: Step
         stopped = bool(pipe.interrupt)
         result.images.append(GeneratedImage(output.images[0], seed, parameters_text(manager, task, req, seed),
                                             interrupted=stopped))
+        if recorded:
+            result.images[-1].steps = decode_frames(pipe.vae, recorded, pipe.image_processor)
         if stopped:
             result.interrupted = True
             result.notes.append(f"Stopped early: image {index + 1} is unfinished.")

@@ -10,6 +10,7 @@ from typing import Callable, Iterator
 import gradio as gr
 
 from engine import pnginfo
+from engine.denoise_video import write_denoise_video
 from engine.generate import MAX_BATCH, MAX_STEPS, RunControl, RunResult, StepUpdate
 from engine.outputs import next_path, task_dir
 from engine.schedulers import DEFAULT_SAMPLER, sampler_names
@@ -82,6 +83,15 @@ def save_results(result: RunResult, task: str) -> list[str]:
         pnginfo.save_png(item.image, path, item.parameters)
         paths.append(str(path))
     return paths
+
+
+def save_denoise_video(result: RunResult, task: str) -> str | None:
+    """The first image's denoising steps as an MP4, when they were recorded."""
+    if not result.images or not result.images[0].steps:
+        return None
+    item = result.images[0]
+    path = next_path(task_dir(task), f"{item.seed}-steps", ".mp4")
+    return str(write_denoise_video(item.steps, path, parameters=item.parameters))
 
 
 def result_info(result: RunResult) -> str:

@@ -8,7 +8,8 @@ import gradio as gr
 from engine import pnginfo
 from engine.generate import ImageRequest, request_from_parameters, text_to_image
 from tabs.common import (QUEUE_ID, SessionControl, check_inputs_match, first_parameters, output_widgets,
-                         prompt_boxes, result_info, sampling_widgets, save_results, seed_widgets, stream,
+                         prompt_boxes, result_info, sampling_widgets, save_denoise_video, save_results, seed_widgets,
+                         stream,
                          user_errors)
 
 TASK = "txt2img"
@@ -18,18 +19,20 @@ def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the widgets other tabs send to or read from."""
     # 1. handlers
     def txt2img(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, batch_count,
-                sampler, control, progress=gr.Progress()):
+                sampler, denoise_video, control, progress=gr.Progress()):
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                           width=width, height=height, seed=seed, batch_count=batch_count, sampler=sampler)
+                           width=width, height=height, seed=seed, batch_count=batch_count, sampler=sampler,
+                           denoise_video=bool(denoise_video))
         for preview, result in stream(lambda on_step, ctl: text_to_image(manager, req, on_step, ctl),
                                      control, progress):
             if result is None:
-                yield gr.skip(), preview, gr.skip(), gr.skip()
+                yield gr.skip(), preview, gr.skip(), gr.skip(), gr.skip()
             else:
                 with user_errors():
                     paths = save_results(result, TASK)
-                yield paths, gr.skip(), result_info(result), first_parameters(result)
+                    steps_video = save_denoise_video(result, TASK)
+                yield paths, gr.skip(), result_info(result), first_parameters(result), steps_video
 
     def png_info(png):
         if not png:
@@ -58,12 +61,14 @@ def build(manager) -> SimpleNamespace:
                     width = gr.Slider(64, 2048, value=512, step=8, label="Width")
                     height = gr.Slider(64, 2048, value=512, step=8, label="Height")
                 seed, batch = seed_widgets()
+                denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)")
                 with gr.Accordion("PNG info: load parameters from an image", open=False):
                     png = gr.Image(type="filepath", label="Drop a PNG", height=200, image_mode=None)
                     png_text = gr.Textbox(label="Parameters found", lines=4, interactive=False)
                     png_note = gr.Markdown()
             with gr.Column():
                 gallery, preview, info, params = output_widgets("Images")
+                steps_video = gr.Video(label="Denoising video", visible=True, elem_id="txt2img-steps-video")
                 with gr.Row():
                     to_img2img = gr.Button("Send to image to image", size="sm")
                     to_inpaint = gr.Button("Send to inpaint", size="sm")
@@ -72,9 +77,9 @@ def build(manager) -> SimpleNamespace:
     # 3. wiring
     inputs = {"prompt": prompt, "negative_prompt": negative, "num_inference_steps": steps,
               "guidance_scale": guidance, "width": width, "height": height, "seed": seed,
-              "batch_count": batch, "sampler": sampler, "control": control}
+              "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "control": control}
     check_inputs_match(txt2img, list(inputs))
-    event = dict(fn=txt2img, inputs=list(inputs.values()), outputs=[gallery, preview, info, params],
+    event = dict(fn=txt2img, inputs=list(inputs.values()), outputs=[gallery, preview, info, params, steps_video],
                  api_name="txt2img", concurrency_id=QUEUE_ID)
     run.click(**event)
     prompt.submit(**{**event, "api_name": False})

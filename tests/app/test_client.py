@@ -21,7 +21,8 @@ def test_every_generating_listener_has_its_api_name(client):
 
 
 def test_txt2img_returns_pngs_that_carry_their_parameters(client):
-    gallery, _, info, params = client.predict(**{**T2I, "batch_count": 2}, api_name="/txt2img")
+    gallery, _, info, params, steps_video = client.predict(**{**T2I, "batch_count": 2}, api_name="/txt2img")
+    assert steps_video is None
     files = paths(gallery)
     assert len(files) == 2 and "11, 12" in info
     fields = pnginfo.parse_parameters(pnginfo.read_parameters(files[1]))
@@ -86,3 +87,44 @@ def test_png_info_loads_parameters_back(client):
     out = client.predict(handle_file(made), api_name="/png_info")
     text, seed, sampler = out[0], out[8], out[9]
     assert "Seed: 99" in text and seed == 99 and sampler == "DPM++ 2M Karras"
+
+
+def test_denoising_video_has_a_frame_per_step(client):
+    from engine import video
+
+    out = client.predict(**{**T2I, "num_inference_steps": 5, "denoise_video": True}, api_name="/txt2img")
+    info = video.video_info(out[4])
+    assert info["codec"] == "h264" and info["frames"] == 5 + 4  # five steps, then the final frame held
+
+
+def test_latent_walk_over_the_api_returns_a_video_and_frames(client):
+    from engine import video
+
+    player, frames, files, _, info, plan = client.predict(
+        prompts="a cat\na dog", seeds="1, 2", negative_prompt="", num_frames=6, fps=6, num_inference_steps=2,
+        guidance_scale=7, sampler="Euler", width=64, height=64, loop=False, smooth=False, batch_size=2,
+        api_name="/latent_walk")
+    assert video.video_info(player)["frames"] == 6 and len(frames) == 6
+    assert "6 frames at 6 fps = 1.0 s" in info and plan == ""
+    assert any(str(f).endswith(".json") for f in files)
+
+
+def test_walk_bad_input_gets_a_sentence(client):
+    with pytest.raises(Exception, match="at least 2 prompts"):
+        client.predict(prompts="just one", seeds="", negative_prompt="", num_frames=6, fps=6,
+                       num_inference_steps=2, guidance_scale=7, sampler="Euler", width=64, height=64, loop=False,
+                       smooth=False, batch_size=1, api_name="/latent_walk")
+    with pytest.raises(Exception, match="not a whole number"):
+        client.predict(prompts="a\nb", seeds="1, x", negative_prompt="", num_frames=6, fps=6,
+                       num_inference_steps=2, guidance_scale=7, sampler="Euler", width=64, height=64, loop=False,
+                       smooth=False, batch_size=1, api_name="/latent_walk")
+
+
+def test_dream_over_the_api(client):
+    from engine import video
+
+    player, frames, *_ = client.predict(
+        prompt="a forest", negative_prompt="", num_keyframes=3, seed=5, num_frames=5, fps=5,
+        num_inference_steps=2, guidance_scale=7, sampler="DDIM", width=64, height=64, loop=True, batch_size=1,
+        api_name="/dream")
+    assert video.video_info(player)["frames"] == 5 and len(frames) == 5
