@@ -120,3 +120,13 @@ def test_mask_preview_tints_the_masked_area(photo_64):
     shown = pixels(inpaint_preview(photo_64, mask, mask_blur=0))
     assert shown[20, 20, 0] > shown[20, 20, 1]
     assert np.array_equal(shown[50:, 50:], pixels(photo_64)[50:, 50:])
+
+
+@pytest.mark.parametrize("sampler", ["Euler", "DPM++ 2M Karras", "DDIM", "UniPC"])
+def test_denoising_video_predictions_end_on_the_final_image(tiny_manager, sampler):
+    item = text_to_image(tiny_manager, ImageRequest(seed=1, denoise_video=True,
+                                                    **{**FAST, "num_inference_steps": 5, "sampler": sampler})).images[0]
+    assert len(item.steps) == 5
+    final = pixels(item.image)
+    assert np.abs(pixels(item.steps[-1]) - final).mean() < 0.5
+    assert np.abs(pixels(item.steps[0]) - final).mean() > 1.0
