@@ -76,7 +76,89 @@ def build_parser() -> Parser:
         p.add_argument("--gif", action="store_true", help="also write a GIF beside the MP4")
         p.add_argument("--resume", metavar="PLAN", help="continue a stopped run from its .json plan")
         p.add_argument("--out", help="MP4 to write; frames go to <name>-frames/ and the plan to <name>.json")
+    p = jobs.add_parser("aging", help="aging timelapse of a face photo, as an MP4")
+    add_face_flags(p)
+    p.add_argument("--ages", required=True, help="e.g. 20,40,60 or 10-80/10")
+    p.add_argument("--subject", default="person", choices=["woman", "man", "person"])
+    p.add_argument("--strength", type=float, default=None, help="default: the preset's")
+    p.add_argument("--transition-frames", type=int, default=2, help="rendered in-between frames per pair of ages")
+    p.add_argument("--fps", type=float, default=8)
+    p.add_argument("--no-captions", action="store_true", help="leave out the 'Age N' captions")
+    p.add_argument("--out", required=True, help="MP4 to write; the ages go to <name>-frames/ and a grid beside")
+    p = jobs.add_parser("gender-swap", help="the same person as the other gender")
+    add_face_flags(p)
+    p.add_argument("--to", required=True, dest="direction", help="woman or man")
+    p.add_argument("--strength", type=float, default=None, help="default: the preset's")
+    p.add_argument("--variants", type=int, default=1)
+    p.add_argument("--out", required=True, help="PNG to write; more variants add -2, -3, ...")
     return parser
+
+
+def add_face_flags(p: argparse.ArgumentParser) -> None:
+    """What aging and gender swap share: the photo, the face choice, and the txt2img generation flags."""
+    add_model_flags(p)
+    p.add_argument("--image", required=True)
+    p.add_argument("--steps", type=int, default=None, help="default: the preset's")
+    p.add_argument("--guidance", type=float, default=None, help="default: the preset's")
+    p.add_argument("--seed", type=int, default=-1)
+    p.add_argument("--scheduler", default=None, help="default: the preset's")
+    p.add_argument("--face", type=int, default=None, help="which detected face, 0 = largest")
+    p.add_argument("--padding", type=float, default=0.5, help="region around the face, in face sizes")
+    p.add_argument("--whole-photo", action="store_true", help="regenerate the whole photo, not just the face")
+    p.add_argument("--size", type=int, default=512, help="the model's working resolution")
+
+
+def with_preset_defaults(args, defaults: dict) -> argparse.Namespace:
+    """Flags the user left out take the preset's values."""
+    names = {"steps": "num_inference_steps", "guidance": "guidance_scale", "scheduler": "sampler",
+             "strength": "strength"}
+    return argparse.Namespace(**{flag: getattr(args, flag) if getattr(args, flag) is not None else defaults[key]
+                                 for flag, key in names.items()})
+
+
+def run_aging(args) -> int:
+    import shutil
+
+    from engine.aging import AgingRequest, aging_timelapse, parse_ages
+
+    from engine.presets import aging_preset
+
+    out = check_writable(Path(args.out))
+    preset = with_preset_defaults(args, aging_preset().defaults)
+    req = AgingRequest(ages=parse_ages(args.ages), subject=args.subject, strength=preset.strength,
+                       num_inference_steps=preset.steps, guidance_scale=preset.guidance, seed=args.seed,
+                       sampler=preset.scheduler, transition_frames=args.transition_frames, fps=args.fps,
+                       captions=not args.no_captions, face_index=args.face, padding=args.padding,
+                       whole_photo=args.whole_photo, size=args.size)
+    result = aging_timelapse(make_manager(args), req, Path(args.image), out.with_name(f"{out.stem}-frames"))
+    for note in result.notes:
+        print(note, file=sys.stderr)
+    shutil.move(result.video, out)
+    result.grid.save(out.with_name(f"{out.stem}-grid.png"))
+    print(f"{out}  ages {', '.join(str(a) for a, _ in result.keyframes)}, seed {result.seed}")
+    return 0
+
+
+def run_gender_swap(args) -> int:
+    from engine import pnginfo
+    from engine.gender import GenderRequest, gender_swap
+
+    from engine.presets import gender_preset
+
+    out = check_writable(Path(args.out))
+    preset = with_preset_defaults(args, gender_preset().defaults)
+    req = GenderRequest(direction=args.direction, strength=preset.strength, num_inference_steps=preset.steps,
+                        guidance_scale=preset.guidance, seed=args.seed, variants=args.variants,
+                        sampler=preset.scheduler, face_index=args.face, padding=args.padding,
+                        whole_photo=args.whole_photo, size=args.size)
+    result = gender_swap(make_manager(args), req, Path(args.image))
+    for note in result.notes:
+        print(note, file=sys.stderr)
+    for i, variant in enumerate(result.variants):
+        path = out if i == 0 else out.with_name(f"{out.stem}-{i + 1}{out.suffix or '.png'}")
+        pnginfo.save_png(variant.image, path, variant.parameters)
+        print(f"{path}  seed {variant.seed}")
+    return 0
 
 
 def make_manager(args):
@@ -160,7 +242,7 @@ def run_video_job(args) -> int:
 
 
 JOBS = {"txt2img": run_image_job, "img2img": run_image_job, "inpaint": run_image_job,
-        "walk": run_video_job, "dream": run_video_job}
+        "walk": run_video_job, "dream": run_video_job, "aging": run_aging, "gender-swap": run_gender_swap}
 
 
 def quiet_libraries() -> None:
