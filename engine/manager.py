@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from engine.devices import dtype_name, pick_device, pick_dtype
-from engine.models import (DEFAULT_HUB_MODEL, TINY, WEIGHTS_DIR, ModelSource, default_model, load_pipeline,
-                           model_choices, resolve_model)
+from engine.models import (DEFAULT_HUB_MODEL, TINY, WEIGHTS_DIR, ModelSource, hub_cached, default_model,
+                           load_pipeline, model_choices, resolve_model)
 from engine.prompts import encode_prompt_pair
 from engine.schedulers import make_scheduler
 
@@ -160,11 +160,3 @@ class PipelineManager:
                     "Without network, put a .safetensors checkpoint in weights/ or choose tiny.")
         return f"Model: {self.model_name} ({state}, {where}).{note}"
 
-
-def hub_cached(repo_id: str) -> bool:
-    """Whether a hub model is already in the local cache, so we can warn before a download is needed."""
-    try:
-        from huggingface_hub import try_to_load_from_cache
-        return isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str)
-    except Exception:
-        return False

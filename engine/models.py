@@ -1,6 +1,7 @@
 """Where a model comes from (hub id, diffusers folder, single file in weights/, or tiny) and how to load it."""
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,14 +89,46 @@ def _load_pretrained(source: ModelSource, dtype: torch.dtype):
     """Diffusers-format folder or hub id; the default hub model gets its intended VAE."""
     from diffusers import AutoencoderKL, StableDiffusionPipeline
 
-    extra = {}
+    offline = source.kind == "hub" and (hub_offline() or not hub_reachable())
+    if offline and not hub_cached(source.location):
+        raise ValueError(f"Could not load {source.name}: the Hugging Face hub can't be reached and the model is not "
+                         f"in the local cache. Connect to the network, {FIX}.")
+    extra = {"local_files_only": True} if offline else {}
     try:
         if source.location == DEFAULT_HUB_MODEL:
-            extra["vae"] = AutoencoderKL.from_pretrained(DEFAULT_HUB_VAE, dtype=dtype)
+            extra["vae"] = AutoencoderKL.from_pretrained(DEFAULT_HUB_VAE, dtype=dtype,
+                                                         local_files_only=extra.get("local_files_only", False))
         return StableDiffusionPipeline.from_pretrained(
             source.location, dtype=dtype, safety_checker=None, feature_extractor=None,
             requires_safety_checker=False, **extra)
     except Exception as exc:  # network, missing files and bad configs all surface differently
-        reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
-        where = "the Hugging Face hub (is the network up?)" if source.kind == "hub" else source.location
-        raise ValueError(f"Could not load {source.name} from {where}: {reason}. Otherwise {FIX}.") from exc
+        reason = str(exc).strip().splitlines()[0][:200].rstrip(".") if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"Could not load {source.name} ({reason}); {FIX}.") from exc
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE=1 means never touch the network."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """A quick look before a download, so an offline start fails in seconds instead of after long retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def hub_cached(repo_id: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        return isinstance(try_to_load_from_cache(repo_id, "model_index.json"), str)
+    except Exception:
+        return False
