@@ -1,7 +1,7 @@
 """Diffusion Studio: flags -> PipelineManager -> one Gradio Blocks app built from the tabs.
 
 `python app.py` runs it; `demo` (the Blocks) and `app` (a FastAPI app) are built on first access for
-`uvicorn app:app`, configured from the DS_* environment variables.
+`uvicorn app:app`, configured from the STUDIO_* environment variables.
 """
 from __future__ import annotations
 
@@ -52,14 +52,14 @@ def build_demo(manager: PipelineManager) -> gr.Blocks:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run the Diffusion Studio web app.")
-    parser.add_argument("--model", default=os.environ.get("DS_MODEL"),
+    parser.add_argument("--model", default=os.environ.get("STUDIO_MODEL"),
                         help="hub id, diffusers folder, checkpoint in weights/, or 'tiny' (default: a "
                              "Realistic Vision file in weights/, else the hub's Realistic Vision V6.0 B1)")
-    parser.add_argument("--device", default=os.environ.get("DS_DEVICE", "auto"), help="auto, cpu, cuda or mps")
-    parser.add_argument("--dtype", default=os.environ.get("DS_DTYPE", "auto"),
+    parser.add_argument("--device", default=os.environ.get("STUDIO_DEVICE", "auto"), help="auto, cpu, cuda or mps")
+    parser.add_argument("--dtype", default=os.environ.get("STUDIO_DTYPE", "auto"),
                         help="auto, float32, bfloat16 or float16")
-    parser.add_argument("--host", default=os.environ.get("DS_HOST", "127.0.0.1"), help="address to listen on")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("DS_PORT", 7860)))
+    parser.add_argument("--host", default=os.environ.get("STUDIO_HOST", "127.0.0.1"), help="address to listen on")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("STUDIO_PORT", 7860)))
     parser.add_argument("--share", action="store_true", help="open a public Gradio share link")
     parser.add_argument("--cpu-offload", action="store_true", help="keep idle model parts in RAM (CUDA)")
     parser.add_argument("--vae-tiling", action="store_true", help="decode large images in tiles")

@@ -10,8 +10,8 @@ from engine.models import REPO_ROOT
 
 
 def output_root() -> Path:
-    """DS_OUTPUT_DIR, or outputs/ beside the app."""
-    return Path(os.environ.get("DS_OUTPUT_DIR") or REPO_ROOT / "outputs").resolve()
+    """STUDIO_OUTPUT_DIR, or outputs/ beside the app."""
+    return Path(os.environ.get("STUDIO_OUTPUT_DIR") or REPO_ROOT / "outputs").resolve()
 
 
 def task_dir(task: str, root: Path | None = None) -> Path:
@@ -21,9 +21,9 @@ def task_dir(task: str, root: Path | None = None) -> Path:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ValueError(f"The output folder {folder} can't be written ({exc.strerror}); "
-                         "set DS_OUTPUT_DIR to a writable folder.") from exc
+                         "set STUDIO_OUTPUT_DIR to a writable folder.") from exc
     if not os.access(folder, os.W_OK):
-        raise ValueError(f"The output folder {folder} can't be written; set DS_OUTPUT_DIR to a writable folder.")
+        raise ValueError(f"The output folder {folder} can't be written; set STUDIO_OUTPUT_DIR to a writable folder.")
     return folder
 
 

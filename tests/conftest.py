@@ -12,10 +12,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Real-weight tests run only where DS_REAL_WEIGHTS names a checkpoint."""
-    if os.environ.get("DS_REAL_WEIGHTS"):
+    """Real-weight tests run only where STUDIO_REAL_WEIGHTS names a checkpoint."""
+    if os.environ.get("STUDIO_REAL_WEIGHTS"):
         return
-    skip = pytest.mark.skip(reason="needs real weights: set DS_REAL_WEIGHTS to a checkpoint path")
+    skip = pytest.mark.skip(reason="needs real weights: set STUDIO_REAL_WEIGHTS to a checkpoint path")
     for item in items:
         if "weights" in item.keywords:
             item.add_marker(skip)
@@ -24,7 +24,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(autouse=True)
 def output_dir(tmp_path_factory, monkeypatch):
     folder = tmp_path_factory.mktemp("outputs")
-    monkeypatch.setenv("DS_OUTPUT_DIR", str(folder))
+    monkeypatch.setenv("STUDIO_OUTPUT_DIR", str(folder))
     return folder
 
 

@@ -17,7 +17,7 @@ def server(tmp_path_factory):
     from app import build_demo
     from engine.manager import PipelineManager, RuntimeOptions
 
-    os.environ["DS_OUTPUT_DIR"] = str(tmp_path_factory.mktemp("app-outputs"))
+    os.environ["STUDIO_OUTPUT_DIR"] = str(tmp_path_factory.mktemp("app-outputs"))
     demo = build_demo(PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32")))
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
