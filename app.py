@@ -12,7 +12,7 @@ import sys
 import gradio as gr
 
 from engine.manager import PipelineManager, RuntimeOptions
-from tabs import dream, img2img, inpaint, latent_walk, send, txt2img
+from tabs import aging, dream, gender_swap, img2img, inpaint, latent_walk, send, txt2img
 from tabs.common import QUEUE_ID, user_errors
 
 TITLE = "Diffusion Studio"
@@ -37,6 +37,8 @@ def build_demo(manager: PipelineManager) -> gr.Blocks:
                                 allow_custom_value=False, elem_id="model-select")
         status = gr.Markdown(manager.status(), elem_classes=["ds-status"], elem_id="model-status")
         with gr.Tabs() as tabs:
+            aging.build(manager)
+            gender_swap.build(manager)
             t2i = txt2img.build(manager)
             i2i = img2img.build(manager)
             inp = inpaint.build(manager)

@@ -1,0 +1,239 @@
+"""Aging timelapse: the same person at rising ages, as keyframes, a labelled grid and a smooth captioned MP4.
+
+Only the face and hair are regenerated, every age starts from the same noise (the same seed through a fresh
+generator per frame), and transitions blend the prompt embeddings of neighbouring ages on that same noise.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from PIL import Image
+
+from engine import faces, video
+from engine.generate import ImageRequest, RunControl, check_request, pick_seed
+from engine.interpolation import lerp
+from engine.portrait import WORK_SIZE, FaceArea, Regenerator, find_face_area
+from engine.presets import aging_preset
+from engine.prompts import prompt_chunks
+from engine.schedulers import DEFAULT_SAMPLER
+
+MIN_AGE, MAX_AGE = 1, 100
+MAX_TRANSITION_FRAMES = 24
+HOLD_SECONDS = 0.5  # each age stays on screen this long
+BLEND_FRAMES = 2  # crossfade frames between neighbouring rendered frames
+
+
+@dataclass
+class AgingRequest:
+    """One timelapse; defaults come from presets/aging.json."""
+
+    ages: list[int]  # two or more, increasing, each 1..100
+    subject: str = "person"  # woman, man or person: how the prompt names them
+    strength: float = 0.55  # how much of the face is redrawn
+    num_inference_steps: int = 25
+    guidance_scale: float = 5.0
+    seed: int = -1  # -1 picks one; every age uses it
+    sampler: str = DEFAULT_SAMPLER
+    transition_frames: int = 2  # rendered in-between frames per pair of ages (blended prompts, same noise)
+    fps: float = 8
+    captions: bool = True  # write "Age N" on the video's frames
+    face_index: int | None = None  # which detected face (0 = largest); None = largest
+    padding: float = 0.5  # how far beyond the face the region reaches, in face sizes (hair, neck)
+    whole_photo: bool = False  # regenerate the whole photo instead of the face region
+    size: int = WORK_SIZE  # the model's working resolution
+
+
+@dataclass
+class AgingUpdate:
+    """Progress: one more frame rendered (a keyframe age or an in-between frame)."""
+
+    index: int
+    total: int
+    age: float
+    image: Image.Image
+
+
+@dataclass
+class AgingResult:
+    keyframes: list[tuple[int, Image.Image]]  # (age, full-size image), in order
+    original: Image.Image
+    video: Path | None
+    grid: Image.Image | None
+    folder: Path
+    seed: int
+    notes: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    identity: list[float] | None = None  # face distance of each age to the input (<= 0.6: same person)
+
+
+def parse_ages(text: str) -> list[int]:
+    """'10, 20, 30' or 'start-end/step' such as '10-80/10'."""
+    text = (text or "").strip()
+    if "-" in text and "/" in text and "," not in text:
+        try:
+            span, step = text.split("/")
+            start, end = (int(v) for v in span.split("-"))
+            step = int(step)
+        except ValueError:
+            raise ValueError(f"Write ages as '10, 20, 30' or as start-end/step like '10-80/10', not {text!r}.") from None
+        if step <= 0:
+            raise ValueError("The age step must be a positive whole number.")
+        return list(range(start, end + 1, step))
+    try:
+        return [int(v) for v in text.replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"Write ages as whole numbers separated by commas, like '10, 20, 30', not {text!r}.") from None
+
+
+def check_aging(req: AgingRequest) -> AgingRequest:
+    """Reject impossible timelapses before any work."""
+    ages = list(req.ages)
+    if len(ages) < 2:
+        raise ValueError("Give at least two ages for a timelapse, for example 20, 40, 60.")
+    if any(not MIN_AGE <= a <= MAX_AGE for a in ages):
+        raise ValueError(f"Every age must be from {MIN_AGE} to {MAX_AGE}; got {', '.join(map(str, ages))}.")
+    if any(b <= a for a, b in zip(ages, ages[1:])):
+        raise ValueError(f"Ages must rise from first to last with no repeats; got {', '.join(map(str, ages))}.")
+    if not 0 <= int(req.transition_frames) <= MAX_TRANSITION_FRAMES:
+        raise ValueError(f"Frames per transition must be from 0 to {MAX_TRANSITION_FRAMES}.")
+    if not 0 < float(req.fps) <= video.MAX_FPS:
+        raise ValueError(f"Frames per second must be above 0 and at most {video.MAX_FPS}; got {req.fps}.")
+    aging_preset().prompt_for(ages[0], req.subject)  # unknown subject
+    checked, _ = check_request(ImageRequest(num_inference_steps=req.num_inference_steps,
+                                            guidance_scale=req.guidance_scale, seed=req.seed,
+                                            sampler=req.sampler, strength=req.strength), task="img2img")
+    return AgingRequest(**{**asdict(req), "ages": ages, "seed": pick_seed(checked.seed),
+                           "num_inference_steps": checked.num_inference_steps,
+                           "guidance_scale": checked.guidance_scale, "transition_frames": int(req.transition_frames)})
+
+
+def frame_plan(ages: list[int], transition_frames: int) -> list[tuple[int, float]]:
+    """Every rendered frame as (index of the age it leaves, t); t == 0 is the age itself."""
+    plan = []
+    for i in range(len(ages)):
+        plan.append((i, 0.0))
+        if i < len(ages) - 1:
+            plan += [(i, k / (transition_frames + 1)) for k in range(1, transition_frames + 1)]
+    return plan
+
+
+def timeline(rendered: list[tuple[float, Image.Image, bool]], hold: int, blends: int, captions: bool) -> list[Image.Image]:
+    """Video frames: keyframes held `hold` frames, `blends` crossfade frames between neighbours, captioned."""
+    frames: list[Image.Image] = []
+    for n, (age, image, is_key) in enumerate(rendered):
+        if n:
+            previous_age, previous, _ = rendered[n - 1]
+            for k, blend in enumerate(video.crossfade(previous, image, blends), 1):
+                frames.append(_captioned(blend, previous_age + (age - previous_age) * k / (blends + 1), captions))
+        frames += [_captioned(image, age, captions)] * (hold if is_key else 1)
+    return frames
+
+
+def _captioned(image: Image.Image, age: float, captions: bool) -> Image.Image:
+    return video.caption(image, f"Age {round(age)}") if captions else image
+
+
+def labelled_grid(keyframes: list[tuple[int, Image.Image]], thumb: int = 256) -> Image.Image:
+    """All ages side by side with their labels, for sharing as one picture."""
+    columns = min(4, len(keyframes))
+    rows = math.ceil(len(keyframes) / columns)
+    first = keyframes[0][1]
+    scale = thumb / max(first.size)
+    size = (max(1, round(first.width * scale)), max(1, round(first.height * scale)))
+    grid = Image.new("RGB", (columns * size[0], rows * size[1]), (20, 20, 20))
+    for n, (age, image) in enumerate(keyframes):
+        grid.paste(video.caption(image.resize(size, Image.LANCZOS), f"Age {age}"),
+                   ((n % columns) * size[0], (n // columns) * size[1]))
+    return grid
+
+
+def aging_timelapse(manager, req: AgingRequest, image, folder: Path,
+                    on_frame: Callable[[AgingUpdate], None] | None = None,
+                    control: RunControl | None = None) -> AgingResult:
+    """Render every age (then the in-between frames), writing each as it is made, and assemble the outputs."""
+    # 1. check inputs and find the face
+    req = check_aging(req)
+    control = control or RunControl()
+    area = find_face_area(image, req.face_index, req.padding, req.whole_photo)
+    folder = _writable(folder)
+    notes = [n for n in (area.note,) if n]
+
+    # 2. encode each age's prompt once, all to the same length so they can be blended
+    preset = aging_preset()
+    prompts = [preset.prompt_for(age, req.subject) for age in req.ages]
+    chunks = prompt_chunks(manager.base().tokenizer, *prompts, preset.negative_prompt)
+    embeds = [manager.encode(p, preset.negative_prompt, chunks) for p in prompts]
+    negative = embeds[0][1]
+    regenerator = Regenerator(manager, area, req.sampler, req.num_inference_steps, req.guidance_scale,
+                              req.strength, req.size)
+
+    # 3. keyframes first, so a Stop keeps whole ages; then the in-between frames
+    plan = frame_plan(req.ages, req.transition_frames)
+    order = [p for p in plan if p[1] == 0] + [p for p in plan if p[1] > 0]
+    done: dict[tuple[int, float], Image.Image] = {}
+    for count, (i, t) in enumerate(order, 1):
+        if control.stopped:
+            break
+        j = min(i + 1, len(req.ages) - 1)
+        prompt_embeds = lerp(t, embeds[i][0].float(), embeds[j][0].float()).to(manager.dtype)
+        result = regenerator.render(prompt_embeds, negative, req.seed, control)
+        if result is None:
+            break
+        done[(i, t)] = result
+        age = req.ages[i] + (req.ages[j] - req.ages[i]) * t
+        result.save(folder / (f"age_{req.ages[i]:03d}.png" if t == 0 else f"between_{age:06.2f}.png"))
+        if on_frame:
+            on_frame(AgingUpdate(count, len(order), age, result))
+
+    # 4. assemble what exists
+    return _assemble(req, area, plan, done, folder, notes, interrupted=len(done) < len(order))
+
+
+def _assemble(req: AgingRequest, area: FaceArea, plan, done: dict, folder: Path, notes: list[str],
+              interrupted: bool) -> AgingResult:
+    """Keyframes, plus each transition whose in-between frames were all made, into the video and grid."""
+    keyframes = [(req.ages[i], done[(i, 0.0)]) for i in range(len(req.ages)) if (i, 0.0) in done]
+    rendered = []
+    for i, (age, image) in enumerate(keyframes):
+        rendered.append((float(age), image, True))
+        between = [(ii, t) for ii, t in plan if ii == i and t > 0]
+        if i + 1 < len(keyframes) and all(b in done for b in between):
+            rendered += [(age + (req.ages[i + 1] - age) * t, done[(i, t)], False) for _, t in between]
+    if interrupted:
+        notes.append(f"Stopped: {len(keyframes)} of {len(req.ages)} ages were made.")
+    video_path, grid = None, None
+    if keyframes:
+        hold = max(1, round(req.fps * HOLD_SECONDS))
+        frames = timeline(rendered, hold, BLEND_FRAMES, req.captions)
+        video_path = video.write_mp4(frames, folder / "aging.mp4", req.fps, metadata=_metadata(req))
+        grid = labelled_grid(keyframes)
+        grid.save(folder / "grid.png")
+        notes.append(video.describe_length(len(frames), req.fps) + ".")
+    (folder / "aging.json").write_text(json.dumps(_metadata(req), indent=1))
+    identity = _identity(area.image, keyframes)
+    return AgingResult(keyframes, area.image, video_path, grid, folder, req.seed, notes, interrupted, identity)
+
+
+def _identity(original: Image.Image, keyframes) -> list[float] | None:
+    """Face distance of each age to the input, where an offline face-embedding model is installed."""
+    distances = [faces.identity_distance(original, image) for _, image in keyframes]
+    return None if not distances or any(d is None for d in distances) else distances
+
+
+def _metadata(req: AgingRequest) -> dict:
+    preset = aging_preset()
+    return {"title": "Diffusion Studio aging timelapse", **asdict(req),
+            "prompts": [preset.prompt_for(a, req.subject) for a in req.ages],
+            "negative_prompt": preset.negative_prompt}
+
+
+def _writable(folder: Path) -> Path:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(f"The output folder {folder} can't be written ({exc.strerror}).") from exc
+    return folder
