@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import numpy as np
 import pytest
 from gradio_client import handle_file
@@ -128,3 +130,40 @@ def test_dream_over_the_api(client):
         num_inference_steps=2, guidance_scale=7, sampler="DDIM", width=64, height=64, loop=True, batch_size=1,
         api_name="/dream")
     assert video.video_info(player)["frames"] == 5 and len(frames) == 5
+
+
+EXAMPLE = str(Path(__file__).resolve().parents[2] / "presets" / "examples" / "astronaut.jpg")
+FACE_FAST = dict(num_inference_steps=2, guidance_scale=5, seed=3, sampler="Euler", face=1, padding=0.5,
+                 whole_photo=False)
+
+
+def test_aging_over_the_api_gives_video_stills_grid_and_comparison(client):
+    from engine import video
+
+    player, stills, grid, compare, _, info = client.predict(
+        photo=handle_file(EXAMPLE), ages="20, 60", subject="woman", strength=0.5, transition_frames=1, fps=4,
+        captions=True, api_name="/aging", **FACE_FAST)
+    assert len(stills) == 2 and [s["caption"] for s in stills] == ["Age 20", "Age 60"]
+    assert video.video_info(player)["frames"] > 2 and grid and len(compare) == 2
+    assert "Seed: 3" in info
+
+
+def test_aging_bad_ages_get_a_sentence(client):
+    with pytest.raises(Exception, match="must rise"):
+        client.predict(photo=handle_file(EXAMPLE), ages="60, 20", subject="woman", strength=0.5,
+                       transition_frames=0, fps=4, captions=True, api_name="/aging", **FACE_FAST)
+
+
+def test_gender_swap_over_the_api_keeps_the_size(client):
+    gallery, compare, _, info = client.predict(photo=handle_file(EXAMPLE), direction="to man", strength=0.5,
+                                               variants=2, api_name="/gender_swap", **FACE_FAST)
+    assert len(gallery) == 2 and "Seeds: 3, 4" in info
+    assert Image.open(paths(gallery)[0]).size == Image.open(EXAMPLE).size
+
+
+def test_no_face_offers_the_whole_photo(client, tmp_path):
+    blank = tmp_path / "sky.png"
+    Image.new("RGB", (256, 256), (120, 160, 220)).save(blank)
+    with pytest.raises(Exception, match="Whole photo"):
+        client.predict(photo=handle_file(str(blank)), direction="to woman", strength=0.5, variants=1,
+                       api_name="/gender_swap", **FACE_FAST)
