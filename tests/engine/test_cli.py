@@ -58,3 +58,38 @@ def test_img2img_and_inpaint_from_files(tmp_path):
     inpainted = Image.open(tmp_path / "b.png")
     assert inpainted.size == (96, 80)
     assert "Inpaint area: Only masked" in pnginfo.read_parameters(tmp_path / "b.png")
+
+
+EXAMPLE = str(REPO / "presets" / "examples" / "astronaut.jpg")
+FACE = ["--model", "tiny", "--dtype", "float32", "--steps", "2", "--size", "64", "--seed", "3"]
+
+
+def test_walk_and_dream_write_mp4s_with_the_asked_frames(tmp_path):
+    from engine import video
+
+    assert main(["walk", *TINY, "--prompt", "a cat", "--prompt", "a dog", "--frames", "5", "--fps", "5",
+                 "--seed", "1", "--out", str(tmp_path / "walk.mp4")]) == 0
+    assert video.video_info(tmp_path / "walk.mp4")["frames"] == 5
+    assert (tmp_path / "walk.json").exists() and len(list((tmp_path / "walk-frames").glob("*.png"))) == 5
+    assert main(["dream", *TINY, "--prompt", "a forest", "--frames", "4", "--fps", "4", "--gif",
+                 "--out", str(tmp_path / "dream.mp4")]) == 0
+    assert video.video_info(tmp_path / "dream.gif")["frames"] == 4
+
+
+def test_walk_bad_input_exits_2(tmp_path, capsys):
+    assert main(["walk", *TINY, "--prompt", "a cat", "--frames", "5", "--out", str(tmp_path / "w.mp4")]) == 2
+    assert "at least 2 prompts" in capsys.readouterr().err
+    assert main(["walk", *TINY, "--prompt", "a", "--prompt", "b", "--fps", "61", "--out", str(tmp_path / "w.mp4")]) == 2
+
+
+def test_aging_and_gender_swap_commands(tmp_path, capsys):
+    from engine import video
+
+    assert main(["aging", *FACE, "--image", EXAMPLE, "--ages", "20,40,60", "--out", str(tmp_path / "aging.mp4")]) == 0
+    assert video.video_info(tmp_path / "aging.mp4")["codec"] == "h264"
+    assert (tmp_path / "aging-grid.png").exists()
+    assert main(["gender-swap", *FACE, "--image", EXAMPLE, "--to", "woman", "--out", str(tmp_path / "s.png")]) == 0
+    assert Image.open(tmp_path / "s.png").size == Image.open(EXAMPLE).size
+    assert main(["gender-swap", *FACE, "--image", EXAMPLE, "--to", "cat", "--out", str(tmp_path / "s.png")]) == 2
+    assert main(["aging", *FACE, "--image", EXAMPLE, "--ages", "60,20", "--out", str(tmp_path / "a.mp4")]) == 2
+    assert "must rise" in capsys.readouterr().err
