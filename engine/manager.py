@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from engine.devices import dtype_name, pick_device, pick_dtype
+from engine.gate import Gate
 from engine.models import (DEFAULT_HUB_MODEL, TINY, WEIGHTS_DIR, ModelSource, hub_cached, default_model,
                            load_pipeline, model_choices, resolve_model)
 from engine.prompts import encode_prompt_pair
@@ -28,6 +29,8 @@ class RuntimeOptions:
     cpu_offload: bool = False  # keep idle components in RAM (CUDA only)
     vae_tiling: bool = False  # decode large images in tiles to save memory
     attention_slicing: bool = False  # compute attention in slices to save memory
+    concurrency: int = 1  # generations running at once (UI and REST together)
+    queue_size: int = 20  # requests allowed to wait beyond those; more get "busy"
 
 
 def task_class(task: str):
@@ -58,6 +61,7 @@ class PipelineManager:
         self._base = None
         self._embeds: OrderedDict = OrderedDict()
         self._lock = threading.RLock()
+        self.gate = Gate(self.options.concurrency, self.options.queue_size)
 
     # 1. choosing and loading
     def choices(self) -> list[str]:

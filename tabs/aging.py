@@ -33,7 +33,7 @@ def build(manager) -> None:
                                face_index=face_index(face), padding=padding, whole_photo=whole_photo)
             folder = next_path(task_dir(TASK), "timelapse", "")
             job = lambda on_frame, ctl: aging_timelapse(manager, req, photo, folder, on_frame, ctl)  # noqa: E731
-            for preview, result in stream(job, control, progress, describe=describe):
+            for preview, result in stream(job, control, progress, manager.gate, describe=describe):
                 if result is None:
                     yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), preview, gr.skip()
                 else:

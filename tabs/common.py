@@ -11,6 +11,7 @@ import gradio as gr
 
 from engine import pnginfo
 from engine.denoise_video import write_denoise_video
+from engine.gate import BUSY, Busy, Gate
 from engine.generate import MAX_BATCH, MAX_STEPS, RunControl, RunResult, StepUpdate
 from engine.outputs import next_path, task_dir
 from engine.schedulers import DEFAULT_SAMPLER, sampler_names
@@ -40,18 +41,20 @@ def describe_step(update: StepUpdate):
                              f"step {update.step}/{update.total_steps}", update.preview)
 
 
-def stream(job: Callable, control: RunControl, progress: gr.Progress,
+def stream(job: Callable, control: RunControl, progress: gr.Progress, gate: Gate,
            describe: Callable = describe_step) -> Iterator[tuple[object | None, object | None]]:
     """Run an engine job in a worker thread; yield (update, None) when there is a preview, then (None, result).
 
-    `describe(update)` gives (fraction, text, preview image or None) for the progress bar and the preview.
+    The job waits for a slot at `gate`, shared with the REST API. `describe(update)` gives
+    (fraction, text, preview image or None) for the progress bar and the preview.
     """
     updates: queue.Queue = queue.Queue()
     outcome: dict = {}
 
     def work():
         try:
-            outcome["result"] = job(updates.put, control)
+            with gate.slot():
+                outcome["result"] = job(updates.put, control)
         except BaseException as exc:  # re-raised in the handler's thread below
             outcome["error"] = exc
         finally:
@@ -68,6 +71,8 @@ def stream(job: Callable, control: RunControl, progress: gr.Progress,
     finally:
         if not outcome:  # the client went away mid-run: stop the worker so the queue slot frees now
             control.stop()
+    if isinstance(outcome.get("error"), Busy):
+        raise gr.Error(BUSY)
     if "error" in outcome:
         with user_errors():
             raise outcome["error"]

@@ -31,10 +31,11 @@ def build(manager) -> None:
                                 sampler=sampler, width=width, height=height, loop=loop, batch_size=batch_size)
             walk.check_walk(req)
             paths = new_run_paths("dream")
-        yield from run(lambda on_frame, ctl: latent_walk(manager, req, paths, on_frame, ctl), control, progress)
+        job = lambda on_frame, ctl: latent_walk(manager, req, paths, on_frame, ctl)  # noqa: E731
+        yield from run(job, control, progress, manager.gate)
 
     def dream_resume(plan, control, progress=gr.Progress()):
-        yield from run(resume_job(manager, plan), control, progress)
+        yield from run(resume_job(manager, plan), control, progress, manager.gate)
 
     # 2. layout
     with gr.Tab("Dream video", id=TASK):

@@ -36,7 +36,7 @@ def build(manager) -> None:
                                 whole_photo=whole_photo)
             job = lambda on_step, ctl: gender_swap(manager, req, photo,  # noqa: E731
                                                    lambda *u: on_step(u), ctl)
-            for preview, result in stream(job, control, progress, describe=describe):
+            for preview, result in stream(job, control, progress, manager.gate, describe=describe):
                 if result is None:
                     yield gr.skip(), gr.skip(), preview, gr.skip()
                 else:

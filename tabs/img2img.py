@@ -24,7 +24,7 @@ def build(manager) -> SimpleNamespace:
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler)
         for preview, result in stream(lambda on_step, ctl: image_to_image(manager, req, image, on_step, ctl),
-                                     control, progress):
+                                     control, progress, manager.gate):
             if result is None:
                 yield gr.skip(), preview, gr.skip(), gr.skip()
             else:

@@ -25,7 +25,7 @@ def build(manager) -> SimpleNamespace:
                            width=width, height=height, seed=seed, batch_count=batch_count, sampler=sampler,
                            denoise_video=bool(denoise_video))
         for preview, result in stream(lambda on_step, ctl: text_to_image(manager, req, on_step, ctl),
-                                     control, progress):
+                                     control, progress, manager.gate):
             if result is None:
                 yield gr.skip(), preview, gr.skip(), gr.skip(), gr.skip()
             else:

@@ -43,9 +43,9 @@ def checked_plan(path_text: str | None) -> Path:
     return path
 
 
-def run(job, control, progress):
+def run(job, control, progress, gate):
     """Stream frames to the preview, then hand back every output of the finished (or stopped) walk."""
-    for preview, result in stream(job, control, progress, describe=describe_frame):
+    for preview, result in stream(job, control, progress, gate, describe=describe_frame):
         if result is None:
             yield gr.skip(), gr.skip(), gr.skip(), preview, gr.skip(), gr.skip()
         else:

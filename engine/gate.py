@@ -1,0 +1,39 @@
+"""One line of generation slots shared by the UI's queue and the REST API, so both respect the same limit."""
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+
+BUSY = "Busy, try again in a moment."
+
+
+class Busy(RuntimeError):
+    """Every slot is taken and the waiting line is full."""
+
+
+class Gate:
+    """At most `limit` generations at once, and at most `max_waiting` callers waiting; beyond that, Busy at once."""
+
+    def __init__(self, limit: int = 1, max_waiting: int = 20):
+        if limit < 1 or max_waiting < 0:
+            raise ValueError("The concurrency limit must be at least 1 and the queue size at least 0.")
+        self.limit, self.max_waiting = limit, max_waiting
+        self._slots = threading.BoundedSemaphore(limit)
+        self._lock = threading.Lock()
+        self._waiting = 0
+
+    @contextmanager
+    def slot(self):
+        with self._lock:
+            if self._waiting >= self.max_waiting + self.limit:
+                raise Busy(BUSY)
+            self._waiting += 1
+        try:
+            self._slots.acquire()
+        finally:
+            with self._lock:
+                self._waiting -= 1
+        try:
+            yield
+        finally:
+            self._slots.release()
