@@ -1,7 +1,8 @@
-"""Diffusion Studio: flags -> PipelineManager -> one Gradio Blocks app built from the tabs.
+"""Diffusion Studio: flags -> PipelineManager -> one Gradio Blocks app built from the tabs, plus a REST API.
 
-`python app.py` runs it; `demo` (the Blocks) and `app` (a FastAPI app) are built on first access for
-`uvicorn app:app`, configured from the STUDIO_* environment variables.
+`python app.py` runs it. `uvicorn app:app` serves `app`, a FastAPI app with the REST API under /api (docs at
+/docs) and the UI mounted at /; `demo` is the Blocks. Both are built on first access from the STUDIO_*
+environment variables, so importing this module has no side effects.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 import gradio as gr
 
 from engine.manager import PipelineManager, RuntimeOptions
+from engine.outputs import delete_older_than, output_root
 from tabs import aging, dream, gender_swap, img2img, inpaint, latent_walk, send, txt2img
 from tabs.common import QUEUE_ID, user_errors
 
@@ -20,7 +22,6 @@ CSS = """
 .ds-header h1 {margin-bottom: 0}
 .ds-status {font-size: 0.9em}
 """
-QUEUE_MAX_SIZE = 20
 
 
 def build_demo(manager: PipelineManager) -> gr.Blocks:
@@ -48,43 +49,120 @@ def build_demo(manager: PipelineManager) -> gr.Blocks:
         model.change(select_model, inputs=model, outputs=status, api_name="select_model",
                      concurrency_id=QUEUE_ID)
         demo.load(manager.status, inputs=None, outputs=status, api_name=False, queue=False)
-    demo.queue(max_size=QUEUE_MAX_SIZE, default_concurrency_limit=1)
+    demo.queue(max_size=manager.options.queue_size, default_concurrency_limit=manager.options.concurrency)
     return demo
 
 
+def env(name: str, default=None):
+    return os.environ.get(f"STUDIO_{name}", default)
+
+
+def env_flag(name: str) -> bool:
+    return env(name, "").lower() in ("1", "true", "yes", "on")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Run the Diffusion Studio web app.")
-    parser.add_argument("--model", default=os.environ.get("STUDIO_MODEL"),
-                        help="hub id, diffusers folder, checkpoint in weights/, or 'tiny' (default: a "
-                             "Realistic Vision file in weights/, else the hub's Realistic Vision V6.0 B1)")
-    parser.add_argument("--device", default=os.environ.get("STUDIO_DEVICE", "auto"), help="auto, cpu, cuda or mps")
-    parser.add_argument("--dtype", default=os.environ.get("STUDIO_DTYPE", "auto"),
-                        help="auto, float32, bfloat16 or float16")
-    parser.add_argument("--host", default=os.environ.get("STUDIO_HOST", "127.0.0.1"), help="address to listen on")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("STUDIO_PORT", 7860)))
-    parser.add_argument("--share", action="store_true", help="open a public Gradio share link")
-    parser.add_argument("--cpu-offload", action="store_true", help="keep idle model parts in RAM (CUDA)")
-    parser.add_argument("--vae-tiling", action="store_true", help="decode large images in tiles")
-    parser.add_argument("--attention-slicing", action="store_true", help="slice attention to save memory")
-    return parser.parse_args(argv)
+    """Every flag also reads a STUDIO_<NAME> environment variable, for `uvicorn app:app` and Spaces."""
+    p = argparse.ArgumentParser(description="Run the Diffusion Studio web app.")
+    p.add_argument("--model", default=env("MODEL"),
+                   help="hub id, diffusers folder, checkpoint in weights/, or 'tiny' (default: a Realistic "
+                        "Vision file in weights/, else the hub's Realistic Vision V6.0 B1)")
+    p.add_argument("--device", default=env("DEVICE", "auto"), help="auto, cpu, cuda or mps")
+    p.add_argument("--dtype", default=env("DTYPE", "auto"), help="auto, float32, bfloat16 or float16")
+    p.add_argument("--host", default=env("HOST", "127.0.0.1"), help="address to listen on")
+    p.add_argument("--port", type=int, default=int(env("PORT", 7860)))
+    p.add_argument("--root-path", default=env("ROOT_PATH"), help="URL prefix when served behind a reverse proxy")
+    p.add_argument("--share", action="store_true", default=env_flag("SHARE"), help="open a public share link")
+    p.add_argument("--auth", default=env("AUTH"), help="user:password required to use the app (and the API)")
+    p.add_argument("--share-without-auth", action="store_true", default=env_flag("SHARE_WITHOUT_AUTH"),
+                   help="allow --share with no password (anyone with the link can use your machine)")
+    p.add_argument("--concurrency", type=int, default=int(env("CONCURRENCY", 1)),
+                   help="generations running at once")
+    p.add_argument("--queue-size", type=int, default=int(env("QUEUE_SIZE", 20)),
+                   help="requests that may wait; more are told the app is busy")
+    p.add_argument("--max-upload-mb", type=int, default=int(env("MAX_UPLOAD_MB", 20)), help="upload size cap")
+    p.add_argument("--keep-outputs-hours", type=float, default=float(env("KEEP_OUTPUTS_HOURS", 168)),
+                   help="delete outputs older than this at start-up (0 keeps everything)")
+    p.add_argument("--cpu-offload", action="store_true", default=env_flag("CPU_OFFLOAD"),
+                   help="keep idle model parts in RAM (CUDA)")
+    p.add_argument("--vae-tiling", action="store_true", default=env_flag("VAE_TILING"),
+                   help="decode large images in tiles")
+    p.add_argument("--attention-slicing", action="store_true", default=env_flag("ATTENTION_SLICING"),
+                   help="slice attention to save memory")
+    return p.parse_args(argv)
+
+
+def credentials(args: argparse.Namespace) -> list[tuple[str, str]] | None:
+    """--auth user:password, or refuse a public link without one unless the user insists."""
+    if args.auth:
+        user, sep, password = args.auth.partition(":")
+        if not sep or not user or not password:
+            raise ValueError("--auth must look like user:password.")
+        return [(user, password)]
+    if args.share and not args.share_without_auth:
+        raise ValueError("--share makes the app public: add --auth user:password (or STUDIO_AUTH), "
+                         "or --share-without-auth if you really want anyone with the link to use it.")
+    return None
 
 
 def manager_from(args: argparse.Namespace) -> PipelineManager:
     options = RuntimeOptions(device=args.device, dtype=args.dtype, cpu_offload=args.cpu_offload,
-                             vae_tiling=args.vae_tiling, attention_slicing=args.attention_slicing)
+                             vae_tiling=args.vae_tiling, attention_slicing=args.attention_slicing,
+                             concurrency=args.concurrency, queue_size=args.queue_size)
     return PipelineManager(args.model, options)
+
+
+def serving_kwargs(args: argparse.Namespace, auth) -> dict:
+    """What launch() and mount_gradio_app() share: auth, upload cap, and files served only from outputs."""
+    return dict(auth=auth, root_path=args.root_path, max_file_size=f"{args.max_upload_mb}mb",
+                allowed_paths=[str(output_root())])
+
+
+def api_app_kwargs(manager: PipelineManager, auth) -> dict:
+    """The FastAPI settings that put the REST API under /api and its documentation at /docs."""
+    from server import rest
+
+    return {"title": TITLE, "docs_url": "/docs", "routes": rest.router(manager, auth).routes,
+            "exception_handlers": rest.exception_handlers()}
+
+
+def prepare(args: argparse.Namespace):
+    """Checks and housekeeping common to both ways of serving."""
+    from engine.cli import quiet_libraries
+    from server import rest
+
+    quiet_libraries()
+    auth = credentials(args)
+    rest.MAX_UPLOAD_BYTES = args.max_upload_mb * 1024 * 1024
+    if args.keep_outputs_hours > 0:
+        delete_older_than(args.keep_outputs_hours * 3600)
+    return auth, manager_from(args)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        manager = manager_from(args)
+        auth, manager = prepare(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.share and not auth:
+        print("warning: --share-without-auth: anyone with the link can use this machine.", file=sys.stderr)
     demo = build_demo(manager)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True, css=CSS)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True, css=CSS,
+                app_kwargs=api_app_kwargs(manager, auth), **serving_kwargs(args, auth))
     return 0
+
+
+def build_app(args: argparse.Namespace | None = None):
+    """The FastAPI app for `uvicorn app:app`: REST API, docs, and the UI at /."""
+    from fastapi import FastAPI
+
+    args = args or parse_args([])
+    auth, manager = prepare(args)
+    demo = build_demo(manager)
+    api = FastAPI(**api_app_kwargs(manager, auth))
+    return demo, gr.mount_gradio_app(api, demo, path="/", css=CSS, show_error=True, **serving_kwargs(args, auth))
 
 
 def __getattr__(name: str):
@@ -92,8 +170,7 @@ def __getattr__(name: str):
     if name not in ("demo", "app"):
         raise AttributeError(name)
     global demo, app
-    demo = build_demo(manager_from(parse_args([])))
-    app = gr.mount_gradio_app(__import__("fastapi").FastAPI(title=TITLE), demo, path="/", css=CSS)
+    demo, app = build_app()
     return globals()[name]
 
 

@@ -20,20 +20,17 @@ class Gate:
         self.limit, self.max_waiting = limit, max_waiting
         self._slots = threading.BoundedSemaphore(limit)
         self._lock = threading.Lock()
-        self._waiting = 0
+        self._inside = 0  # running plus waiting
 
     @contextmanager
     def slot(self):
         with self._lock:
-            if self._waiting >= self.max_waiting + self.limit:
+            if self._inside >= self.limit + self.max_waiting:
                 raise Busy(BUSY)
-            self._waiting += 1
+            self._inside += 1
         try:
-            self._slots.acquire()
+            with self._slots:
+                yield
         finally:
             with self._lock:
-                self._waiting -= 1
-        try:
-            yield
-        finally:
-            self._slots.release()
+                self._inside -= 1

@@ -34,3 +34,22 @@ def next_path(folder: Path, stem: str, suffix: str) -> Path:
         if f"{n:05d}" not in taken:
             return folder / f"{n:05d}-{stem}{suffix}"
     raise AssertionError("unreachable")
+
+
+def delete_older_than(seconds: float, root: Path | None = None) -> int:
+    """Remove results older than `seconds` so a shared server's disk doesn't fill up; returns files removed."""
+    root = root or output_root()
+    if not root.is_dir():
+        return 0
+    cutoff = time.time() - seconds
+    removed = 0
+    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+        try:
+            if path.is_file() and path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+            elif path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        except OSError:
+            continue
+    return removed

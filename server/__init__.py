@@ -1,0 +1,1 @@
+"""HTTP serving around the Gradio app: the REST API and its error handling."""

@@ -1,0 +1,198 @@
+"""REST endpoints under /api, documented at /docs: the same engine calls as the tabs, as JSON over HTTP."""
+from __future__ import annotations
+
+import base64
+import secrets
+
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from pydantic import BaseModel, Field
+
+from engine import pnginfo
+from engine.aging import AgingRequest, aging_timelapse, parse_ages
+from engine.gate import BUSY, Busy
+from engine.gender import GenderRequest, gender_swap
+from engine.generate import ImageRequest, text_to_image
+from engine.outputs import next_path, output_root, task_dir
+from engine.presets import aging_preset, gender_preset
+from engine.schedulers import DEFAULT_SAMPLER
+
+MAX_UPLOAD_BYTES = 20 * 1024 * 1024
+
+
+class Txt2ImgBody(BaseModel):
+    """Text to image, in diffusers' argument names."""
+
+    prompt: str = Field(..., description="what to draw")
+    negative_prompt: str = ""
+    num_inference_steps: int = Field(20, ge=1, le=150)
+    guidance_scale: float = Field(7.0, ge=1, le=30)
+    width: int = Field(512, ge=64, le=2048)
+    height: int = Field(512, ge=64, le=2048)
+    seed: int = Field(-1, description="-1 picks a random seed")
+    batch_count: int = Field(1, ge=1, le=16)
+    sampler: str = DEFAULT_SAMPLER
+
+
+class ApiImage(BaseModel):
+    png_base64: str
+    seed: int
+    parameters: str = ""
+    age: int | None = None
+
+
+class ImagesReply(BaseModel):
+    images: list[ApiImage]
+    notes: list[str] = []
+
+
+class AgingReply(ImagesReply):
+    video_url: str | None
+    grid_png_base64: str | None
+    seed: int
+    identity_distance: list[float] | None = None
+
+
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse(status_code=status, content={"error": message})
+
+
+def exception_handlers() -> dict:
+    """Plain sentences as 4xx JSON for /api: engine ValueErrors, busy, and malformed requests.
+
+    Passed to FastAPI(exception_handlers=...) so they are in place before the server starts.
+    """
+    def api_only(request: Request, status: int, message: str, default):
+        if request.url.path.startswith("/api/"):
+            return error(status, message)
+        return JSONResponse(status_code=default, content={"detail": message})
+
+    async def value_error(request: Request, exc: ValueError):
+        return api_only(request, 422, str(exc), 500)
+
+    async def busy(request: Request, exc: Busy):
+        return api_only(request, 503, BUSY, 503)
+
+    async def http_error(request: Request, exc: HTTPException):
+        key = "error" if request.url.path.startswith("/api/") else "detail"
+        return JSONResponse(status_code=exc.status_code, content={key: exc.detail}, headers=exc.headers)
+
+    async def invalid(request: Request, exc: RequestValidationError):
+        if not request.url.path.startswith("/api/"):
+            return JSONResponse(status_code=422, content={"detail": jsonable_encoder(exc.errors())})
+        first = exc.errors()[0] if exc.errors() else {}
+        field = ".".join(str(p) for p in first.get("loc", [])[1:]) or "request"
+        return error(422, f"{field}: {first.get('msg', 'is not valid')}.")
+
+    return {ValueError: value_error, Busy: busy, HTTPException: http_error, RequestValidationError: invalid}
+
+
+def basic_auth(credentials: list[tuple[str, str]] | None):
+    """With --auth on, the API asks for the same user and password as the UI (HTTP Basic)."""
+    security = HTTPBasic(auto_error=False)
+
+    def check(given: HTTPBasicCredentials | None = Depends(security)):
+        if not credentials:
+            return
+        if given is None or not any(secrets.compare_digest(given.username, u) and
+                                    secrets.compare_digest(given.password, p) for u, p in credentials):
+            raise HTTPException(401, "Log in with the user and password the app was started with.",
+                                headers={"WWW-Authenticate": "Basic"})
+    return check
+
+
+async def read_upload(upload: UploadFile) -> bytes:
+    """Uploads are size-capped before they are decoded."""
+    data = await upload.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise HTTPException(413, f"The upload is over {MAX_UPLOAD_BYTES // (1024 * 1024)} MB; send a smaller image.")
+    if not data:
+        raise ValueError("The uploaded image is empty; send a PNG, JPEG or WebP file.")
+    return data
+
+
+def b64_png(image, parameters: str = "") -> str:
+    return base64.b64encode(pnginfo.png_bytes(image, parameters)).decode("ascii")
+
+
+def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRouter:
+    """The /api routes over one shared manager; every generation takes a slot at the manager's gate."""
+    api = APIRouter(prefix="/api", tags=["generate"], dependencies=[Depends(basic_auth(credentials))])
+    aging_defaults, gender_defaults = aging_preset().defaults, gender_preset().defaults
+
+    @api.post("/txt2img", response_model=ImagesReply, summary="Text to image")
+    def txt2img(body: Txt2ImgBody):
+        with manager.gate.slot():
+            result = text_to_image(manager, ImageRequest(**body.model_dump()))
+        return ImagesReply(images=[ApiImage(png_base64=b64_png(i.image, i.parameters), seed=i.seed,
+                                            parameters=i.parameters) for i in result.images], notes=result.notes)
+
+    @api.post("/aging", response_model=AgingReply, summary="Aging timelapse of a face photo")
+    async def aging(request: Request, image: UploadFile = File(..., description="a face photo"),
+                    ages: str = Form("20, 40, 60", description="'10, 20, 30' or '10-80/10'"),
+                    subject: str = Form("person"), strength: float = Form(aging_defaults["strength"]),
+                    num_inference_steps: int = Form(aging_defaults["num_inference_steps"]),
+                    guidance_scale: float = Form(aging_defaults["guidance_scale"]), seed: int = Form(-1),
+                    sampler: str = Form(aging_defaults["sampler"]),
+                    transition_frames: int = Form(aging_defaults["transition_frames"]),
+                    fps: float = Form(aging_defaults["fps"]), captions: bool = Form(True),
+                    face: int | None = Form(None, description="1 = largest"), padding: float = Form(0.5),
+                    whole_photo: bool = Form(False), size: int = Form(512, ge=64, le=1024)):
+        data = await read_upload(image)
+        req = AgingRequest(ages=parse_ages(ages), subject=subject, strength=strength,
+                           num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
+                           sampler=sampler, transition_frames=transition_frames, fps=fps, captions=captions,
+                           face_index=None if face is None else face - 1, padding=padding,
+                           whole_photo=whole_photo, size=size)
+        folder = next_path(task_dir("aging"), "timelapse", "")
+        result = await _in_slot(manager, lambda: aging_timelapse(manager, req, data, folder))
+        video_url = None
+        if result.video:
+            video_url = str(request.url_for("output_file", path=result.video.relative_to(output_root()).as_posix()))
+        return AgingReply(images=[ApiImage(png_base64=b64_png(img), seed=result.seed, age=age)
+                                  for age, img in result.keyframes],
+                          notes=result.notes, video_url=video_url, seed=result.seed,
+                          grid_png_base64=b64_png(result.grid) if result.grid else None,
+                          identity_distance=result.identity)
+
+    @api.post("/gender-swap", response_model=ImagesReply, summary="Gender swap of a photo")
+    async def gender(image: UploadFile = File(..., description="a photo with a face"),
+                     direction: str = Form(..., description="woman or man"),
+                     strength: float = Form(gender_defaults["strength"]), variants: int = Form(1),
+                     num_inference_steps: int = Form(gender_defaults["num_inference_steps"]),
+                     guidance_scale: float = Form(gender_defaults["guidance_scale"]), seed: int = Form(-1),
+                     sampler: str = Form(gender_defaults["sampler"]),
+                     face: int | None = Form(None, description="1 = largest"), padding: float = Form(0.5),
+                     whole_photo: bool = Form(False), size: int = Form(512, ge=64, le=1024)):
+        data = await read_upload(image)
+        req = GenderRequest(direction=direction, strength=strength, variants=variants,
+                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
+                            sampler=sampler, face_index=None if face is None else face - 1, padding=padding,
+                            whole_photo=whole_photo, size=size)
+        result = await _in_slot(manager, lambda: gender_swap(manager, req, data))
+        return ImagesReply(images=[ApiImage(png_base64=b64_png(v.image, v.parameters), seed=v.seed,
+                                            parameters=v.parameters) for v in result.variants], notes=result.notes)
+
+    @api.get("/files/{path:path}", name="output_file", summary="A file the app wrote (videos)")
+    def output_file(path: str):
+        root = output_root()
+        target = (root / path).resolve()
+        if root not in target.parents or not target.is_file():
+            raise HTTPException(404, "No such output.")
+        return FileResponse(target)
+
+    return api
+
+
+async def _in_slot(manager, work):
+    """Run blocking engine work in a thread, holding a generation slot."""
+    from starlette.concurrency import run_in_threadpool
+
+    def guarded():
+        with manager.gate.slot():
+            return work()
+    return await run_in_threadpool(guarded)
+
