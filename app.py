@@ -69,8 +69,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "Vision file in weights/, else the hub's Realistic Vision V6.0 B1)")
     p.add_argument("--device", default=env("DEVICE", "auto"), help="auto, cpu, cuda or mps")
     p.add_argument("--dtype", default=env("DTYPE", "auto"), help="auto, float32, bfloat16 or float16")
-    p.add_argument("--host", default=env("HOST", "127.0.0.1"), help="address to listen on")
-    p.add_argument("--port", type=int, default=int(env("PORT", 7860)))
+    p.add_argument("--host", default=env("HOST", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")),
+                   help="address to listen on (0.0.0.0 for a LAN, a container or Spaces)")
+    p.add_argument("--port", type=int, default=int(env("PORT", os.environ.get("GRADIO_SERVER_PORT", 7860))))
     p.add_argument("--root-path", default=env("ROOT_PATH"), help="URL prefix when served behind a reverse proxy")
     p.add_argument("--share", action="store_true", default=env_flag("SHARE"), help="open a public share link")
     p.add_argument("--auth", default=env("AUTH"), help="user:password required to use the app (and the API)")

@@ -7,7 +7,7 @@ from engine.aging import AgingRequest, AgingUpdate, aging_timelapse, parse_ages
 from engine.outputs import next_path, task_dir
 from engine.presets import aging_preset
 from engine.schedulers import sampler_names
-from tabs.common import QUEUE_ID, SessionControl, check_inputs_match, stream
+from tabs.common import QUEUE_ID, on_gpu, SessionControl, check_inputs_match, stream
 from tabs.faces_common import CONSENT, EXAMPLE_PHOTO, face_index, face_preview, face_widgets, with_face_hint
 
 TASK = "aging"
@@ -95,7 +95,7 @@ def build(manager) -> None:
               "fps": fps, "captions": captions, "face": face, "padding": padding, "whole_photo": whole,
               "control": control}
     check_inputs_match(aging, list(inputs))
-    run.click(aging, inputs=list(inputs.values()), outputs=[video, stills, grid, compare, latest, info],
+    run.click(on_gpu(aging), inputs=list(inputs.values()), outputs=[video, stills, grid, compare, latest, info],
               api_name="aging", concurrency_id=QUEUE_ID)
     stop.click(lambda c: c.stop(), inputs=control, outputs=None, queue=False, api_name="stop_aging")
     photo.change(face_preview, inputs=photo, outputs=[faces_found, faces_note], api_name="aging_faces")

@@ -26,6 +26,15 @@ class SessionControl(RunControl):
         return SessionControl()
 
 
+def on_gpu(fn: Callable) -> Callable:
+    """On Hugging Face ZeroGPU hardware, hold a GPU for each call; anywhere else, leave the function alone."""
+    try:
+        import spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(fn)
+
+
 @contextmanager
 def user_errors():
     """Engine ValueErrors become gr.Error so the user sees the sentence and the server keeps serving."""

@@ -6,7 +6,7 @@ import gradio as gr
 from engine import walk
 from engine.schedulers import is_stochastic
 from engine.walk import dream_request, latent_walk
-from tabs.common import QUEUE_ID, SessionControl, check_inputs_match, sampling_widgets, user_errors
+from tabs.common import QUEUE_ID, on_gpu, SessionControl, check_inputs_match, sampling_widgets, user_errors
 from tabs.walk_common import length_note, new_run_paths, resume_job, run, video_outputs
 
 TASK = "dream"
@@ -76,8 +76,8 @@ def build(manager) -> None:
               "control": control}
     check_inputs_match(dream_run, list(inputs))
     outs = [player, gallery, files, latest, info, plan]
-    go.click(dream_run, inputs=list(inputs.values()), outputs=outs, api_name="dream", concurrency_id=QUEUE_ID)
-    resume.click(dream_resume, inputs=[plan, control], outputs=outs, api_name="dream_resume",
+    go.click(on_gpu(dream_run), inputs=list(inputs.values()), outputs=outs, api_name="dream", concurrency_id=QUEUE_ID)
+    resume.click(on_gpu(dream_resume), inputs=[plan, control], outputs=outs, api_name="dream_resume",
                  concurrency_id=QUEUE_ID)
     stop.click(lambda c: c.stop(), inputs=control, outputs=None, queue=False, api_name="stop_dream")
     sampler.change(sampler_warning, inputs=sampler, outputs=warning, api_name=False, queue=False)

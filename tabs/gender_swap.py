@@ -8,7 +8,7 @@ from engine.gender import GenderRequest, gender_swap
 from engine.outputs import next_path, task_dir
 from engine.presets import gender_preset
 from engine.schedulers import sampler_names
-from tabs.common import QUEUE_ID, SessionControl, check_inputs_match, local_path, stream
+from tabs.common import QUEUE_ID, on_gpu, SessionControl, check_inputs_match, local_path, stream
 from tabs.faces_common import CONSENT, EXAMPLE_PHOTO, face_index, face_preview, face_widgets, with_face_hint
 
 TASK = "gender_swap"
@@ -97,7 +97,7 @@ def build(manager) -> None:
               "num_inference_steps": steps, "guidance_scale": guidance, "seed": seed, "sampler": sampler,
               "face": face, "padding": padding, "whole_photo": whole, "control": control}
     check_inputs_match(swap, list(inputs))
-    run.click(swap, inputs=list(inputs.values()), outputs=[gallery, slider, latest, info], api_name="gender_swap",
+    run.click(on_gpu(swap), inputs=list(inputs.values()), outputs=[gallery, slider, latest, info], api_name="gender_swap",
               concurrency_id=QUEUE_ID)
     stop.click(lambda c: c.stop(), inputs=control, outputs=None, queue=False, api_name="stop_gender_swap")
     photo.change(face_preview, inputs=photo, outputs=[faces_found, faces_note], api_name="gender_swap_faces")

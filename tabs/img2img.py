@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from engine.generate import ImageRequest, image_to_image
-from tabs.common import (QUEUE_ID, SessionControl, check_inputs_match, first_parameters, output_widgets,
+from tabs.common import (QUEUE_ID, on_gpu, SessionControl, check_inputs_match, first_parameters, output_widgets,
                          prompt_boxes, result_info, sampling_widgets, save_results, seed_widgets, stream,
                          user_errors)
 
@@ -60,7 +60,7 @@ def build(manager) -> SimpleNamespace:
               "num_inference_steps": steps, "guidance_scale": guidance, "size": size, "seed": seed,
               "batch_count": batch, "sampler": sampler, "control": control}
     check_inputs_match(img2img, list(inputs))
-    run.click(img2img, inputs=list(inputs.values()), outputs=[gallery, preview, info, params],
+    run.click(on_gpu(img2img), inputs=list(inputs.values()), outputs=[gallery, preview, info, params],
               api_name="img2img", concurrency_id=QUEUE_ID)
     stop.click(lambda c: c.stop(), inputs=control, outputs=None, queue=False, api_name="stop_img2img")
     return SimpleNamespace(image=image, prompt=prompt, negative=negative, gallery=gallery,

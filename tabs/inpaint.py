@@ -7,7 +7,7 @@ import gradio as gr
 import numpy as np
 
 from engine.generate import ImageRequest, inpaint, inpaint_preview
-from tabs.common import (QUEUE_ID, SessionControl, check_inputs_match, first_parameters, output_widgets,
+from tabs.common import (QUEUE_ID, on_gpu, SessionControl, check_inputs_match, first_parameters, output_widgets,
                          prompt_boxes, result_info, sampling_widgets, save_results, seed_widgets, stream,
                          user_errors)
 
@@ -98,7 +98,7 @@ def build(manager) -> SimpleNamespace:
               "guidance_scale": guidance, "size": size, "seed": seed, "batch_count": batch, "sampler": sampler,
               "control": control}
     check_inputs_match(inpaint_run, list(inputs))
-    run.click(inpaint_run, inputs=list(inputs.values()), outputs=[gallery, preview, info, params],
+    run.click(on_gpu(inpaint_run), inputs=list(inputs.values()), outputs=[gallery, preview, info, params],
               api_name="inpaint", concurrency_id=QUEUE_ID)
     stop.click(lambda c: c.stop(), inputs=control, outputs=None, queue=False, api_name="stop_inpaint")
     preview_inputs = [editor, mask_blur, area, padding, size]

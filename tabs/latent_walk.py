@@ -5,7 +5,7 @@ import gradio as gr
 
 from engine import walk
 from engine.walk import WalkRequest, latent_walk, parse_prompts, parse_seeds
-from tabs.common import QUEUE_ID, SessionControl, check_inputs_match, sampling_widgets, user_errors
+from tabs.common import QUEUE_ID, on_gpu, SessionControl, check_inputs_match, sampling_widgets, user_errors
 from tabs.walk_common import length_note, new_run_paths, resume_job, run, video_outputs
 
 TASK = "latent_walk"
@@ -69,8 +69,8 @@ def build(manager) -> None:
               "height": height, "loop": loop, "smooth": smooth, "batch_size": batch, "control": control}
     check_inputs_match(walk_run, list(inputs))
     outs = [player, gallery, files, latest, info, plan]
-    go.click(walk_run, inputs=list(inputs.values()), outputs=outs, api_name="latent_walk", concurrency_id=QUEUE_ID)
-    resume.click(walk_resume, inputs=[plan, control], outputs=outs, api_name="latent_walk_resume",
+    go.click(on_gpu(walk_run), inputs=list(inputs.values()), outputs=outs, api_name="latent_walk", concurrency_id=QUEUE_ID)
+    resume.click(on_gpu(walk_resume), inputs=[plan, control], outputs=outs, api_name="latent_walk_resume",
                  concurrency_id=QUEUE_ID)
     stop.click(lambda c: c.stop(), inputs=control, outputs=None, queue=False, api_name="stop_latent_walk")
     for widget in (frames, fps):

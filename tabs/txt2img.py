@@ -7,7 +7,7 @@ import gradio as gr
 
 from engine import pnginfo
 from engine.generate import ImageRequest, request_from_parameters, text_to_image
-from tabs.common import (QUEUE_ID, SessionControl, check_inputs_match, first_parameters, output_widgets,
+from tabs.common import (QUEUE_ID, on_gpu, SessionControl, check_inputs_match, first_parameters, output_widgets,
                          prompt_boxes, result_info, sampling_widgets, save_denoise_video, save_results, seed_widgets,
                          stream,
                          user_errors)
@@ -79,7 +79,7 @@ def build(manager) -> SimpleNamespace:
               "guidance_scale": guidance, "width": width, "height": height, "seed": seed,
               "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "control": control}
     check_inputs_match(txt2img, list(inputs))
-    event = dict(fn=txt2img, inputs=list(inputs.values()), outputs=[gallery, preview, info, params, steps_video],
+    event = dict(fn=on_gpu(txt2img), inputs=list(inputs.values()), outputs=[gallery, preview, info, params, steps_video],
                  api_name="txt2img", concurrency_id=QUEUE_ID)
     run.click(**event)
     prompt.submit(**{**event, "api_name": False})
