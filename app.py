@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import gradio as gr
 
 from engine.manager import PipelineManager, RuntimeOptions
+from engine.models import WEIGHTS_DIR
 from engine.outputs import delete_older_than, output_root
 from tabs import aging, dream, gender_swap, img2img, inpaint, latent_walk, send, txt2img
 from tabs.common import QUEUE_ID, user_errors
@@ -67,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--model", default=env("MODEL"),
                    help="hub id, diffusers folder, checkpoint in weights/, or 'tiny' (default: a Realistic "
                         "Vision file in weights/, else the hub's Realistic Vision V6.0 B1)")
+    p.add_argument("--weights-dir", default=env("WEIGHTS_DIR", str(WEIGHTS_DIR)),
+                   help="folder of single-file checkpoints listed in the model menu")
     p.add_argument("--device", default=env("DEVICE", "auto"), help="auto, cpu, cuda or mps")
     p.add_argument("--dtype", default=env("DTYPE", "auto"), help="auto, float32, bfloat16 or float16")
     p.add_argument("--host", default=env("HOST", os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")),
@@ -110,7 +114,7 @@ def manager_from(args: argparse.Namespace) -> PipelineManager:
     options = RuntimeOptions(device=args.device, dtype=args.dtype, cpu_offload=args.cpu_offload,
                              vae_tiling=args.vae_tiling, attention_slicing=args.attention_slicing,
                              concurrency=args.concurrency, queue_size=args.queue_size)
-    return PipelineManager(args.model, options)
+    return PipelineManager(args.model, options, weights_dir=Path(args.weights_dir))
 
 
 def serving_kwargs(args: argparse.Namespace, auth) -> dict:
@@ -121,10 +125,13 @@ def serving_kwargs(args: argparse.Namespace, auth) -> dict:
 
 def api_app_kwargs(manager: PipelineManager, auth) -> dict:
     """The FastAPI settings that put the REST API under /api and its documentation at /docs."""
+    from starlette.middleware import Middleware
+
     from server import rest
+    from server.busy import BusyMessage
 
     return {"title": TITLE, "docs_url": "/docs", "routes": rest.router(manager, auth).routes,
-            "exception_handlers": rest.exception_handlers()}
+            "exception_handlers": rest.exception_handlers(), "middleware": [Middleware(BusyMessage)]}
 
 
 def prepare(args: argparse.Namespace):
@@ -140,18 +147,24 @@ def prepare(args: argparse.Namespace):
     return auth, manager_from(args)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        auth, manager = prepare(args)
-    except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+def launch(args: argparse.Namespace, block: bool = True) -> gr.Blocks:
+    """Serve the app with Gradio's own server (the only way to a share link), REST API included."""
+    auth, manager = prepare(args)
     if args.share and not auth:
         print("warning: --share-without-auth: anyone with the link can use this machine.", file=sys.stderr)
     demo = build_demo(manager)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True, css=CSS,
-                app_kwargs=api_app_kwargs(manager, auth), **serving_kwargs(args, auth))
+                app_kwargs=api_app_kwargs(manager, auth), prevent_thread_lock=not block, quiet=not block,
+                **serving_kwargs(args, auth))
+    return demo
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        launch(parse_args(argv))
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -209,7 +209,10 @@ def _assemble(req: AgingRequest, area: FaceArea, plan, done: dict, folder: Path,
     if keyframes:
         hold = max(1, round(req.fps * HOLD_SECONDS))
         frames = timeline(rendered, hold, BLEND_FRAMES, req.captions)
-        video_path = video.write_mp4(frames, folder / "aging.mp4", req.fps, metadata=_metadata(req))
+        try:
+            video_path = video.write_mp4(frames, folder / "aging.mp4", req.fps, metadata=_metadata(req))
+        except RuntimeError as exc:
+            raise ValueError(f"The video could not be encoded ({exc}); the ages made are kept in {folder}.") from exc
         grid = labelled_grid(keyframes)
         grid.save(folder / "grid.png")
         notes.append(video.describe_length(len(frames), req.fps) + ".")

@@ -233,8 +233,12 @@ def _render(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl,
     parameters = _parameters(plan)
     video_path = None
     if frames:
-        video_path = video.write_mp4([Image.open(p) for p in frames], paths.video, req.fps, req.quality,
-                                     metadata=parameters)
+        try:
+            video_path = video.write_mp4([Image.open(p) for p in frames], paths.video, req.fps, req.quality,
+                                         metadata=parameters)
+        except RuntimeError as exc:
+            raise ValueError(f"The video could not be encoded ({exc}); the {len(frames)} frames are kept in "
+                             f"{paths.frames}, and Resume tries the video again.") from exc
     return WalkResult(video_path, frames, paths.plan, parameters, interrupted, notes)
 
 
