@@ -1,4 +1,8 @@
-"""A1111's `parameters` PNG text chunk, so our images open in PNG-info readers and other tools."""
+"""A1111's `parameters` PNG text chunk, so our images open in PNG-info readers and other tools.
+
+Every PNG written here also carries provenance (see `engine.provenance`): an invisible watermark in
+its pixels and an "AI-generated" note in its text chunks, because the face tabs edit real people.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,12 @@ from typing import Any, Mapping
 import numpy as np
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
+from engine import provenance
+
 PARAMETERS_KEY = "parameters"
+SOFTWARE_KEY = "Software"  # PNG's registered keyword for the program that made the image
+NOTE_KEY = "Comment"  # PNG's registered keyword for free text: holds `provenance.AI_NOTE`
+# No XMP packet: Pillow hands it to readers as bytes, and sd-parsers' `to_json` then fails.
 NEGATIVE_PREFIX = "Negative prompt:"
 
 _KEY = re.compile(r"\w[\w \-/]*")
@@ -64,14 +73,19 @@ def parse_parameters(text: str) -> dict[str, str]:
 
 
 def png_bytes(image: Image.Image | np.ndarray, parameters: str) -> bytes:
-    """Encode a PNG with its recipe in memory, for downloads and the API."""
+    """Encode a PNG with its recipe in memory, for downloads and the API.
+
+    The pixels get the invisible watermark (images of at least 256x256 pixels; alpha is kept) and the
+    text chunks get `Software` and an AI-generated `Comment` beside `parameters`.
+    """
+    info = _png_info(parameters)
     buffer = io.BytesIO()
-    _as_image(image).save(buffer, format="PNG", pnginfo=_png_info(parameters))
+    _watermarked(_as_image(image)).save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
 
 
 def save_png(image: Image.Image | np.ndarray, path: str | Path, parameters: str) -> Path:
-    """Save a PNG with its recipe, so the file alone is enough to make the image again."""
+    """Save a watermarked PNG with its recipe, so the file alone is enough to make the image again."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"Save to a file ending in .png, not {path.name}.")
@@ -114,7 +128,19 @@ def _png_info(parameters: str) -> PngImagePlugin.PngInfo:
         raise ValueError(f"Pass the parameters as text (see format_parameters), not {type(parameters).__name__}.")
     info = PngImagePlugin.PngInfo()
     info.add_text(PARAMETERS_KEY, parameters)  # tEXt when Latin-1 fits, otherwise UTF-8 iTXt
+    info.add_text(SOFTWARE_KEY, provenance.SOFTWARE)
+    info.add_text(NOTE_KEY, provenance.AI_NOTE)
     return info
+
+
+def _watermarked(image: Image.Image) -> Image.Image:
+    """Watermark the colour planes and put any alpha channel back, so transparent PNGs stay transparent."""
+    if not provenance.can_watermark(image.size):
+        return image  # too small to carry the mark; the text chunks still say AI-generated
+    marked = provenance.watermark(image)
+    if "A" in image.getbands():
+        marked.putalpha(image.getchannel("A"))
+    return marked
 
 
 def _as_image(image: Image.Image | np.ndarray) -> Image.Image:

@@ -3,6 +3,9 @@
 We pipe raw RGB frames straight into the ffmpeg binary that imageio-ffmpeg ships instead of
 going through moviepy: moviepy's `ImageSequenceClip` counts frames as `int(sum(1/fps) * fps)`,
 which rounds down and drops the last frame (e.g. 6 frames at 3 fps give 5). Piping is exact.
+
+Every frame of at least 256x256 pixels gets the invisible watermark of `engine.provenance` as it
+is streamed, and every file says "AI-generated" in its metadata (MP4 `description`, GIF comment).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from typing import Iterable
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from engine import provenance
 
 MAX_FPS = 60
 GIF_MAX_FPS = 50  # GIF delays are in 1/100 s and browsers slow down anything under 2/100 s
@@ -109,6 +114,7 @@ def _ffmpeg_command(exe: str, size: tuple[int, int], fps: float, quality: int, t
         "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "pipe:0",
         "-an", "-c:v", "libx264", "-preset", "medium", "-crf", str(quality), "-pix_fmt", "yuv420p",
         "-movflags", "+faststart", "-metadata", f"title={title}", "-metadata", f"comment={comment}",
+        "-metadata", f"description={provenance.AI_NOTE}",
         "-f", "mp4", str(out),
     ]
 
@@ -119,14 +125,18 @@ def _last_line(text: bytes) -> str:
 
 
 def _feed(proc: subprocess.Popen, first: np.ndarray, rest) -> int:
-    """Stream frames into ffmpeg one at a time, so long walks never sit in memory twice."""
+    """Stream frames into ffmpeg one at a time, so long walks never sit in memory twice.
+
+    Each frame is watermarked after padding, so the mark sits on the pixel grid the file stores.
+    """
     shape, count = first.shape, 0
     for frame in _chain(first, rest):
         array = _to_array(frame)
         if array.shape != shape:
             raise ValueError(f"Make all frames the same size: frame {count} is {array.shape[1]}x{array.shape[0]}, the first is {shape[1]}x{shape[0]}.")
+        marked = provenance.watermark_array(np.ascontiguousarray(_pad_even(array)))
         try:
-            proc.stdin.write(np.ascontiguousarray(_pad_even(array)).tobytes())
+            proc.stdin.write(marked.tobytes())
         except BrokenPipeError:
             break  # ffmpeg died; its exit code and stderr say why
         count += 1
@@ -148,6 +158,10 @@ def write_mp4(frames: Iterable, path, fps: float, quality: int = 18, metadata: d
         quality (`int`, *optional*, defaults to 18): x264 CRF, 0 (lossless) to 51; lower is better.
         metadata (`dict`, *optional*): JSON stored in the MP4 comment tag, read back by `read_metadata`;
             a "title" entry also becomes the MP4 title.
+
+    Frames of at least 256x256 pixels are watermarked (`engine.provenance`) and the `description`
+    tag says `provenance.AI_NOTE`. The watermark reads back exactly at the default CRF 18; at CRF 23
+    a few of its 64 bits may flip (still recognised by `provenance.has_watermark`); from about CRF 28 it is lost.
     """
     # 1. check inputs
     fps = _check_fps(fps)
@@ -172,7 +186,10 @@ def write_mp4(frames: Iterable, path, fps: float, quality: int = 18, metadata: d
             proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr)
             try:
                 written = _feed(proc, first, iterator)
-                proc.stdin.close()
+                try:
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass  # ffmpeg died with frames still buffered; its exit code and stderr say why
                 returncode = proc.wait()
             except BaseException:
                 proc.kill()
@@ -203,10 +220,13 @@ def write_gif(frames: Iterable, path, fps: float) -> Path:
         fps (`float`): frames per second, above 0 and at most `GIF_MAX_FPS` (50).
 
     Pillow merges identical consecutive frames into one longer frame; the playing time is unchanged.
+    Frames of at least 256x256 pixels are watermarked before the 256-colour palette is chosen (a few
+    of the 64 bits may flip; `provenance.has_watermark` allows for that) and the GIF comment says
+    `provenance.AI_NOTE`.
     """
     fps = _check_fps(fps, GIF_MAX_FPS)
     path = _check_path(path, ".gif")
-    images = [_to_image(frame) for frame in frames]
+    images = [provenance.watermark(_to_image(frame)) for frame in frames]
     if not images:
         raise ValueError("Pass at least one frame to write a GIF.")
     if any(image.size != images[0].size for image in images):
@@ -215,7 +235,7 @@ def write_gif(frames: Iterable, path, fps: float) -> Path:
     try:
         images[0].save(
             tmp, format="GIF", save_all=True, append_images=images[1:],
-            duration=max(20, round(1000 / fps)), loop=0,
+            duration=max(20, round(1000 / fps)), loop=0, comment=provenance.AI_NOTE,
         )
         os.replace(tmp, path)
     finally:
@@ -241,7 +261,10 @@ def _open_av(path):
 
 
 def read_metadata(path) -> dict:
-    """Recover the settings a video was made with from the JSON that `write_mp4` stored; {} if none."""
+    """Recover the settings a video was made with from the JSON that `write_mp4` stored; {} if none.
+
+    The AI-generated note is a separate tag (`description`), so this dict is exactly what was passed.
+    """
     with _open_av(path) as container:
         comment = container.metadata.get("comment", "")
     try:

@@ -142,7 +142,8 @@ def seed_widgets() -> tuple[gr.Number, gr.Slider]:
 
 
 def output_widgets(label: str) -> tuple[gr.Gallery, gr.Image, gr.Markdown, gr.Textbox]:
-    gallery = gr.Gallery(label=label, columns=2, height=420, format="png", elem_classes=["ds-output"])
+    gallery = gr.Gallery(label=label, columns=2, height=420, format="png", elem_classes=["ds-output"],
+                         interactive=False)
     preview = gr.Image(label="Live preview", interactive=False, height=200, elem_classes=["ds-preview"])
     info = gr.Markdown(elem_classes=["ds-info"])
     params = gr.Textbox(label="Generation parameters (PNG info)", lines=3, interactive=False, buttons=["copy"])

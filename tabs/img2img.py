@@ -30,7 +30,7 @@ def build(manager) -> SimpleNamespace:
             else:
                 with user_errors():
                     paths = save_results(result, TASK)
-                yield paths, gr.skip(), result_info(result), first_parameters(result)
+                yield paths, None, result_info(result), first_parameters(result)
 
     # 2. layout
     with gr.Tab("Image to image", id=TASK):

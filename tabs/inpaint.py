@@ -47,7 +47,7 @@ def build(manager) -> SimpleNamespace:
             else:
                 with user_errors():
                     paths = save_results(result, TASK)
-                yield paths, gr.skip(), result_info(result), first_parameters(result)
+                yield paths, None, result_info(result), first_parameters(result)
 
     def mask_preview(editor, mask_blur, inpaint_area, padding, size):
         try:

@@ -32,7 +32,7 @@ def build(manager) -> SimpleNamespace:
                 with user_errors():
                     paths = save_results(result, TASK)
                     steps_video = save_denoise_video(result, TASK)
-                yield paths, gr.skip(), result_info(result), first_parameters(result), steps_video
+                yield paths, None, result_info(result), first_parameters(result), steps_video
 
     def png_info(png):
         if not png:

@@ -82,14 +82,17 @@ def test_full_queue_answers_busy_in_plain_words(served):
 
 
 def test_memory_stays_flat_over_200_sequential_requests(served):
+    import httpx
+
     _, url = served
-    client = Client(url, verbose=False)
-    for i in range(20):
-        client.predict(**{**T2I, "seed": i, "num_inference_steps": 1}, api_name="/txt2img")
-    process = psutil.Process()
-    before = process.memory_info().rss
-    for i in range(200):
-        client.predict(**{**T2I, "seed": i, "num_inference_steps": 1}, api_name="/txt2img")
+    body = {"prompt": "a red apple", "num_inference_steps": 1, "width": 64, "height": 64}
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for i in range(20):
+            assert http.post("api/txt2img", json={**body, "seed": i}).status_code == 200
+        process = psutil.Process()
+        before = process.memory_info().rss
+        for i in range(200):
+            assert http.post("api/txt2img", json={**body, "seed": i}).status_code == 200
     growth = process.memory_info().rss / before - 1
     assert growth < 0.05, f"RSS grew {growth:.1%}"
 

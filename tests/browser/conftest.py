@@ -1,6 +1,6 @@
 """Real-browser fixtures: the app on the tiny model served on localhost, and Debian's Chromium via Playwright.
 
-The browser is the system one (/usr/bin/chromium); nothing is downloaded. Override it with DS_CHROMIUM.
+The browser is the system one (/usr/bin/chromium); nothing is downloaded. Override it with STUDIO_CHROMIUM.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = os.environ.get("DS_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM = os.environ.get("STUDIO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -25,19 +25,23 @@ def free_port() -> int:
 
 
 def launch_app(manager):
-    """Build the demo on `manager` and serve it on 127.0.0.1 in this process; returns (demo, url)."""
+    """Build the demo on `manager` and serve it on 127.0.0.1 in this process, as app.py does; returns (demo, url).
+
+    Set STUDIO_OUTPUT_DIR first: the output folder is the one extra folder Gradio may serve files from.
+    """
     from app import CSS, build_demo
+    from engine.outputs import output_root
 
     demo = build_demo(manager)
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
-                show_error=True, css=CSS)
+                show_error=True, css=CSS, allowed_paths=[str(output_root())])
     return demo, demo.local_url
 
 
 def launch_browser(playwright):
     """Debian's Chromium, headless; skips the test when it is not installed."""
     if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        pytest.skip(f"no Chromium at {CHROMIUM}; install Debian's chromium or set DS_CHROMIUM")
+        pytest.skip(f"no Chromium at {CHROMIUM}; install Debian's chromium or set STUDIO_CHROMIUM")
     return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
 
@@ -70,7 +74,11 @@ def page(browser, app_url):
     context = browser.new_context(viewport=VIEWPORT)
     context.set_default_timeout(30_000)
     page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(app_url)
     page.locator("#model-status").wait_for()  # the model bar sits above every tab
     yield page
     context.close()
+    if errors:  # an uncaught JavaScript exception means some part of the page stopped working
+        pytest.fail("uncaught errors in the page:\n" + "\n".join(errors[:5]), pytrace=False)

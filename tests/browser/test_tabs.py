@@ -91,7 +91,7 @@ def test_txt2img_generates_an_image(page: Page, output_dir):
     # Gradio's copy button sits inside the textbox's <label>, so the textarea has no accessible name.
     params = panel.locator("label", has_text="Generation parameters (PNG info)").locator("textarea")
     expect(params).to_have_value(re.compile(r"^a red fox in the snow\nSteps: 4, .*Size: 64x64"))
-    assert len(saved_pngs(output_dir, "txt2img")) == 1, "the result was not written to DS_OUTPUT_DIR"
+    assert len(saved_pngs(output_dir, "txt2img")) == 1, "the result was not written to STUDIO_OUTPUT_DIR"
 
 
 def test_img2img_redraws_an_uploaded_photo(page: Page, tmp_path, output_dir):
