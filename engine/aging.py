@@ -13,7 +13,7 @@ from typing import Callable
 
 from PIL import Image
 
-from engine import faces, video
+from engine import faces, pnginfo, video
 from engine.generate import ImageRequest, RunControl, check_request, pick_seed
 from engine.interpolation import lerp
 from engine.portrait import WORK_SIZE, FaceArea, Regenerator, find_face_area
@@ -68,6 +68,14 @@ class AgingResult:
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False
     identity: list[float] | None = None  # face distance of each age to the input (<= 0.6: same person)
+
+    def still_path(self, age: int) -> Path:
+        """The watermarked PNG of one age, as written to the run's folder."""
+        return self.folder / f"age_{age:03d}.png"
+
+    @property
+    def grid_path(self) -> Path | None:
+        return self.folder / "grid.png" if self.grid is not None else None
 
 
 def parse_ages(text: str) -> list[int]:
@@ -185,7 +193,8 @@ def aging_timelapse(manager, req: AgingRequest, image, folder: Path,
             break
         done[(i, t)] = result
         age = req.ages[i] + (req.ages[j] - req.ages[i]) * t
-        result.save(folder / (f"age_{req.ages[i]:03d}.png" if t == 0 else f"between_{age:06.2f}.png"))
+        name = f"age_{req.ages[i]:03d}.png" if t == 0 else f"between_{age:06.2f}.png"
+        pnginfo.save_png(result, folder / name, _still_parameters(req, age))
         if on_frame:
             on_frame(AgingUpdate(count, len(order), age, result))
 
@@ -214,11 +223,21 @@ def _assemble(req: AgingRequest, area: FaceArea, plan, done: dict, folder: Path,
         except RuntimeError as exc:
             raise ValueError(f"The video could not be encoded ({exc}); the ages made are kept in {folder}.") from exc
         grid = labelled_grid(keyframes)
-        grid.save(folder / "grid.png")
+        pnginfo.save_png(grid, folder / "grid.png", _still_parameters(req, None))
         notes.append(video.describe_length(len(frames), req.fps) + ".")
     (folder / "aging.json").write_text(json.dumps(_metadata(req), indent=1))
     identity = _identity(area.image, keyframes)
     return AgingResult(keyframes, area.image, video_path, grid, folder, req.seed, notes, interrupted, identity)
+
+
+def _still_parameters(req: AgingRequest, age: float | None) -> str:
+    """PNG info for a still: the age's prompt and the run's settings."""
+    preset = aging_preset()
+    prompt = preset.prompt_for(round(age), req.subject) if age is not None else "aging timelapse grid"
+    settings = {"Steps": req.num_inference_steps, "Sampler": req.sampler, "CFG scale": f"{req.guidance_scale:g}",
+                "Seed": req.seed, "Denoising strength": f"{req.strength:g}", "Ages": " ".join(map(str, req.ages)),
+                "Version": "Diffusion Studio"}
+    return pnginfo.format_parameters(prompt, preset.negative_prompt, settings)
 
 
 def _identity(original: Image.Image, keyframes) -> list[float] | None:

@@ -134,7 +134,7 @@ def run_aging(args) -> int:
     for note in result.notes:
         print(note, file=sys.stderr)
     shutil.move(result.video, out)
-    result.grid.save(out.with_name(f"{out.stem}-grid.png"))
+    shutil.copyfile(result.grid_path, out.with_name(f"{out.stem}-grid.png"))
     print(f"{out}  ages {', '.join(str(a) for a, _ in result.keyframes)}, seed {result.seed}")
     return 0
 

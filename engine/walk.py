@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine import interpolation, video
+from engine import interpolation, pnginfo, video
 from engine.generate import MAX_SEED, ImageRequest, RunControl, check_request
 from engine.prompts import prompt_chunks
 from engine.schedulers import DEFAULT_SAMPLER, is_stochastic
@@ -345,7 +345,7 @@ def _frame_paths(paths: RunPaths, total: int) -> list[Path]:
 def _save_frame(image: Image.Image, path: Path) -> None:
     """Write then rename, so a crash never leaves a half-written frame that resume would trust."""
     temp = path.with_suffix(".tmp")
-    image.save(temp, format="PNG")
+    temp.write_bytes(pnginfo.png_bytes(image, ""))
     temp.replace(path)
 
 

@@ -42,14 +42,15 @@ def build(manager) -> None:
             raise gr.Error(with_face_hint(str(getattr(exc, "message", exc)))) from exc
 
     def outputs(result):
-        stills = [(image, f"Age {age}") for age, image in result.keyframes]
+        stills = [(str(result.still_path(age)), f"Age {age}") for age, _ in result.keyframes]
         info = [*result.notes, f"Seed: {result.seed}"]
         if result.identity:
             info.append("Identity distance to the photo (≤ 0.6 reads as the same person): " + ", ".join(
                 f"age {age}: {d:.2f}" for (age, _), d in zip(result.keyframes, result.identity)))
-        slider = (result.original, result.keyframes[-1][1]) if result.keyframes else None
+        slider = (result.original, stills[-1][0]) if stills else None
         video = str(result.video) if result.video else None
-        return video, stills, result.grid, slider, stills[-1][0] if stills else None, "\n\n".join(info)
+        grid = str(result.grid_path) if result.grid_path else None
+        return video, stills, grid, slider, stills[-1][0] if stills else None, "\n\n".join(info)
 
     # 2. layout
     with gr.Tab("Aging timelapse", id=TASK):

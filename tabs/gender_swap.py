@@ -55,7 +55,7 @@ def build(manager) -> None:
         if result.variants and result.variants[0].identity is not None:
             info.append("Identity distance to the photo (≤ 0.6 reads as the same person): " +
                         ", ".join(f"{v.identity:.2f}" for v in result.variants))
-        slider = (result.original, result.variants[0].image) if result.variants else None
+        slider = (result.original, paths[0]) if paths else None
         return paths, slider, paths[-1] if paths else None, "\n\n".join(info)
 
     def compare(photo, gallery, evt: gr.SelectData):
