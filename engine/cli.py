@@ -120,7 +120,6 @@ def run_aging(args) -> int:
     import shutil
 
     from engine.aging import AgingRequest, aging_timelapse, parse_ages
-
     from engine.presets import aging_preset
 
     out = check_writable(Path(args.out))
@@ -142,7 +141,6 @@ def run_aging(args) -> int:
 def run_gender_swap(args) -> int:
     from engine import pnginfo
     from engine.gender import GenderRequest, gender_swap
-
     from engine.presets import gender_preset
 
     out = check_writable(Path(args.out))

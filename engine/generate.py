@@ -9,7 +9,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 from PIL import Image
 
@@ -321,7 +320,3 @@ def request_from_parameters(text: str) -> tuple[ImageRequest, list[str]]:
             skipped.append("Sampler")
     return req, skipped
 
-
-def as_array(image: Image.Image) -> np.ndarray:
-    """Pixels as uint8 HxWx3, for comparisons in tests and benchmarks."""
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)

@@ -11,8 +11,17 @@ import torch
 
 from engine.devices import dtype_name, pick_device, pick_dtype
 from engine.gate import Gate
-from engine.models import (DEFAULT_HUB_MODEL, TINY, WEIGHTS_DIR, ModelSource, hub_cached, default_model,
-                           load_pipeline, model_choices, resolve_model)
+from engine.models import (
+    DEFAULT_HUB_MODEL,
+    TINY,
+    WEIGHTS_DIR,
+    ModelSource,
+    default_model,
+    hub_cached,
+    load_pipeline,
+    model_choices,
+    resolve_model,
+)
 from engine.prompts import encode_prompt_pair
 from engine.schedulers import make_scheduler
 

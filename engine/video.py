@@ -105,7 +105,8 @@ def _ffmpeg_exe() -> str:
     return imageio_ffmpeg.get_ffmpeg_exe()
 
 
-def _ffmpeg_command(exe: str, size: tuple[int, int], fps: float, quality: int, title: str, comment: str, out: Path) -> list[str]:
+def _ffmpeg_command(exe: str, size: tuple[int, int], fps: float, quality: int, title: str, comment: str,
+                    out: Path) -> list[str]:
     """One raw-RGB input on stdin at a constant rate, so frames in == frames out."""
     rate = Fraction(fps).limit_denominator(1001)
     return [
@@ -133,7 +134,8 @@ def _feed(proc: subprocess.Popen, first: np.ndarray, rest) -> int:
     for frame in _chain(first, rest):
         array = _to_array(frame)
         if array.shape != shape:
-            raise ValueError(f"Make all frames the same size: frame {count} is {array.shape[1]}x{array.shape[0]}, the first is {shape[1]}x{shape[0]}.")
+            raise ValueError(f"Make all frames the same size: frame {count} is {array.shape[1]}x{array.shape[0]}, "
+                             f"the first is {shape[1]}x{shape[0]}.")
         marked = provenance.watermark_array(np.ascontiguousarray(_pad_even(array)))
         try:
             proc.stdin.write(marked.tobytes())

@@ -7,7 +7,7 @@ from engine.aging import AgingRequest, AgingUpdate, aging_timelapse, parse_ages
 from engine.outputs import next_path, task_dir
 from engine.presets import aging_preset
 from engine.schedulers import sampler_names
-from tabs.common import QUEUE_ID, on_gpu, SessionControl, check_inputs_match, stream
+from tabs.common import QUEUE_ID, SessionControl, check_inputs_match, on_gpu, stream
 from tabs.faces_common import CONSENT, EXAMPLE_PHOTO, face_index, face_preview, face_widgets, with_face_hint
 
 TASK = "aging"

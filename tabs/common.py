@@ -88,11 +88,11 @@ def stream(job: Callable, control: RunControl, progress: gr.Progress, gate: Gate
     yield None, outcome["result"]
 
 
-def save_results(result: RunResult, task: str) -> list[str]:
-    """Write each image as a PNG with its parameters, so downloads keep the PNG info."""
+def save_results(items, task: str) -> list[str]:
+    """Write each result (.image, .seed, .parameters) as a PNG with its parameters, so downloads keep the PNG info."""
     folder = task_dir(task)
     paths = []
-    for item in result.images:
+    for item in items:
         path = next_path(folder, str(item.seed), ".png")
         pnginfo.save_png(item.image, path, item.parameters)
         paths.append(str(path))
@@ -122,10 +122,16 @@ def first_parameters(result: RunResult) -> str:
 
 
 # Widgets with the app's defaults (A1111's): build them inside a layout context.
-def prompt_boxes(prompt: str = "") -> tuple[gr.Textbox, gr.Textbox]:
-    p = gr.Textbox(label="Prompt", value=prompt, lines=3, placeholder="a photo of ...")
-    n = gr.Textbox(label="Negative prompt", lines=2, placeholder="what to avoid")
-    return p, n
+def prompt_row(task: str) -> tuple[gr.Textbox, gr.Textbox, gr.Button, gr.Button]:
+    """The image tabs' top row: prompt and negative prompt beside Generate and Stop (#<task>-run/-stop)."""
+    with gr.Row(equal_height=True):
+        with gr.Column(scale=4):
+            prompt = gr.Textbox(label="Prompt", lines=3, placeholder="a photo of ...")
+            negative = gr.Textbox(label="Negative prompt", lines=2, placeholder="what to avoid")
+        with gr.Column(scale=1, min_width=160):
+            run = gr.Button("Generate", variant="primary", elem_id=f"{task}-run")
+            stop = gr.Button("Stop", variant="stop", elem_id=f"{task}-stop")
+    return prompt, negative, run, stop
 
 
 def sampling_widgets() -> tuple[gr.Dropdown, gr.Slider, gr.Slider]:

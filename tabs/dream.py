@@ -6,7 +6,7 @@ import gradio as gr
 from engine import walk
 from engine.schedulers import is_stochastic
 from engine.walk import dream_request, latent_walk
-from tabs.common import QUEUE_ID, on_gpu, SessionControl, check_inputs_match, sampling_widgets, user_errors
+from tabs.common import QUEUE_ID, SessionControl, check_inputs_match, on_gpu, sampling_widgets, user_errors
 from tabs.walk_common import length_note, new_run_paths, resume_job, run, video_outputs
 
 TASK = "dream"

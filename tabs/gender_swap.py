@@ -3,12 +3,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine import pnginfo
 from engine.gender import GenderRequest, gender_swap
-from engine.outputs import next_path, task_dir
 from engine.presets import gender_preset
 from engine.schedulers import sampler_names
-from tabs.common import QUEUE_ID, on_gpu, SessionControl, check_inputs_match, local_path, stream
+from tabs.common import QUEUE_ID, SessionControl, check_inputs_match, local_path, on_gpu, save_results, stream
 from tabs.faces_common import CONSENT, EXAMPLE_PHOTO, face_index, face_preview, face_widgets, with_face_hint
 
 TASK = "gender_swap"
@@ -45,12 +43,7 @@ def build(manager) -> None:
             raise gr.Error(with_face_hint(str(getattr(exc, "message", exc)))) from exc
 
     def outputs(result):
-        folder = task_dir(TASK)
-        paths = []
-        for variant in result.variants:
-            path = next_path(folder, str(variant.seed), ".png")
-            pnginfo.save_png(variant.image, path, variant.parameters)
-            paths.append(str(path))
+        paths = save_results(result.variants, TASK)
         info = [*result.notes, "Seeds: " + ", ".join(str(v.seed) for v in result.variants)]
         if result.variants and result.variants[0].identity is not None:
             info.append("Identity distance to the photo (≤ 0.6 reads as the same person): " +

@@ -6,9 +6,21 @@ from types import SimpleNamespace
 import gradio as gr
 
 from engine.generate import ImageRequest, image_to_image
-from tabs.common import (QUEUE_ID, on_gpu, SessionControl, check_inputs_match, first_parameters, output_widgets,
-                         prompt_boxes, result_info, sampling_widgets, save_results, seed_widgets, stream,
-                         user_errors)
+from tabs.common import (
+    QUEUE_ID,
+    SessionControl,
+    check_inputs_match,
+    first_parameters,
+    on_gpu,
+    output_widgets,
+    prompt_row,
+    result_info,
+    sampling_widgets,
+    save_results,
+    seed_widgets,
+    stream,
+    user_errors,
+)
 
 TASK = "img2img"
 
@@ -29,17 +41,12 @@ def build(manager) -> SimpleNamespace:
                 yield gr.skip(), preview, gr.skip(), gr.skip()
             else:
                 with user_errors():
-                    paths = save_results(result, TASK)
+                    paths = save_results(result.images, TASK)
                 yield paths, None, result_info(result), first_parameters(result)
 
     # 2. layout
     with gr.Tab("Image to image", id=TASK):
-        with gr.Row(equal_height=True):
-            with gr.Column(scale=4):
-                prompt, negative = prompt_boxes()
-            with gr.Column(scale=1, min_width=160):
-                run = gr.Button("Generate", variant="primary", elem_id="img2img-run")
-                stop = gr.Button("Stop", variant="stop", elem_id="img2img-stop")
+        prompt, negative, run, stop = prompt_row(TASK)
         with gr.Row():
             with gr.Column():
                 image = gr.Image(type="filepath", label="Start image", image_mode=None, height=320,

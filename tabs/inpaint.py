@@ -7,9 +7,21 @@ import gradio as gr
 import numpy as np
 
 from engine.generate import ImageRequest, inpaint, inpaint_preview
-from tabs.common import (QUEUE_ID, on_gpu, SessionControl, check_inputs_match, first_parameters, output_widgets,
-                         prompt_boxes, result_info, sampling_widgets, save_results, seed_widgets, stream,
-                         user_errors)
+from tabs.common import (
+    QUEUE_ID,
+    SessionControl,
+    check_inputs_match,
+    first_parameters,
+    on_gpu,
+    output_widgets,
+    prompt_row,
+    result_info,
+    sampling_widgets,
+    save_results,
+    seed_widgets,
+    stream,
+    user_errors,
+)
 
 TASK = "inpaint"
 AREAS = ["Whole picture", "Only masked"]
@@ -46,7 +58,7 @@ def build(manager) -> SimpleNamespace:
                 yield gr.skip(), preview, gr.skip(), gr.skip()
             else:
                 with user_errors():
-                    paths = save_results(result, TASK)
+                    paths = save_results(result.images, TASK)
                 yield paths, None, result_info(result), first_parameters(result)
 
     def mask_preview(editor, mask_blur, inpaint_area, padding, size):
@@ -61,12 +73,7 @@ def build(manager) -> SimpleNamespace:
 
     # 2. layout
     with gr.Tab("Inpaint", id=TASK):
-        with gr.Row(equal_height=True):
-            with gr.Column(scale=4):
-                prompt, negative = prompt_boxes()
-            with gr.Column(scale=1, min_width=160):
-                run = gr.Button("Generate", variant="primary", elem_id="inpaint-run")
-                stop = gr.Button("Stop", variant="stop", elem_id="inpaint-stop")
+        prompt, negative, run, stop = prompt_row(TASK)
         with gr.Row():
             with gr.Column():
                 editor = gr.ImageEditor(label="Photo: paint over the area to change", type="numpy",

@@ -5,7 +5,7 @@ import gradio as gr
 
 from engine import walk
 from engine.walk import WalkRequest, latent_walk, parse_prompts, parse_seeds
-from tabs.common import QUEUE_ID, on_gpu, SessionControl, check_inputs_match, sampling_widgets, user_errors
+from tabs.common import QUEUE_ID, SessionControl, check_inputs_match, on_gpu, sampling_widgets, user_errors
 from tabs.walk_common import length_note, new_run_paths, resume_job, run, video_outputs
 
 TASK = "latent_walk"

@@ -7,10 +7,22 @@ import gradio as gr
 
 from engine import pnginfo
 from engine.generate import ImageRequest, request_from_parameters, text_to_image
-from tabs.common import (QUEUE_ID, on_gpu, SessionControl, check_inputs_match, first_parameters, output_widgets,
-                         prompt_boxes, result_info, sampling_widgets, save_denoise_video, save_results, seed_widgets,
-                         stream,
-                         user_errors)
+from tabs.common import (
+    QUEUE_ID,
+    SessionControl,
+    check_inputs_match,
+    first_parameters,
+    on_gpu,
+    output_widgets,
+    prompt_row,
+    result_info,
+    sampling_widgets,
+    save_denoise_video,
+    save_results,
+    seed_widgets,
+    stream,
+    user_errors,
+)
 
 TASK = "txt2img"
 
@@ -30,7 +42,7 @@ def build(manager) -> SimpleNamespace:
                 yield gr.skip(), preview, gr.skip(), gr.skip(), gr.skip()
             else:
                 with user_errors():
-                    paths = save_results(result, TASK)
+                    paths = save_results(result.images, TASK)
                     steps_video = save_denoise_video(result, TASK)
                 yield paths, None, result_info(result), first_parameters(result), steps_video
 
@@ -48,12 +60,7 @@ def build(manager) -> SimpleNamespace:
 
     # 2. layout
     with gr.Tab("Text to image", id=TASK):
-        with gr.Row(equal_height=True):
-            with gr.Column(scale=4):
-                prompt, negative = prompt_boxes()
-            with gr.Column(scale=1, min_width=160):
-                run = gr.Button("Generate", variant="primary", elem_id="txt2img-run")
-                stop = gr.Button("Stop", variant="stop", elem_id="txt2img-stop")
+        prompt, negative, run, stop = prompt_row(TASK)
         with gr.Row():
             with gr.Column():
                 sampler, steps, guidance = sampling_widgets()

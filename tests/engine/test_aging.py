@@ -3,8 +3,16 @@ import pytest
 from PIL import Image
 
 from engine import video
-from engine.aging import (BLEND_FRAMES, AgingRequest, aging_timelapse, check_aging, frame_plan, labelled_grid,
-                          parse_ages, timeline)
+from engine.aging import (
+    BLEND_FRAMES,
+    AgingRequest,
+    aging_timelapse,
+    check_aging,
+    frame_plan,
+    labelled_grid,
+    parse_ages,
+    timeline,
+)
 from engine.generate import RunControl
 from engine.portrait import find_face_area
 

@@ -5,8 +5,16 @@ import pytest
 from PIL import Image
 
 from engine import pnginfo
-from engine.generate import (ImageRequest, RunControl, check_request, image_to_image, inpaint, inpaint_preview,
-                             request_from_parameters, text_to_image)
+from engine.generate import (
+    ImageRequest,
+    RunControl,
+    check_request,
+    image_to_image,
+    inpaint,
+    inpaint_preview,
+    request_from_parameters,
+    text_to_image,
+)
 
 FAST = dict(prompt="a red apple", num_inference_steps=3, width=64, height=64, sampler="Euler")
 

@@ -6,8 +6,18 @@ from PIL import Image
 
 from engine import interpolation, video
 from engine.generate import RunControl
-from engine.walk import (MAX_FRAMES, RunPaths, WalkRequest, check_walk, dream_request, latent_walk, notes_for,
-                         parse_prompts, parse_seeds, resume)
+from engine.walk import (
+    MAX_FRAMES,
+    RunPaths,
+    WalkRequest,
+    check_walk,
+    dream_request,
+    latent_walk,
+    notes_for,
+    parse_prompts,
+    parse_seeds,
+    resume,
+)
 
 FAST = dict(num_inference_steps=3, width=64, height=64, sampler="Euler", fps=8)
 
