@@ -5,8 +5,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from PIL import Image
-
 from engine.generate import ImageRequest, image_to_image, inpaint, text_to_image
 from engine.schedulers import DEFAULT_SAMPLER
 
@@ -210,7 +208,7 @@ def walk_seeds(seeds: list[int] | None, count: int) -> list[int | None]:
 
 
 def run_video_job(args) -> int:
-    from engine import video, walk
+    from engine import walk
 
     manager = make_manager(args)
     if args.resume:
@@ -222,7 +220,7 @@ def run_video_job(args) -> int:
         settings = dict(negative_prompt=args.negative_prompt, num_frames=args.frames, fps=args.fps,
                         num_inference_steps=args.steps, guidance_scale=args.guidance, width=args.width,
                         height=args.height, sampler=args.scheduler, loop=args.loop, smooth=args.smooth,
-                        batch_size=args.batch_size)
+                        batch_size=args.batch_size, gif=args.gif)
         if args.job == "walk":
             prompts = args.prompt or []
             req = walk.WalkRequest(prompts=prompts, seeds=walk_seeds(args.seed, len(prompts)), **settings)
@@ -232,9 +230,6 @@ def run_video_job(args) -> int:
         result = walk.latent_walk(manager, req, paths)
     for note in result.notes:
         print(note, file=sys.stderr)
-    if result.video and args.gif:
-        video.write_gif([Image.open(p) for p in result.frames], result.video.with_suffix(".gif"),
-                        result.parameters["fps"])
     print(f"{result.video}  {len(result.frames)} frames, seeds {result.parameters['seeds']}")
     return 0
 

@@ -44,6 +44,7 @@ class WalkRequest:
     smooth: bool = False  # re-space frames so the change between neighbours is even (renders twice)
     batch_size: int = 1  # frames per pipeline call
     quality: int = 18  # x264 CRF: lower is better and bigger
+    gif: bool = False  # also write a GIF beside the MP4
     kind: str = "walk"  # "walk" or "dream", recorded in the plan and the video's metadata
 
 
@@ -236,6 +237,8 @@ def _render(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl,
         try:
             video_path = video.write_mp4([Image.open(p) for p in frames], paths.video, req.fps, req.quality,
                                          metadata=parameters)
+            if req.gif:
+                video.write_gif([Image.open(p) for p in frames], paths.video.with_suffix(".gif"), req.fps)
         except RuntimeError as exc:
             raise ValueError(f"The video could not be encoded ({exc}); the {len(frames)} frames are kept in "
                              f"{paths.frames}, and Resume tries the video again.") from exc

@@ -23,12 +23,13 @@ def build(manager) -> None:
     """The tab's widgets and events."""
     # 1. handlers
     def dream_run(prompt, negative_prompt, num_keyframes, seed, num_frames, fps, num_inference_steps,
-                  guidance_scale, sampler, width, height, loop, batch_size, control, progress=gr.Progress()):
+                  guidance_scale, sampler, width, height, loop, batch_size, gif, control, progress=gr.Progress()):
         with user_errors():
             req = dream_request(prompt, num_keyframes, None if seed is None else int(seed),
                                 negative_prompt=negative_prompt, num_frames=num_frames, fps=fps,
                                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                                sampler=sampler, width=width, height=height, loop=loop, batch_size=batch_size)
+                                sampler=sampler, width=width, height=height, loop=loop, batch_size=batch_size,
+                                gif=gif)
             walk.check_walk(req)
             paths = new_run_paths("dream")
         job = lambda on_frame, ctl: latent_walk(manager, req, paths, on_frame, ctl)  # noqa: E731
@@ -64,6 +65,7 @@ def build(manager) -> None:
                     height = gr.Slider(64, 1024, value=512, step=8, label="Height")
                 loop = gr.Checkbox(label="Loop back to the first noise")
                 batch = gr.Slider(1, walk.MAX_BATCH_SIZE, value=1, step=1, label="Batch size (frames per call)")
+                gif = gr.Checkbox(label="Also make a GIF")
                 plan = gr.Textbox(label="Stopped run (resumable)", interactive=False, elem_id="dream-plan")
             with gr.Column():
                 player, gallery, files, latest, info = video_outputs()
@@ -72,7 +74,7 @@ def build(manager) -> None:
     # 3. wiring
     inputs = {"prompt": prompt, "negative_prompt": negative, "num_keyframes": keyframes, "seed": seed,
               "num_frames": frames, "fps": fps, "num_inference_steps": steps, "guidance_scale": guidance,
-              "sampler": sampler, "width": width, "height": height, "loop": loop, "batch_size": batch,
+              "sampler": sampler, "width": width, "height": height, "loop": loop, "batch_size": batch, "gif": gif,
               "control": control}
     check_inputs_match(dream_run, list(inputs))
     outs = [player, gallery, files, latest, info, plan]

@@ -16,13 +16,13 @@ def build(manager) -> None:
     """The tab's widgets and events."""
     # 1. handlers
     def walk_run(prompts, seeds, negative_prompt, num_frames, fps, num_inference_steps, guidance_scale, sampler,
-                 width, height, loop, smooth, batch_size, control, progress=gr.Progress()):
+                 width, height, loop, smooth, batch_size, gif, control, progress=gr.Progress()):
         with user_errors():
             req = WalkRequest(prompts=parse_prompts(prompts), seeds=parse_seeds(seeds),
                               negative_prompt=negative_prompt, num_frames=num_frames, fps=fps,
                               num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                               sampler=sampler, width=width, height=height, loop=loop, smooth=smooth,
-                              batch_size=batch_size)
+                              batch_size=batch_size, gif=gif)
             walk.check_walk(req)
             paths = new_run_paths("walk")
         job = lambda on_frame, ctl: latent_walk(manager, req, paths, on_frame, ctl)  # noqa: E731
@@ -58,6 +58,7 @@ def build(manager) -> None:
                     loop = gr.Checkbox(label="Loop back to the first prompt")
                     smooth = gr.Checkbox(label="Smooth: even change between frames (renders twice)")
                 batch = gr.Slider(1, walk.MAX_BATCH_SIZE, value=1, step=1, label="Batch size (frames per call)")
+                gif = gr.Checkbox(label="Also make a GIF")
                 plan = gr.Textbox(label="Stopped run (resumable)", interactive=False, elem_id="walk-plan")
             with gr.Column():
                 player, gallery, files, latest, info = video_outputs()
@@ -66,7 +67,7 @@ def build(manager) -> None:
     # 3. wiring
     inputs = {"prompts": prompts, "seeds": seeds, "negative_prompt": negative, "num_frames": frames, "fps": fps,
               "num_inference_steps": steps, "guidance_scale": guidance, "sampler": sampler, "width": width,
-              "height": height, "loop": loop, "smooth": smooth, "batch_size": batch, "control": control}
+              "height": height, "loop": loop, "smooth": smooth, "batch_size": batch, "gif": gif, "control": control}
     check_inputs_match(walk_run, list(inputs))
     outs = [player, gallery, files, latest, info, plan]
     go.click(on_gpu(walk_run), inputs=list(inputs.values()), outputs=outs, api_name="latent_walk", concurrency_id=QUEUE_ID)

@@ -54,7 +54,8 @@ def run(job, control, progress, gate):
 
 def outputs(result: walk.WalkResult):
     """Video, frame gallery, downloads, latest frame, info and the plan to resume from."""
-    files = [str(result.video), str(result.plan)] if result.video else [str(result.plan)]
+    gif = result.video.with_suffix(".gif") if result.video else None
+    files = [str(p) for p in (result.video, gif, result.plan) if p and p.exists()]
     info = [*result.notes, f"Seeds: {', '.join(str(s) for s in result.parameters['seeds'])}"]
     if result.video is None:
         info.append("No frame was finished, so there is no video yet.")

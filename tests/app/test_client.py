@@ -167,3 +167,14 @@ def test_no_face_offers_the_whole_photo(client, tmp_path):
     with pytest.raises(Exception, match="Whole photo"):
         client.predict(photo=handle_file(str(blank)), direction="to woman", strength=0.5, variants=1,
                        api_name="/gender_swap", **FACE_FAST)
+
+
+def test_walk_can_also_write_a_gif(client):
+    from engine import video
+
+    _, _, files, *_ = client.predict(
+        prompts="a cat\na dog", seeds="1, 2", negative_prompt="", num_frames=3, fps=3, num_inference_steps=1,
+        guidance_scale=7, sampler="Euler", width=64, height=64, loop=False, smooth=False, batch_size=1, gif=True,
+        api_name="/latent_walk")
+    gifs = [f for f in files if str(f).endswith(".gif")]
+    assert len(gifs) == 1 and video.video_info(gifs[0])["frames"] == 3
