@@ -45,6 +45,7 @@ class AgingRequest:
     padding: float = 0.5  # how far beyond the face the region reaches, in face sizes (hair, neck)
     whole_photo: bool = False  # regenerate the whole photo instead of the face region
     size: int = WORK_SIZE  # the model's working resolution
+    fast: bool = False  # reuse deep UNet features between steps: about 2x faster
 
 
 @dataclass
@@ -177,7 +178,7 @@ def aging_timelapse(manager, req: AgingRequest, image, folder: Path,
     embeds = [manager.encode(p, preset.negative_prompt, chunks) for p in prompts]
     negative = embeds[0][1]
     regenerator = Regenerator(manager, area, req.sampler, req.num_inference_steps, req.guidance_scale,
-                              req.strength, req.size)
+                              req.strength, req.size, req.fast)
 
     # 3. keyframes first, so a Stop keeps whole ages; then the in-between frames
     plan = frame_plan(req.ages, req.transition_frames)

@@ -43,6 +43,7 @@ class ImageRequest:
     only_masked: bool = False  # inpaint: work on the masked area at full resolution, then paste back
     only_masked_padding: int = 32  # inpaint: context around the mask in "only masked" mode
     denoise_video: bool = False  # txt2img: also keep the predicted image at every step, for a video
+    fast: bool = False  # reuse deep UNet features between steps (engine.fastpath): ~2x faster, slightly different
 
 
 @dataclass
@@ -234,7 +235,7 @@ def _run(manager, task: str, req: ImageRequest, task_kwargs: dict, on_step: Step
             result.interrupted = True
             break
         seed = (first_seed + index) % (MAX_SEED + 1)
-        pipe = manager.pipeline(task, req.sampler)
+        pipe = manager.pipeline(task, req.sampler, fast=req.fast)
         recorded = record_predictions(pipe.scheduler) if req.denoise_video else None
         callback = _step_callback(index, req.batch_count, on_step, control)
         output = pipe(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds,
@@ -283,6 +284,8 @@ def parameters_text(manager, task: str, req: ImageRequest, seed: int) -> str:
         if req.only_masked:
             settings["Inpaint area"] = "Only masked"
             settings["Masked area padding"] = req.only_masked_padding
+    if req.fast:
+        settings["Fast"] = "DeepCache"
     settings["Version"] = "Diffusion Studio"
     return pnginfo.format_parameters(req.prompt, req.negative_prompt, settings)
 
@@ -312,6 +315,7 @@ def request_from_parameters(text: str) -> tuple[ImageRequest, list[str]]:
             req.width, req.height = (int(v) for v in fields["Size"].lower().split("x"))
         except ValueError:
             skipped.append("Size")
+    req.fast = "Fast" in fields
     if "Sampler" in fields:
         name = from_a1111_fields(fields["Sampler"], fields.get("Schedule type"))
         if name:

@@ -52,9 +52,10 @@ class Regenerator:
     """Renders the face region again and again (ages, variants) from the same crop and mask."""
 
     def __init__(self, manager, area: FaceArea, sampler: str, num_inference_steps: int, guidance_scale: float,
-                 strength: float, size: int = WORK_SIZE):
+                 strength: float, size: int = WORK_SIZE, fast: bool = False):
         self.manager, self.area = manager, area
         self.sampler, self.steps, self.guidance, self.strength = sampler, num_inference_steps, guidance_scale, strength
+        self.fast = fast
         self.size = work_size(area.region, size)
         self.crop = area.image.crop(area.region).resize(self.size, Image.LANCZOS)
         self.crop_mask = area.mask.crop(area.region).resize(self.size, Image.BILINEAR)
@@ -63,7 +64,7 @@ class Regenerator:
                control: RunControl | None = None) -> Image.Image | None:
         """One full-size result; the same seed gives the same starting noise every time. None if stopped."""
         control = control or RunControl()
-        pipe = self.manager.pipeline("inpaint", self.sampler)
+        pipe = self.manager.pipeline("inpaint", self.sampler, fast=self.fast)
 
         def stop_check(pipe, step, timestep, tensors):
             if control.stopped:

@@ -46,6 +46,7 @@ class WalkRequest:
     quality: int = 18  # x264 CRF: lower is better and bigger
     gif: bool = False  # also write a GIF beside the MP4
     kind: str = "walk"  # "walk" or "dream", recorded in the plan and the video's metadata
+    fast: bool = False  # reuse deep UNet features between steps (engine.fastpath): ~2x faster, slightly different
 
 
 @dataclass
@@ -312,7 +313,7 @@ class _Keyframes:
     def render(self, positions: list[float], control: RunControl, seed_offset: int) -> list[Image.Image] | None:
         """One pipeline call for a batch of positions; None if Stop interrupted it."""
         noises, embeds = zip(*(self.blend(p) for p in positions))
-        pipe = self.manager.pipeline("txt2img", self.req.sampler)
+        pipe = self.manager.pipeline("txt2img", self.req.sampler, fast=self.req.fast)
 
         def stop_check(pipe, step, timestep, tensors):
             if control.stopped:
@@ -363,4 +364,5 @@ def _parameters(plan: dict) -> dict:
     req = plan["request"]
     keep = ("kind", "prompts", "seeds", "negative_prompt", "num_frames", "fps", "num_inference_steps",
             "guidance_scale", "width", "height", "sampler", "loop", "smooth", "batch_size")
-    return {"title": f"Diffusion Studio {req['kind']}", "model": plan.get("model"), **{k: req[k] for k in keep}}
+    return {"title": f"Diffusion Studio {req['kind']}", "model": plan.get("model"), **{k: req[k] for k in keep},
+            "fast": req.get("fast", False)}

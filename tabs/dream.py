@@ -6,7 +6,7 @@ import gradio as gr
 from engine import walk
 from engine.schedulers import is_stochastic
 from engine.walk import dream_request, latent_walk
-from tabs.common import QUEUE_ID, SessionControl, check_inputs_match, on_gpu, sampling_widgets, user_errors
+from tabs.common import QUEUE_ID, SessionControl, check_inputs_match, fast_toggle, on_gpu, sampling_widgets, user_errors
 from tabs.walk_common import length_note, new_run_paths, resume_job, run, video_outputs
 
 TASK = "dream"
@@ -23,13 +23,14 @@ def build(manager) -> None:
     """The tab's widgets and events."""
     # 1. handlers
     def dream_run(prompt, negative_prompt, num_keyframes, seed, num_frames, fps, num_inference_steps,
-                  guidance_scale, sampler, width, height, loop, batch_size, gif, control, progress=gr.Progress()):
+                  guidance_scale, sampler, width, height, loop, batch_size, gif, fast, control,
+                  progress=gr.Progress()):
         with user_errors():
             req = dream_request(prompt, num_keyframes, None if seed is None else int(seed),
                                 negative_prompt=negative_prompt, num_frames=num_frames, fps=fps,
                                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                                 sampler=sampler, width=width, height=height, loop=loop, batch_size=batch_size,
-                                gif=gif)
+                                gif=gif, fast=bool(fast))
             walk.check_walk(req)
             paths = new_run_paths("dream")
         job = lambda on_frame, ctl: latent_walk(manager, req, paths, on_frame, ctl)  # noqa: E731
@@ -66,6 +67,7 @@ def build(manager) -> None:
                 loop = gr.Checkbox(label="Loop back to the first noise")
                 batch = gr.Slider(1, walk.MAX_BATCH_SIZE, value=1, step=1, label="Batch size (frames per call)")
                 gif = gr.Checkbox(label="Also make a GIF")
+                fast = fast_toggle()
                 plan = gr.Textbox(label="Stopped run (resumable)", interactive=False, elem_id="dream-plan")
             with gr.Column():
                 player, gallery, files, latest, info = video_outputs()
@@ -74,7 +76,7 @@ def build(manager) -> None:
     # 3. wiring
     inputs = {"prompt": prompt, "negative_prompt": negative, "num_keyframes": keyframes, "seed": seed,
               "num_frames": frames, "fps": fps, "num_inference_steps": steps, "guidance_scale": guidance,
-              "sampler": sampler, "width": width, "height": height, "loop": loop, "batch_size": batch, "gif": gif,
+              "sampler": sampler, "width": width, "height": height, "loop": loop, "batch_size": batch, "gif": gif, "fast": fast,
               "control": control}
     check_inputs_match(dream_run, list(inputs))
     outs = [player, gallery, files, latest, info, plan]

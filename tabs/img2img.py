@@ -10,6 +10,7 @@ from tabs.common import (
     QUEUE_ID,
     SessionControl,
     check_inputs_match,
+    fast_toggle,
     first_parameters,
     on_gpu,
     output_widgets,
@@ -29,12 +30,13 @@ def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the widgets other tabs send to."""
     # 1. handlers
     def img2img(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed,
-                batch_count, sampler, control, progress=gr.Progress()):
+                batch_count, sampler, fast, control, progress=gr.Progress()):
         if not image:
             raise gr.Error("Upload an image to start from.")
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                           width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler)
+                           width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler,
+                           fast=bool(fast))
         for preview, result in stream(lambda on_step, ctl: image_to_image(manager, req, image, on_step, ctl),
                                      control, progress, manager.gate):
             if result is None:
@@ -55,6 +57,7 @@ def build(manager) -> SimpleNamespace:
                 sampler, steps, guidance = sampling_widgets()
                 size = gr.Slider(64, 2048, value=512, step=8, label="Longer side (aspect ratio is kept)")
                 seed, batch = seed_widgets()
+                fast = fast_toggle()
             with gr.Column():
                 gallery, preview, info, params = output_widgets("Images")
                 with gr.Row():
@@ -65,7 +68,7 @@ def build(manager) -> SimpleNamespace:
     # 3. wiring
     inputs = {"image": image, "prompt": prompt, "negative_prompt": negative, "strength": strength,
               "num_inference_steps": steps, "guidance_scale": guidance, "size": size, "seed": seed,
-              "batch_count": batch, "sampler": sampler, "control": control}
+              "batch_count": batch, "sampler": sampler, "fast": fast, "control": control}
     check_inputs_match(img2img, list(inputs))
     run.click(on_gpu(img2img), inputs=list(inputs.values()), outputs=[gallery, preview, info, params],
               api_name="img2img", concurrency_id=QUEUE_ID)

@@ -11,6 +11,7 @@ from tabs.common import (
     QUEUE_ID,
     SessionControl,
     check_inputs_match,
+    fast_toggle,
     first_parameters,
     on_gpu,
     output_widgets,
@@ -45,13 +46,14 @@ def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the widgets other tabs send to."""
     # 1. handlers
     def inpaint_run(editor, prompt, negative_prompt, strength, mask_blur, inpaint_area, padding,
-                    num_inference_steps, guidance_scale, size, seed, batch_count, sampler, control,
+                    num_inference_steps, guidance_scale, size, seed, batch_count, sampler, fast, control,
                     progress=gr.Progress()):
         image, mask = editor_image_and_mask(editor)
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength, mask_blur=mask_blur,
                            only_masked=inpaint_area == AREAS[1], only_masked_padding=padding,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
-                           width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler)
+                           width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler,
+                           fast=bool(fast))
         for preview, result in stream(lambda on_step, ctl: inpaint(manager, req, image, mask, on_step, ctl),
                                      control, progress, manager.gate):
             if result is None:
@@ -90,6 +92,7 @@ def build(manager) -> SimpleNamespace:
                 sampler, steps, guidance = sampling_widgets()
                 size = gr.Slider(64, 2048, value=512, step=8, label="Work size (longer side)")
                 seed, batch = seed_widgets()
+                fast = fast_toggle()
             with gr.Column():
                 preview_mask = gr.Image(label="Mask preview", interactive=False, height=240,
                                         elem_id="inpaint-mask-preview")
@@ -103,7 +106,7 @@ def build(manager) -> SimpleNamespace:
     inputs = {"editor": editor, "prompt": prompt, "negative_prompt": negative, "strength": strength,
               "mask_blur": mask_blur, "inpaint_area": area, "padding": padding, "num_inference_steps": steps,
               "guidance_scale": guidance, "size": size, "seed": seed, "batch_count": batch, "sampler": sampler,
-              "control": control}
+              "fast": fast, "control": control}
     check_inputs_match(inpaint_run, list(inputs))
     run.click(on_gpu(inpaint_run), inputs=list(inputs.values()), outputs=[gallery, preview, info, params],
               api_name="inpaint", concurrency_id=QUEUE_ID)

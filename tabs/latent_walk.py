@@ -5,7 +5,7 @@ import gradio as gr
 
 from engine import walk
 from engine.walk import WalkRequest, latent_walk, parse_prompts, parse_seeds
-from tabs.common import QUEUE_ID, SessionControl, check_inputs_match, on_gpu, sampling_widgets, user_errors
+from tabs.common import QUEUE_ID, SessionControl, check_inputs_match, fast_toggle, on_gpu, sampling_widgets, user_errors
 from tabs.walk_common import length_note, new_run_paths, resume_job, run, video_outputs
 
 TASK = "latent_walk"
@@ -16,13 +16,14 @@ def build(manager) -> None:
     """The tab's widgets and events."""
     # 1. handlers
     def walk_run(prompts, seeds, negative_prompt, num_frames, fps, num_inference_steps, guidance_scale, sampler,
-                 width, height, loop, smooth, batch_size, gif, control, progress=gr.Progress()):
+                 width, height, loop, smooth, batch_size, gif, fast, control,
+                 progress=gr.Progress()):
         with user_errors():
             req = WalkRequest(prompts=parse_prompts(prompts), seeds=parse_seeds(seeds),
                               negative_prompt=negative_prompt, num_frames=num_frames, fps=fps,
                               num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                               sampler=sampler, width=width, height=height, loop=loop, smooth=smooth,
-                              batch_size=batch_size, gif=gif)
+                              batch_size=batch_size, gif=gif, fast=bool(fast))
             walk.check_walk(req)
             paths = new_run_paths("walk")
         job = lambda on_frame, ctl: latent_walk(manager, req, paths, on_frame, ctl)  # noqa: E731
@@ -59,6 +60,7 @@ def build(manager) -> None:
                     smooth = gr.Checkbox(label="Smooth: even change between frames (renders twice)")
                 batch = gr.Slider(1, walk.MAX_BATCH_SIZE, value=1, step=1, label="Batch size (frames per call)")
                 gif = gr.Checkbox(label="Also make a GIF")
+                fast = fast_toggle()
                 plan = gr.Textbox(label="Stopped run (resumable)", interactive=False, elem_id="walk-plan")
             with gr.Column():
                 player, gallery, files, latest, info = video_outputs()
@@ -67,7 +69,8 @@ def build(manager) -> None:
     # 3. wiring
     inputs = {"prompts": prompts, "seeds": seeds, "negative_prompt": negative, "num_frames": frames, "fps": fps,
               "num_inference_steps": steps, "guidance_scale": guidance, "sampler": sampler, "width": width,
-              "height": height, "loop": loop, "smooth": smooth, "batch_size": batch, "gif": gif, "control": control}
+              "height": height, "loop": loop, "smooth": smooth, "batch_size": batch, "gif": gif, "fast": fast,
+              "control": control}
     check_inputs_match(walk_run, list(inputs))
     outs = [player, gallery, files, latest, info, plan]
     go.click(on_gpu(walk_run), inputs=list(inputs.values()), outputs=outs, api_name="latent_walk", concurrency_id=QUEUE_ID)

@@ -11,6 +11,7 @@ from tabs.common import (
     QUEUE_ID,
     SessionControl,
     check_inputs_match,
+    fast_toggle,
     first_parameters,
     on_gpu,
     output_widgets,
@@ -31,11 +32,11 @@ def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the widgets other tabs send to or read from."""
     # 1. handlers
     def txt2img(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, batch_count,
-                sampler, denoise_video, control, progress=gr.Progress()):
+                sampler, denoise_video, fast, control, progress=gr.Progress()):
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=width, height=height, seed=seed, batch_count=batch_count, sampler=sampler,
-                           denoise_video=bool(denoise_video))
+                           denoise_video=bool(denoise_video), fast=bool(fast))
         for preview, result in stream(lambda on_step, ctl: text_to_image(manager, req, on_step, ctl),
                                      control, progress, manager.gate):
             if result is None:
@@ -68,6 +69,7 @@ def build(manager) -> SimpleNamespace:
                     width = gr.Slider(64, 2048, value=512, step=8, label="Width")
                     height = gr.Slider(64, 2048, value=512, step=8, label="Height")
                 seed, batch = seed_widgets()
+                fast = fast_toggle()
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)")
                 with gr.Accordion("PNG info: load parameters from an image", open=False):
                     png = gr.Image(type="filepath", label="Drop a PNG", height=200, image_mode=None)
@@ -84,7 +86,8 @@ def build(manager) -> SimpleNamespace:
     # 3. wiring
     inputs = {"prompt": prompt, "negative_prompt": negative, "num_inference_steps": steps,
               "guidance_scale": guidance, "width": width, "height": height, "seed": seed,
-              "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "control": control}
+              "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast,
+              "control": control}
     check_inputs_match(txt2img, list(inputs))
     event = dict(fn=on_gpu(txt2img), inputs=list(inputs.values()), outputs=[gallery, preview, info, params, steps_video],
                  api_name="txt2img", concurrency_id=QUEUE_ID)

@@ -93,3 +93,13 @@ def test_aging_and_gender_swap_commands(tmp_path, capsys):
     assert main(["gender-swap", *FACE, "--image", EXAMPLE, "--to", "cat", "--out", str(tmp_path / "s.png")]) == 2
     assert main(["aging", *FACE, "--image", EXAMPLE, "--ages", "60,20", "--out", str(tmp_path / "a.mp4")]) == 2
     assert "must rise" in capsys.readouterr().err
+
+
+def test_fast_flag_changes_the_image_and_is_recorded(tmp_path):
+    base = ["txt2img", *TINY, "--steps", "6", "--prompt", "a red apple", "--seed", "3"]
+    assert main([*base, "--out", str(tmp_path / "plain.png")]) == 0
+    assert main([*base, "--fast", "--out", str(tmp_path / "fast.png")]) == 0
+    assert "Fast: DeepCache" in pnginfo.read_parameters(tmp_path / "fast.png")
+    assert "Fast" not in pnginfo.read_parameters(tmp_path / "plain.png")
+    plain, fast = (np.asarray(Image.open(tmp_path / f"{n}.png"), dtype=int) for n in ("plain", "fast"))
+    assert not np.array_equal(plain, fast)
