@@ -88,6 +88,24 @@ def stream(job: Callable, control: RunControl, progress: gr.Progress, gate: Gate
     yield None, outcome["result"]
 
 
+def image_outputs(job: Callable, control: RunControl, progress: gr.Progress, gate: Gate, task: str,
+                  denoise_video: bool = False) -> Iterator[tuple]:
+    """An image tab's whole run: previews while it goes, then the saved PNGs, seeds and notes, and PNG info.
+
+    With `denoise_video`, a fifth output carries the denoising video (Text to image).
+    """
+    for preview, result in stream(job, control, progress, gate):
+        extra = (gr.skip(),) if denoise_video else ()
+        if result is None:
+            yield (gr.skip(), preview, gr.skip(), gr.skip(), *extra)
+            continue
+        with user_errors():
+            paths = save_results(result.images, task)
+            if denoise_video:
+                extra = (save_denoise_video(result, task),)
+        yield (paths, None, result_info(result), first_parameters(result), *extra)
+
+
 def save_results(items, task: str) -> list[str]:
     """Write each result (.image, .seed, .parameters) as a PNG with its parameters, so downloads keep the PNG info."""
     folder = task_dir(task)

@@ -11,16 +11,12 @@ from tabs.common import (
     SessionControl,
     check_inputs_match,
     fast_toggle,
-    first_parameters,
+    image_outputs,
     on_gpu,
     output_widgets,
     prompt_row,
-    result_info,
     sampling_widgets,
-    save_results,
     seed_widgets,
-    stream,
-    user_errors,
 )
 
 TASK = "img2img"
@@ -37,14 +33,8 @@ def build(manager) -> SimpleNamespace:
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler,
                            fast=bool(fast))
-        for preview, result in stream(lambda on_step, ctl: image_to_image(manager, req, image, on_step, ctl),
-                                     control, progress, manager.gate):
-            if result is None:
-                yield gr.skip(), preview, gr.skip(), gr.skip()
-            else:
-                with user_errors():
-                    paths = save_results(result.images, TASK)
-                yield paths, None, result_info(result), first_parameters(result)
+        job = lambda on_step, ctl: image_to_image(manager, req, image, on_step, ctl)  # noqa: E731
+        yield from image_outputs(job, control, progress, manager.gate, TASK)
 
     # 2. layout
     with gr.Tab("Image to image", id=TASK):

@@ -12,16 +12,12 @@ from tabs.common import (
     SessionControl,
     check_inputs_match,
     fast_toggle,
-    first_parameters,
+    image_outputs,
     on_gpu,
     output_widgets,
     prompt_row,
-    result_info,
     sampling_widgets,
-    save_denoise_video,
-    save_results,
     seed_widgets,
-    stream,
     user_errors,
 )
 
@@ -37,15 +33,8 @@ def build(manager) -> SimpleNamespace:
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=width, height=height, seed=seed, batch_count=batch_count, sampler=sampler,
                            denoise_video=bool(denoise_video), fast=bool(fast))
-        for preview, result in stream(lambda on_step, ctl: text_to_image(manager, req, on_step, ctl),
-                                     control, progress, manager.gate):
-            if result is None:
-                yield gr.skip(), preview, gr.skip(), gr.skip(), gr.skip()
-            else:
-                with user_errors():
-                    paths = save_results(result.images, TASK)
-                    steps_video = save_denoise_video(result, TASK)
-                yield paths, None, result_info(result), first_parameters(result), steps_video
+        job = lambda on_step, ctl: text_to_image(manager, req, on_step, ctl)  # noqa: E731
+        yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
     def png_info(png):
         if not png:
