@@ -5,9 +5,9 @@ import gradio as gr
 
 from engine import walk
 from engine.schedulers import is_stochastic
-from engine.walk import dream_request, latent_walk
+from engine.walk import dream_request
 from tabs.common import QUEUE_ID, SessionControl, check_inputs_match, fast_toggle, on_gpu, sampling_widgets, user_errors
-from tabs.walk_common import length_note, new_run_paths, resume_job, run, video_outputs
+from tabs.walk_common import length_note, resume_job, run, run_new, video_outputs
 
 TASK = "dream"
 
@@ -31,10 +31,7 @@ def build(manager) -> None:
                                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                                 sampler=sampler, width=width, height=height, loop=loop, batch_size=batch_size,
                                 gif=gif, fast=bool(fast))
-            walk.check_walk(req)
-            paths = new_run_paths("dream")
-        job = lambda on_frame, ctl: latent_walk(manager, req, paths, on_frame, ctl)  # noqa: E731
-        yield from run(job, control, progress, manager.gate)
+        yield from run_new(manager, req, control, progress)
 
     def dream_resume(plan, control, progress=gr.Progress()):
         yield from run(resume_job(manager, plan), control, progress, manager.gate)

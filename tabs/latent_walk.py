@@ -4,9 +4,9 @@ from __future__ import annotations
 import gradio as gr
 
 from engine import walk
-from engine.walk import WalkRequest, latent_walk, parse_prompts, parse_seeds
+from engine.walk import WalkRequest, parse_prompts, parse_seeds
 from tabs.common import QUEUE_ID, SessionControl, check_inputs_match, fast_toggle, on_gpu, sampling_widgets, user_errors
-from tabs.walk_common import length_note, new_run_paths, resume_job, run, video_outputs
+from tabs.walk_common import length_note, resume_job, run, run_new, video_outputs
 
 TASK = "latent_walk"
 EXAMPLE_PROMPTS = "a misty pine forest at dawn, photo\na snowy mountain lake at noon, photo\na desert canyon at sunset, photo"
@@ -24,10 +24,7 @@ def build(manager) -> None:
                               num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                               sampler=sampler, width=width, height=height, loop=loop, smooth=smooth,
                               batch_size=batch_size, gif=gif, fast=bool(fast))
-            walk.check_walk(req)
-            paths = new_run_paths("walk")
-        job = lambda on_frame, ctl: latent_walk(manager, req, paths, on_frame, ctl)  # noqa: E731
-        yield from run(job, control, progress, manager.gate)
+        yield from run_new(manager, req, control, progress)
 
     def walk_resume(plan, control, progress=gr.Progress()):
         yield from run(resume_job(manager, plan), control, progress, manager.gate)

@@ -8,7 +8,7 @@ import gradio as gr
 
 from engine import video, walk
 from engine.outputs import output_root, task_dir
-from tabs.common import stream
+from tabs.common import stream, user_errors
 
 
 def describe_frame(update: walk.FrameUpdate):
@@ -72,6 +72,15 @@ def video_outputs():
     latest = gr.Image(label="Latest frame", interactive=False, height=200)
     info = gr.Markdown()
     return player, frames, files, latest, info
+
+
+def run_new(manager, req: walk.WalkRequest, control, progress):
+    """Check a new walk or dream, give it a fresh folder, and stream it."""
+    with user_errors():
+        walk.check_walk(req)
+        paths = new_run_paths(req.kind)
+    job = lambda on_frame, ctl: walk.latent_walk(manager, req, paths, on_frame, ctl)  # noqa: E731
+    yield from run(job, control, progress, manager.gate)
 
 
 def resume_job(manager, plan_text: str):
