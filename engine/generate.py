@@ -12,7 +12,7 @@ from typing import Callable
 import torch
 from PIL import Image
 
-from engine import images, masks, pnginfo
+from engine import images, masks, pnginfo, provenance
 from engine.denoise_video import decode_frames, record_predictions
 from engine.preview import latents_to_preview
 from engine.schedulers import DEFAULT_SAMPLER, a1111_fields, check_sampler
@@ -195,7 +195,8 @@ def inpaint(manager, req: ImageRequest, image, mask, on_step: StepCallback | Non
     result = _run(manager, "inpaint", req, {"image": work_image, "mask_image": work_mask, "strength": req.strength,
                                             "height": height, "width": width}, on_step, control)
     for item in result.images:
-        item.image = masks.paste_back(original, item.image, box, soft_mask)
+        pasted = masks.paste_back(original, item.image, box, soft_mask)
+        item.image = provenance.watermark_inside(pasted, soft_mask)  # marked where redrawn, nowhere else
     result.notes[:0] = notes
     return result
 

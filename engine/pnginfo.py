@@ -76,11 +76,17 @@ def png_bytes(image: Image.Image | np.ndarray, parameters: str) -> bytes:
     """Encode a PNG with its recipe in memory, for downloads and the API.
 
     The pixels get the invisible watermark (images of at least 256x256 pixels; alpha is kept) and the
-    text chunks get `Software` and an AI-generated `Comment` beside `parameters`.
+    text chunks get `Software` and an AI-generated `Comment` beside `parameters`. An edit already marked
+    by `provenance.watermark_inside` keeps its pixels as they are, and its marked boxes go into the
+    `Watermark regions` text.
     """
+    image = _as_image(image)
     info = _png_info(parameters)
+    regions = image.info.get(provenance.REGIONS_KEY)
+    if regions:  # an edit marked only where it was regenerated: say where, so readers look there
+        info.add_text(provenance.REGIONS_KEY, regions)
     buffer = io.BytesIO()
-    _watermarked(_as_image(image)).save(buffer, format="PNG", pnginfo=info)
+    (image if regions is not None else _watermarked(image)).save(buffer, format="PNG", pnginfo=info)
     return buffer.getvalue()
 
 

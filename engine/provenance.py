@@ -1,14 +1,20 @@
 """Provenance: an invisible watermark in the pixels and an "AI-generated" note, because aging and gender swap edit real faces.
 
-The watermark is the `invisible-watermark` package's `dwtDctSvd` method (the package the reference
-SD scripts use): 64 bits, repeated over every 8x8-pixel block of the blue-difference (U) chroma
-plane, so a copy stripped of its metadata, or re-encoded as H.264 or GIF, still decodes. Anyone can
-check an image with the package's stock call (our step is its default)::
+The watermark is the DWT-DCT-SVD method of the `invisible-watermark` package (the one the reference SD
+scripts use), written here on numpy and OpenCV so it installs everywhere with the rest of the app: 64
+bits, repeated over every 8x8-pixel block of the blue-difference (U) chroma plane, so a copy stripped
+of its metadata, or re-encoded as H.264 or GIF, still decodes. Marks made here and marks made by the
+package read the same way, with this module or with the package's stock call::
 
     WatermarkDecoder("bytes", 64).decode(bgr_uint8, "dwtDctSvd") == WATERMARK
 
-Install it without its declared `opencv-python` (the non-headless build would take over the `cv2`
-folder that `opencv-python-headless` owns): ``pip install --no-deps invisible-watermark PyWavelets``.
+The method, per 4x4 block of the U plane's Haar approximation band: the block's largest singular value
+(the same before and after the block's DCT, which is orthonormal) is moved to the quarter or three
+quarters of its `WATERMARK_SCALE` step for bit 0 or 1; reading takes which half of the step it is in.
+
+Edits of a real photo (a face, an inpainted area) are marked only where they were regenerated
+(`watermark_inside`), so every other pixel stays the input's; the PNG's `Watermark regions` text says
+where to read.
 """
 
 from __future__ import annotations
@@ -19,16 +25,19 @@ from PIL import Image
 WATERMARK = b"DStudio1"  # 8 bytes = 64 bits, the payload every output carries
 AI_NOTE = "AI-generated with Diffusion Studio"  # the metadata note: PNG text, MP4 tags, GIF comment
 SOFTWARE = "Diffusion Studio"  # the PNG `Software` text
-WATERMARK_METHOD = "dwtDctSvd"  # dwtDct lost the payload on 2 of 4 test images; dwtDctSvd on none
 WATERMARK_SCALE = 36  # the package's default step for the U plane; a larger step is sturdier but more visible
 MIN_PIXELS = 256 * 256  # the package refuses smaller images: too few blocks to repeat 64 bits reliably
 MIN_SIDE = 8  # one 4x4 block of the half-size wavelet band needs at least 8 pixels each way
 MAX_BIT_ERRORS = 8  # of 64; a random image gets <= 8 wrong bits by chance with odds ~3e-10
+REGIONS_KEY = "Watermark regions"  # PNG text (and PIL `info`) key: "x0,y0,x1,y1;..." boxes that carry the mark
 
-INSTALL_HINT = "pip install --no-deps invisible-watermark PyWavelets"
 _BITS = len(WATERMARK) * 8
+_PAYLOAD = np.unpackbits(np.frombuffer(WATERMARK, np.uint8))
+_BLOCK = 4  # block size in the approximation band
 _U = 1  # channel index of U in OpenCV's YUV
 _U_OFFSET = 127.5  # float YUV centres U on 0.5, uint8 YUV (what the decoder sees) on 128
+
+Box = tuple[int, int, int, int]
 
 
 def can_watermark(size: tuple[int, int]) -> bool:
@@ -45,7 +54,7 @@ def watermark(image: Image.Image) -> Image.Image:
 
     Returns:
         A new RGB image. Images with fewer than 256x256 pixels come back unchanged (converted to RGB):
-        the package refuses them, since 64 bits cannot be repeated often enough to survive re-encoding.
+        64 bits cannot be repeated often enough in them to survive re-encoding.
     """
     if not isinstance(image, Image.Image):
         raise ValueError(f"Pass the image to watermark as a PIL image, not {type(image).__name__}.")
@@ -64,22 +73,76 @@ def watermark_array(frame: np.ndarray) -> np.ndarray:
     return _embed(frame)
 
 
+def watermark_inside(image: Image.Image, mask: Image.Image, regions: list[Box] | None = None) -> Image.Image:
+    """Mark only what was regenerated, so every pixel where `mask` is 0 stays the input photo's, byte for byte.
+
+    Args:
+        image (`PIL.Image.Image`): the finished edit (the regenerated area already pasted into the photo).
+        mask (`PIL.Image.Image`): the paste-back mask at the image's size; 0 where the photo was kept.
+        regions (`list` of `(x0, y0, x1, y1)`, *optional*, defaults to the mask's bounding box): the boxes to mark,
+            one per regenerated area (one per face); each is marked on its own and read on its own.
+
+    Returns:
+        A new image (RGB, or RGBA when the input had alpha, which is kept). Its `info[REGIONS_KEY]` lists the
+        boxes that carry the mark ("" when none was big enough), which `engine.pnginfo` writes into the PNG
+        and which tells it not to mark the whole picture.
+    """
+    if not isinstance(image, Image.Image) or not isinstance(mask, Image.Image):
+        raise ValueError("Pass the image and its mask as PIL images.")
+    if mask.size != image.size:
+        raise ValueError(f"The mask is {mask.size[0]}x{mask.size[1]} but the image is "
+                         f"{image.size[0]}x{image.size[1]}; they must be the same size.")
+    rgb = np.array(image.convert("RGB"))
+    inside = np.asarray(mask.convert("L")) > 0
+    boxes = [_clamp(box, image.size) for box in regions] if regions else [_bounding_box(inside)]
+    marked = []
+    for box in boxes:
+        x0, y0, x1, y1 = box
+        if x1 <= x0 or y1 <= y0 or not can_watermark((x1 - x0, y1 - y0)):
+            continue
+        patch = rgb[y0:y1, x0:x1]  # a view: writing it writes `rgb`
+        keep = inside[y0:y1, x0:x1]
+        patch[keep] = _embed(patch)[keep]
+        marked.append(box)
+    out = Image.fromarray(rgb)
+    if "A" in image.getbands():
+        out.putalpha(image.getchannel("A"))
+    out.info[REGIONS_KEY] = format_regions(marked)
+    return out
+
+
+def format_regions(boxes: list[Box]) -> str:
+    """Boxes as the PNG text stores them: "x0,y0,x1,y1;x0,y0,x1,y1"."""
+    return ";".join(",".join(str(int(v)) for v in box) for box in boxes)
+
+
+def parse_regions(text: str | bytes | None) -> list[Box]:
+    """The boxes a `Watermark regions` text names; malformed entries are skipped, not trusted."""
+    if isinstance(text, bytes):
+        text = text.decode("latin-1", errors="replace")
+    boxes = []
+    for part in (text or "").split(";"):
+        values = part.split(",")
+        if len(values) == 4 and all(v.strip().lstrip("-").isdigit() for v in values):
+            boxes.append(tuple(int(v) for v in values))
+    return boxes
+
+
 def read_watermark(image: Image.Image | np.ndarray) -> bytes | None:
     """Decode the 8-byte payload hidden in an image (None when it is too small to carry one).
 
-    The result is whatever the pixels say: `WATERMARK` for our outputs, noise for anything else.
+    The result is whatever the pixels say: `WATERMARK` for our outputs, noise for anything else. A PNG
+    whose `Watermark regions` text names where an edit was marked is read there (the best-read region).
     Use `has_watermark` for a yes/no answer that tolerates a few bits lost to compression.
     """
-    bits = _decode_bits(image)
+    bits = _best_bits(image)
     return None if bits is None else np.packbits(bits).tobytes()
 
 
 def watermark_bit_errors(image: Image.Image | np.ndarray) -> int | None:
     """Count how many of the 64 decoded bits differ from `WATERMARK` (None when the image is too small)."""
-    bits = _decode_bits(image)
-    if bits is None:
-        return None
-    return int(np.count_nonzero(bits != np.unpackbits(np.frombuffer(WATERMARK, np.uint8))))
+    bits = _best_bits(image)
+    return None if bits is None else int(np.count_nonzero(bits != _PAYLOAD))
 
 
 def has_watermark(image: Image.Image | np.ndarray, max_bit_errors: int = MAX_BIT_ERRORS) -> bool:
@@ -91,52 +154,100 @@ def has_watermark(image: Image.Image | np.ndarray, max_bit_errors: int = MAX_BIT
 # ---------------------------------------------------------------- internals
 
 
-def _imports():
-    """Import the watermark package only when an output is written, with a plain install hint."""
-    try:
-        import cv2
-        import pywt
-        from imwatermark import WatermarkDecoder
-        from imwatermark.dwtDctSvd import EmbedDwtDctSvd
-    except ImportError as error:
-        raise ImportError(
-            f"Install the invisible watermark every output carries ({error}): {INSTALL_HINT}"
-        ) from None
-    return cv2, pywt, EmbedDwtDctSvd, WatermarkDecoder
-
-
 def _embed(rgb: np.ndarray) -> np.ndarray:
-    """Embed in float and round once, instead of the package's `WatermarkEncoder.encode`.
+    """Embed in float and round once, so saturated colours never wrap and no colour cast creeps in.
 
-    The package's encoder (0.2.0) writes floats back into a uint8 array: saturated colours wrap
-    around (specks up to 105 levels off on the astronaut photo), every pixel is floored (a colour
-    cast of about 2 levels), and it swaps the horizontal and vertical detail bands. We reuse its
-    block embedding (`EmbedDwtDctSvd.encode_frame`) on the same U plane, so its decoder still reads it.
-    Thread-safe: every call builds its own embedder and arrays; nothing is shared.
+    A change of the approximation band by d moves each pixel of its 2x2 Haar cell by d/2, so the band's
+    detail coefficients (and with them the picture's edges) are left exactly as they were.
+    Thread-safe: every call works on its own arrays; nothing is shared.
     """
-    cv2, pywt, EmbedDwtDctSvd, _ = _imports()
+    import cv2
+
     height, width = rgb.shape[0] // 4 * 4, rgb.shape[1] // 4 * 4
     yuv = cv2.cvtColor(np.ascontiguousarray(rgb[:, :, ::-1], dtype=np.float32), cv2.COLOR_BGR2YUV)
     plane = yuv[:height, :width, _U].astype(np.float64) + _U_OFFSET
-    approx, details = pywt.dwt2(plane, "haar")
-    bits = list(np.unpackbits(np.frombuffer(WATERMARK, np.uint8)))
-    EmbedDwtDctSvd(bits, wmLen=_BITS, block=4).encode_frame(approx, WATERMARK_SCALE)  # in place
-    yuv[:height, :width, _U] = pywt.idwt2((approx, details), "haar") - _U_OFFSET
+    delta = _approx_change(_haar_approx(plane))
+    yuv[:height, :width, _U] += np.repeat(np.repeat(delta / 2, 2, axis=0), 2, axis=1).astype(np.float32)
     bgr = cv2.cvtColor(yuv, cv2.COLOR_YUV2BGR)
     return np.clip(np.rint(bgr[:, :, ::-1]), 0, 255).astype(np.uint8)
 
 
-def _decode_bits(image: Image.Image | np.ndarray) -> np.ndarray | None:
-    """Read the 64 bits with the package's own decoder, so what we check is what others can check."""
-    if isinstance(image, Image.Image):
-        rgb = np.asarray(image.convert("RGB"))
-    elif isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
-        rgb = image
-    else:
-        raise ValueError("Pass a PIL image or an HxWx3 uint8 RGB array to read its watermark.")
+def _approx_change(approx: np.ndarray) -> np.ndarray:
+    """How much each approximation coefficient moves to put bit `n % 64` into block n (row-major)."""
+    blocks, shape = _blocks(approx)
+    u, s, vt = np.linalg.svd(blocks)
+    bits = _PAYLOAD[np.arange(len(blocks)) % _BITS]
+    target = (np.floor(s[:, 0] / WATERMARK_SCALE) + 0.25 + 0.5 * bits) * WATERMARK_SCALE
+    change = (target - s[:, 0])[:, None, None] * (u[:, :, :1] @ vt[:, :1, :])
+    rows, cols = shape
+    delta = np.zeros_like(approx)
+    delta[:rows * _BLOCK, :cols * _BLOCK] = change.reshape(rows, cols, _BLOCK, _BLOCK).swapaxes(1, 2).reshape(
+        rows * _BLOCK, cols * _BLOCK)
+    return delta
+
+
+def _decode_bits(rgb: np.ndarray) -> np.ndarray | None:
+    """The stock decoder's reading: each block votes for a bit by the half of the step its singular value is in."""
     if not can_watermark((rgb.shape[1], rgb.shape[0])):
         return None
-    *_, WatermarkDecoder = _imports()
-    bgr = np.ascontiguousarray(rgb[:, :, ::-1])
-    payload = WatermarkDecoder("bytes", _BITS).decode(bgr, WATERMARK_METHOD, scales=[0, WATERMARK_SCALE, 0])
-    return np.unpackbits(np.frombuffer(payload, np.uint8))
+    import cv2
+
+    height, width = rgb.shape[0] // 4 * 4, rgb.shape[1] // 4 * 4
+    yuv = cv2.cvtColor(np.ascontiguousarray(rgb[:, :, ::-1]), cv2.COLOR_BGR2YUV)  # uint8, as the decoder sees it
+    blocks, _ = _blocks(_haar_approx(yuv[:height, :width, _U].astype(np.float64)))
+    largest = np.linalg.svd(blocks, compute_uv=False)[:, 0]
+    votes = (largest % WATERMARK_SCALE) > WATERMARK_SCALE * 0.5
+    slot = np.arange(len(blocks)) % _BITS
+    share = np.bincount(slot, weights=votes, minlength=_BITS) / np.maximum(np.bincount(slot, minlength=_BITS), 1)
+    return (share * 255 > 127).astype(np.uint8)
+
+
+def _best_bits(image: Image.Image | np.ndarray) -> np.ndarray | None:
+    """The whole picture's bits, or, where the metadata names marked regions, the region that reads best."""
+    if isinstance(image, Image.Image):
+        rgb = np.asarray(image.convert("RGB"))
+        regions = parse_regions(_text(image, REGIONS_KEY))
+    elif isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8:
+        rgb, regions = image, []
+    else:
+        raise ValueError("Pass a PIL image or an HxWx3 uint8 RGB array to read its watermark.")
+    crops = [rgb[y0:y1, x0:x1] for x0, y0, x1, y1 in (_clamp(box, (rgb.shape[1], rgb.shape[0])) for box in regions)]
+    readings = [bits for bits in map(_decode_bits, crops or [rgb]) if bits is not None]
+    if not readings:
+        return None
+    return min(readings, key=lambda bits: np.count_nonzero(bits != _PAYLOAD))
+
+
+def _haar_approx(plane: np.ndarray) -> np.ndarray:
+    """The approximation band of a one-level 2D Haar transform (PyWavelets' `dwt2(plane, "haar")[0]`)."""
+    return (plane[0::2, 0::2] + plane[0::2, 1::2] + plane[1::2, 0::2] + plane[1::2, 1::2]) / 2
+
+
+def _blocks(band: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    """The band's whole 4x4 blocks, row by row, as an (n, 4, 4) stack, and the (rows, cols) of blocks."""
+    rows, cols = band.shape[0] // _BLOCK, band.shape[1] // _BLOCK
+    stack = band[:rows * _BLOCK, :cols * _BLOCK].reshape(rows, _BLOCK, cols, _BLOCK).swapaxes(1, 2)
+    return stack.reshape(-1, _BLOCK, _BLOCK), (rows, cols)
+
+
+def _bounding_box(inside: np.ndarray) -> Box:
+    ys, xs = np.nonzero(inside)
+    if len(xs) == 0:
+        return (0, 0, 0, 0)
+    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+
+
+def _clamp(box, size: tuple[int, int]) -> Box:
+    width, height = size
+    x0, y0, x1, y1 = (int(v) for v in box)
+    return (max(0, x0), max(0, y0), min(width, x1), min(height, y1))
+
+
+def _text(image: Image.Image, key: str):
+    """A PNG text chunk (including those after the pixel data) or an `info` entry."""
+    text = getattr(image, "text", None) if hasattr(image, "text") else None
+    try:
+        value = (text or {}).get(key)
+    except Exception:  # noqa: BLE001 - a damaged chunk must not stop the pixels from being read
+        value = None
+    return value if value is not None else image.info.get(key)

@@ -115,6 +115,27 @@ def test_inpaint_changes_only_the_masked_area(tiny_manager, astronaut, only_mask
     assert np.abs(before[mask] - after[mask]).mean() > 10
 
 
+def test_saved_inpaint_keeps_every_pixel_outside_the_mask_and_carries_the_mark(tiny_manager, astronaut, tmp_path):
+    """The downloaded PNG, not just the array: the watermark goes only where the model painted."""
+    from engine import provenance
+    from engine.masks import blur_mask
+    from engine.pnginfo import save_png
+
+    photo = astronaut.resize((480, 400))
+    mask = np.zeros((400, 480), dtype=bool)
+    mask[50:350, 100:400] = True
+    req = ImageRequest(seed=3, strength=1.0, mask_blur=4, only_masked=True, only_masked_padding=8, **FAST)
+    item = inpaint(tiny_manager, req, photo, mask).images[0]
+    with Image.open(save_png(item.image, tmp_path / "inpaint.png", item.parameters)) as saved:
+        assert provenance.has_watermark(saved)
+        after = pixels(saved.convert("RGB"))
+    before = pixels(photo)
+    kept = (after == before).all(axis=2)
+    painted = np.asarray(blur_mask(mask.astype(np.uint8) * 255, 4)) > 0  # the feathered edge reaches outward
+    assert kept[~painted].all()
+    assert not kept[mask].all()
+
+
 def test_inpaint_with_an_empty_or_wrong_size_mask_says_what_to_do(tiny_manager, photo_64):
     with pytest.raises(ValueError, match="Paint the area to change"):
         inpaint(tiny_manager, ImageRequest(**FAST), photo_64, np.zeros((64, 64), bool))

@@ -1,7 +1,7 @@
 """engine.provenance: every PNG, MP4 and GIF we write carries a watermark that decodes back and an AI-generated note."""
 
 import io
-import sys
+from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -60,12 +60,45 @@ def test_unmarked_images_are_not_taken_for_ours(photo):
     assert not provenance.has_watermark(np.full((300, 400, 3), 128, np.uint8))
 
 
-def test_the_package_decoder_reads_our_mark(photo):
-    """Anyone with `invisible-watermark` can check our outputs with its stock call."""
-    from imwatermark import WatermarkDecoder
+def _stock_decode(rgb: np.ndarray) -> bytes:
+    """`invisible-watermark`'s dwtDctSvd decoder, transcribed loop for loop: what anyone else would run."""
+    cv2 = pytest.importorskip("cv2")
+    rows, cols = rgb.shape[0] // 4 * 4, rgb.shape[1] // 4 * 4
+    plane = cv2.cvtColor(np.ascontiguousarray(rgb[:, :, ::-1]), cv2.COLOR_BGR2YUV)[:rows, :cols, 1].astype(float)
+    # pywt.dwt2(plane, "haar")[0], written out: 1D Haar along rows, then along columns
+    approx = (plane[0::2] + plane[1::2]) / np.sqrt(2)
+    approx = (approx[:, 0::2] + approx[:, 1::2]) / np.sqrt(2)
+    scores = [[] for _ in range(64)]
+    num = 0
+    for i in range(approx.shape[0] // 4):
+        for j in range(approx.shape[1] // 4):
+            block = approx[i * 4:i * 4 + 4, j * 4:j * 4 + 4]
+            _, s, _ = np.linalg.svd(cv2.dct(block))
+            scores[num % 64].append(int((s[0] % 36) > 36 * 0.5))
+            num += 1
+    bits = np.array([np.mean(votes) for votes in scores]) * 255 > 127
+    return np.packbits(bits).tobytes()
 
-    bgr = np.ascontiguousarray(np.asarray(provenance.watermark(Image.fromarray(photo)))[:, :, ::-1])
-    assert WatermarkDecoder("bytes", 64).decode(bgr, "dwtDctSvd") == provenance.WATERMARK
+
+def test_the_stock_decoder_reads_our_mark(photo):
+    """Anyone with `invisible-watermark` can check our outputs with its stock call: the same algorithm."""
+    marked = np.asarray(provenance.watermark(Image.fromarray(photo)))
+    assert _stock_decode(marked) == provenance.WATERMARK
+    assert _stock_decode(photo) != provenance.WATERMARK
+
+
+def test_we_read_marks_the_package_made():
+    """A 256x256 portrait watermarked by `invisible-watermark` 0.2.0's own encoder (tests/engine/data)."""
+    with Image.open(Path(__file__).parent / "data" / "stock-watermarked.png") as stock:
+        assert provenance.read_watermark(stock) == provenance.WATERMARK
+        assert provenance.watermark_bit_errors(stock) == 0
+
+
+def test_our_decoder_agrees_with_the_stock_one_bit_for_bit():
+    rng = np.random.default_rng(5)
+    for shape in [(300, 280, 3), (257, 511, 3), (512, 512, 3)]:
+        image = rng.integers(0, 256, shape, dtype=np.uint8)
+        assert provenance.read_watermark(image) == _stock_decode(image)
 
 
 @pytest.mark.parametrize("size", [(64, 64), (255, 255), (200, 300)])
@@ -88,12 +121,6 @@ def test_watermarking_is_thread_safe(photo):
         parallel = list(pool.map(lambda image: np.asarray(provenance.watermark(image)), images * 2))
     for i, array in enumerate(parallel):
         assert np.array_equal(array, serial[i % 4])
-
-
-def test_a_missing_package_says_how_to_install_it(photo, monkeypatch):
-    monkeypatch.setitem(sys.modules, "imwatermark", None)
-    with pytest.raises(ImportError, match="pip install --no-deps invisible-watermark PyWavelets"):
-        provenance.watermark(Image.fromarray(photo))
 
 
 # ---------------------------------------------------------------- PNG
@@ -169,3 +196,66 @@ def test_small_videos_are_written_unmarked_but_labelled(tmp_path):
     gif = video.write_gif(frames, tmp_path / "small.gif", fps=3)
     with Image.open(gif) as reopened:
         assert reopened.info["comment"] == provenance.AI_NOTE.encode()
+
+
+# ---------------------------------------------------------------- edits of a real photo
+
+
+def _edit(photo: np.ndarray, box=(128, 96, 448, 416)):
+    """A photo with an elliptical area redrawn (inverted), like a face repaint, and the mask that says where."""
+    from PIL import ImageDraw
+
+    mask = Image.new("L", (photo.shape[1], photo.shape[0]), 0)
+    ImageDraw.Draw(mask).ellipse(box, fill=255)
+    inside = np.asarray(mask) > 0
+    edited = photo.copy()
+    edited[inside] = 255 - edited[inside]
+    return Image.fromarray(edited), mask, inside
+
+
+def test_an_edit_is_marked_only_inside_its_mask(photo, tmp_path):
+    edited, mask, inside = _edit(photo)
+    marked = provenance.watermark_inside(edited, mask)
+    path = save_png(marked, tmp_path / "edit.png", PARAMETERS)
+    with Image.open(path) as reopened:
+        pixels = np.asarray(reopened.convert("RGB"))
+        assert reopened.text[provenance.REGIONS_KEY] == "128,96,449,417"  # PIL draws the box inclusive
+        assert provenance.read_watermark(reopened) == provenance.WATERMARK
+        assert provenance.has_watermark(reopened)
+    assert np.array_equal(pixels[~inside], photo[~inside])  # the untouched photo, byte for byte
+    assert not np.array_equal(pixels[inside], np.asarray(edited)[inside])  # the mark is really there
+
+
+def test_each_region_is_marked_and_read_on_its_own(photo):
+    big = np.concatenate([photo, photo], axis=1)  # 1024x512: two "faces"
+    mask = Image.new("L", (1024, 512), 0)
+    mask.paste(255, (40, 40, 340, 340))
+    mask.paste(255, (600, 100, 900, 400))
+    marked = provenance.watermark_inside(Image.fromarray(big), mask, [(40, 40, 340, 340), (600, 100, 900, 400)])
+    assert provenance.parse_regions(marked.info[provenance.REGIONS_KEY]) == [(40, 40, 340, 340), (600, 100, 900, 400)]
+    array = np.asarray(marked)
+    assert provenance.read_watermark(Image.fromarray(array[100:400, 600:900])) == provenance.WATERMARK
+    outside = np.asarray(mask) == 0
+    assert np.array_equal(array[outside], big[outside])
+
+
+def test_a_region_too_small_to_mark_leaves_the_photo_alone(photo, tmp_path):
+    edited, mask, inside = _edit(photo, box=(200, 200, 300, 300))
+    marked = provenance.watermark_inside(edited, mask)
+    assert marked.info[provenance.REGIONS_KEY] == ""
+    with Image.open(save_png(marked, tmp_path / "small.png", PARAMETERS)) as reopened:
+        assert np.array_equal(np.asarray(reopened.convert("RGB")), np.asarray(edited))
+        assert reopened.text["Comment"] == provenance.AI_NOTE
+        assert provenance.REGIONS_KEY not in reopened.text
+
+
+def test_a_mask_of_another_size_is_refused(photo):
+    with pytest.raises(ValueError, match="same size"):
+        provenance.watermark_inside(Image.fromarray(photo), Image.new("L", (10, 10)))
+
+
+def test_damaged_region_text_is_not_trusted(photo):
+    assert provenance.parse_regions("1,2,3;x,1,2,3;4,5,6,7") == [(4, 5, 6, 7)]
+    image = provenance.watermark(Image.fromarray(photo))
+    image.info[provenance.REGIONS_KEY] = "nonsense"
+    assert provenance.read_watermark(image) == provenance.WATERMARK  # falls back to the whole picture
