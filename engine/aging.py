@@ -13,10 +13,19 @@ from typing import Callable
 
 from PIL import Image
 
-from engine import faces, pnginfo, video
+from engine import pnginfo, video
 from engine.generate import ImageRequest, RunControl, check_request, pick_seed
 from engine.interpolation import lerp
-from engine.portrait import WORK_SIZE, FaceArea, Regenerator, find_face_area
+from engine.portrait import (
+    WORK_SIZE,
+    FaceArea,
+    FaceStep,
+    Regenerator,
+    check_keep_identity,
+    find_face_area,
+    identity_distances,
+    identity_note,
+)
 from engine.presets import aging_preset
 from engine.prompts import prompt_chunks
 from engine.schedulers import DEFAULT_SAMPLER
@@ -41,11 +50,13 @@ class AgingRequest:
     transition_frames: int = 2  # rendered in-between frames per pair of ages (blended prompts, same noise)
     fps: float = 8
     captions: bool = True  # write "Age N" on the video's frames
-    face_index: int | None = None  # which detected face (0 = largest); None = largest
+    face_index: int | None = None  # which detected face, counting from 0 (0 = largest); None = largest
+    all_faces: bool = False  # regenerate every usable face, each in its own region; face_index is then unused
     padding: float = 0.5  # how far beyond the face the region reaches, in face sizes (hair, neck)
     whole_photo: bool = False  # regenerate the whole photo instead of the face region
     size: int = WORK_SIZE  # the model's working resolution
     fast: bool = False  # reuse deep UNet features between steps: about 2x faster
+    keep_identity: float = 0.0  # identity adapter scale, 0 (off) to 1; about 0.6 keeps the face (needs its weights)
 
 
 @dataclass
@@ -68,7 +79,10 @@ class AgingResult:
     seed: int
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False
-    identity: list[float] | None = None  # face distance of each age to the input (<= 0.6: same person)
+    identity: list[float] | None = None  # face distance of each age to the input (<= 0.6: same person); with all
+    # faces, the largest over the faces; None when not measurable or when an age has no face where it should
+    identity_by_face: list[list[float | None]] | None = None  # [region][age]; None entry: no face found there
+    identity_note: str | None = None  # the distances in one sentence, "no face found in the result" where so
 
     def still_path(self, age: int) -> Path:
         """The watermarked PNG of one age, as written to the run's folder."""
@@ -112,12 +126,14 @@ def check_aging(req: AgingRequest) -> AgingRequest:
     if not 0 < float(req.fps) <= video.MAX_FPS:
         raise ValueError(f"Frames per second must be above 0 and at most {video.MAX_FPS}; got {req.fps}.")
     aging_preset().prompt_for(ages[0], req.subject)  # unknown subject
+    keep_identity = check_keep_identity(req.keep_identity)
     checked, _ = check_request(ImageRequest(num_inference_steps=req.num_inference_steps,
                                             guidance_scale=req.guidance_scale, seed=req.seed,
                                             sampler=req.sampler, strength=req.strength), task="img2img")
     return AgingRequest(**{**asdict(req), "ages": ages, "seed": pick_seed(checked.seed),
                            "num_inference_steps": checked.num_inference_steps,
-                           "guidance_scale": checked.guidance_scale, "transition_frames": int(req.transition_frames)})
+                           "guidance_scale": checked.guidance_scale, "transition_frames": int(req.transition_frames),
+                           "all_faces": bool(req.all_faces), "keep_identity": keep_identity})
 
 
 def frame_plan(ages: list[int], transition_frames: int) -> list[tuple[int, float]]:
@@ -162,12 +178,17 @@ def labelled_grid(keyframes: list[tuple[int, Image.Image]], thumb: int = 256) ->
 
 def aging_timelapse(manager, req: AgingRequest, image, folder: Path,
                     on_frame: Callable[[AgingUpdate], None] | None = None,
-                    control: RunControl | None = None) -> AgingResult:
-    """Render every age (then the in-between frames), writing each as it is made, and assemble the outputs."""
-    # 1. check inputs and find the face
+                    control: RunControl | None = None,
+                    on_step: Callable[[FaceStep], None] | None = None) -> AgingResult:
+    """Render every age (then the in-between frames), writing each as it is made, and assemble the outputs.
+
+    on_frame gets an `AgingUpdate` per finished frame; on_step a `FaceStep` after every denoising step of
+    every face, from the first step of the first frame.
+    """
+    # 1. check inputs and find the face(s)
     req = check_aging(req)
     control = control or RunControl()
-    area = find_face_area(image, req.face_index, req.padding, req.whole_photo)
+    area = find_face_area(image, req.face_index, req.padding, req.whole_photo, req.all_faces)
     folder = _writable(folder)
     notes = [n for n in (area.note,) if n]
 
@@ -178,7 +199,7 @@ def aging_timelapse(manager, req: AgingRequest, image, folder: Path,
     embeds = [manager.encode(p, preset.negative_prompt, chunks) for p in prompts]
     negative = embeds[0][1]
     regenerator = Regenerator(manager, area, req.sampler, req.num_inference_steps, req.guidance_scale,
-                              req.strength, req.size, req.fast)
+                              req.strength, req.size, req.fast, req.keep_identity)
 
     # 3. keyframes first, so a Stop keeps whole ages; then the in-between frames
     plan = frame_plan(req.ages, req.transition_frames)
@@ -189,11 +210,17 @@ def aging_timelapse(manager, req: AgingRequest, image, folder: Path,
             break
         j = min(i + 1, len(req.ages) - 1)
         prompt_embeds = lerp(t, embeds[i][0].float(), embeds[j][0].float()).to(manager.dtype)
-        result = regenerator.render(prompt_embeds, negative, req.seed, control)
+        age = req.ages[i] + (req.ages[j] - req.ages[i]) * t
+        label = f"age {age:.0f}" if t == 0 else f"age {age:.1f}"
+        report = None
+        if on_step:
+            def report(face, step, total_steps, count=count, label=label):
+                on_step(FaceStep(count, len(order), label, face, len(area.parts), step, total_steps,
+                                 area.parts[face - 1].label if area.parts[face - 1].numbers else "whole photo"))
+        result = regenerator.render(prompt_embeds, negative, req.seed, control, report)
         if result is None:
             break
         done[(i, t)] = result
-        age = req.ages[i] + (req.ages[j] - req.ages[i]) * t
         name = f"age_{req.ages[i]:03d}.png" if t == 0 else f"between_{age:06.2f}.png"
         pnginfo.save_png(result, folder / name, _still_parameters(req, age))
         if on_frame:
@@ -227,8 +254,13 @@ def _assemble(req: AgingRequest, area: FaceArea, plan, done: dict, folder: Path,
         pnginfo.save_png(grid, folder / "grid.png", _still_parameters(req, None))
         notes.append(video.describe_length(len(frames), req.fps) + ".")
     (folder / "aging.json").write_text(json.dumps(_metadata(req), indent=1))
-    identity = _identity(area.image, keyframes)
-    return AgingResult(keyframes, area.image, video_path, grid, folder, req.seed, notes, interrupted, identity)
+    by_face = identity_distances(area, [image for _, image in keyframes]) if keyframes else None
+    identity = None
+    if by_face and all(d is not None for row in by_face for d in row):
+        identity = [max(column) for column in zip(*by_face)]
+    note = identity_note(area, [f"age {age}" for age, _ in keyframes], by_face)
+    return AgingResult(keyframes, area.image, video_path, grid, folder, req.seed, notes, interrupted, identity,
+                       by_face, note)
 
 
 def _still_parameters(req: AgingRequest, age: float | None) -> str:
@@ -237,14 +269,10 @@ def _still_parameters(req: AgingRequest, age: float | None) -> str:
     prompt = preset.prompt_for(round(age), req.subject) if age is not None else "aging timelapse grid"
     settings = {"Steps": req.num_inference_steps, "Sampler": req.sampler, "CFG scale": f"{req.guidance_scale:g}",
                 "Seed": req.seed, "Denoising strength": f"{req.strength:g}", "Ages": " ".join(map(str, req.ages)),
+                "Faces": "all" if req.all_faces else None,
+                "Keep identity": f"{req.keep_identity:g}" if req.keep_identity else None,
                 "Version": "Diffusion Studio"}
     return pnginfo.format_parameters(prompt, preset.negative_prompt, settings)
-
-
-def _identity(original: Image.Image, keyframes) -> list[float] | None:
-    """Face distance of each age to the input, where an offline face-embedding model is installed."""
-    distances = [faces.identity_distance(original, image) for _, image in keyframes]
-    return None if not distances or any(d is None for d in distances) else distances
 
 
 def _metadata(req: AgingRequest) -> dict:

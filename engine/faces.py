@@ -265,6 +265,35 @@ def identity_distance(a: ImageSource, b: ImageSource) -> float | None:
     return None if first is None or second is None else float(np.linalg.norm(first - second))
 
 
+def identity_available() -> bool:
+    """Tell whether `identity_distance` can measure at all (dlib and its face models are installed)."""
+    return _identity_models() is not None
+
+
+def face_identity_distance(original: ImageSource, result: ImageSource, face: Face,
+                           region: tuple[int, int, int, int] | None = None) -> float | None:
+    """How far the edited face is from the same face in the input, so a check never reads another person.
+
+    Both images are cropped to `region` (defaults to the whole image) and compared on the face found
+    where `face` is: the input is measured on `face` itself, the result on a face detected at that place
+    (its box overlapping `face` by at least 30%). Returns None when nothing can be measured: the dlib
+    packages are missing (see `identity_available`) or no face is found there in the result; a face
+    turned to noise therefore gives None, never a small distance.
+    """
+    models = _identity_models()
+    if models is None:
+        return None
+    first, second = load_image(original), load_image(result)
+    if first.size != second.size:
+        raise ValueError(f"The result is {second.size} but the photo is {first.size}; compare images of one size.")
+    box = region or (0, 0, *first.size)
+    shifted = Face(face.x - box[0], face.y - box[1], face.width, face.height, face.score)
+    with _IDENTITY_LOCK:
+        before = _embedding_at(models, first.crop(box), shifted, must_find=False)
+        after = _embedding_at(models, second.crop(box), shifted, must_find=True)
+    return None if before is None or after is None else float(np.linalg.norm(before - after))
+
+
 # --- detection helpers ----------------------------------------------------------------------
 
 
@@ -449,4 +478,30 @@ def _embedding(models, image: ImageSource) -> np.ndarray | None:
         rect = ranked[0]
     else:
         return None
+    return np.asarray(encoder.compute_face_descriptor(pixels, landmarks(pixels, rect), 1))
+
+
+def _embedding_at(models, image: Image.Image, face: Face, must_find: bool) -> np.ndarray | None:
+    """Embedding of the face at `face`'s place: dlib's or the cascades' box that overlaps it, else `face`
+    itself unless `must_find` (then None: the result has no face there)."""
+    import dlib
+
+    detector, landmarks, encoder = models
+    scale = min(1.0, DETECT_SIDE / max(image.size))
+    if scale < 1.0:
+        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
+    target = tuple(round(v * scale) for v in (face.x, face.y, face.width, face.height))
+    pixels = np.ascontiguousarray(np.asarray(image.convert("RGB")))
+    rects, scores, _ = detector.run(pixels, 1, 0)
+    candidates = [(r.left(), r.top(), r.width(), r.height())
+                  for _, r in sorted(zip(scores, rects), key=lambda item: -item[0])]
+    candidates += [(f.x, f.y, f.width, f.height) for f in detect_faces(image)]
+    overlapping = [c for c in candidates if _iou(target, c) >= _OVERLAP]
+    if overlapping:
+        x, y, w, h = overlapping[0]
+    elif must_find:
+        return None
+    else:
+        x, y, w, h = target
+    rect = dlib.rectangle(int(x), int(y), int(x + w - 1), int(y + h - 1))
     return np.asarray(encoder.compute_face_descriptor(pixels, landmarks(pixels, rect), 1))

@@ -6,9 +6,17 @@ from typing import Callable
 
 from PIL import Image
 
-from engine import faces, pnginfo
+from engine import pnginfo
 from engine.generate import MAX_BATCH, ImageRequest, RunControl, check_request, pick_seed
-from engine.portrait import WORK_SIZE, Regenerator, find_face_area
+from engine.portrait import (
+    WORK_SIZE,
+    FaceStep,
+    Regenerator,
+    check_keep_identity,
+    find_face_area,
+    identity_distances,
+    identity_note,
+)
 from engine.presets import gender_preset
 from engine.schedulers import DEFAULT_SAMPLER, a1111_fields
 
@@ -24,11 +32,13 @@ class GenderRequest:
     seed: int = -1  # variant n uses seed + n
     variants: int = 2
     sampler: str = DEFAULT_SAMPLER
-    face_index: int | None = None
+    face_index: int | None = None  # which detected face, counting from 0 (0 = largest); None = largest
+    all_faces: bool = False  # regenerate every usable face, each in its own region; face_index is then unused
     padding: float = 0.5
     whole_photo: bool = False
     size: int = WORK_SIZE
     fast: bool = False  # reuse deep UNet features between steps: about 2x faster
+    keep_identity: float = 0.0  # identity adapter scale, 0 (off) to 1; about 0.6 keeps the face (needs its weights)
 
 
 @dataclass
@@ -36,7 +46,8 @@ class Variant:
     image: Image.Image  # full size, the input's size
     seed: int
     parameters: str  # A1111 parameters text for the PNG
-    identity: float | None = None  # face distance to the input where a face-embedding model is installed
+    identity: float | None = None  # face distance to the input, measured on the chosen face's region (the
+    # largest over the faces with all faces); None when not measurable or no face was found there in the result
 
 
 @dataclass
@@ -45,12 +56,15 @@ class GenderResult:
     original: Image.Image
     notes: list[str] = field(default_factory=list)
     interrupted: bool = False
+    identity_by_face: list[list[float | None]] | None = None  # [region][variant]; None entry: no face found there
+    identity_note: str | None = None  # the distances in one sentence, "no face found in the result" where so
 
 
 def check_gender(req: GenderRequest) -> GenderRequest:
     """Reject unknown directions and out-of-range settings before any work."""
     direction = (req.direction or "").strip().lower().removeprefix("to ").strip()
     gender_preset().prompts_for(direction)
+    keep_identity = check_keep_identity(req.keep_identity)
     if not 1 <= int(req.variants) <= MAX_BATCH:
         raise ValueError(f"Variants must be from 1 to {MAX_BATCH}; got {req.variants}.")
     checked, _ = check_request(ImageRequest(num_inference_steps=req.num_inference_steps,
@@ -58,31 +72,43 @@ def check_gender(req: GenderRequest) -> GenderRequest:
                                             sampler=req.sampler, strength=req.strength), task="img2img")
     return GenderRequest(**{**asdict(req), "direction": direction, "seed": pick_seed(checked.seed),
                             "variants": int(req.variants), "num_inference_steps": checked.num_inference_steps,
-                            "guidance_scale": checked.guidance_scale})
+                            "guidance_scale": checked.guidance_scale, "all_faces": bool(req.all_faces),
+                            "keep_identity": keep_identity})
 
 
 def gender_swap(manager, req: GenderRequest, image, on_variant: Callable[[int, int, Image.Image], None] | None = None,
-                control: RunControl | None = None) -> GenderResult:
-    """Make `variants` versions, each from its own seed; the output keeps the input's size."""
+                control: RunControl | None = None, on_step: Callable[[FaceStep], None] | None = None) -> GenderResult:
+    """Make `variants` versions, each from its own seed; the output keeps the input's size.
+
+    on_variant(done, total, image) is called per finished variant; on_step gets a `FaceStep` after every
+    denoising step of every face, from the first step of the first variant.
+    """
     req = check_gender(req)
     control = control or RunControl()
-    area = find_face_area(image, req.face_index, req.padding, req.whole_photo)
+    area = find_face_area(image, req.face_index, req.padding, req.whole_photo, req.all_faces)
     prompt, negative = gender_preset().prompts_for(req.direction)
     prompt_embeds, negative_embeds = manager.encode(prompt, negative)
     regenerator = Regenerator(manager, area, req.sampler, req.num_inference_steps, req.guidance_scale,
-                              req.strength, req.size, req.fast)
+                              req.strength, req.size, req.fast, req.keep_identity)
     result = GenderResult([], area.image, [n for n in (area.note,) if n])
     for n in range(req.variants):
         if control.stopped:
             break
         seed = (req.seed + n) % 2**32
-        out = regenerator.render(prompt_embeds, negative_embeds, seed, control)
+        report = None
+        if on_step:
+            def report(face, step, total_steps, n=n):
+                part = area.parts[face - 1]
+                on_step(FaceStep(n + 1, req.variants, f"variant {n + 1}", face, len(area.parts), step, total_steps,
+                                 part.label if part.numbers else "whole photo"))
+        out = regenerator.render(prompt_embeds, negative_embeds, seed, control, report)
         if out is None:
             break
         text = _parameters(manager, req, prompt, negative, seed, area.image.size)
-        result.variants.append(Variant(out, seed, text, faces.identity_distance(area.image, out)))
+        result.variants.append(Variant(out, seed, text))
         if on_variant:
             on_variant(n + 1, req.variants, out)
+    _measure(area, result)
     if len(result.variants) < req.variants:
         result.interrupted = True
         result.notes.append(f"Stopped: {len(result.variants)} of {req.variants} variants were made.")
@@ -93,5 +119,19 @@ def _parameters(manager, req: GenderRequest, prompt: str, negative: str, seed: i
     settings = {"Steps": req.num_inference_steps, **a1111_fields(req.sampler), "CFG scale": f"{req.guidance_scale:g}",
                 "Seed": seed, "Size": f"{size[0]}x{size[1]}", "Model": manager.model_label,
                 "Denoising strength": f"{req.strength:g}", "Gender swap": f"to {req.direction}",
+                "Faces": "all" if req.all_faces else None,
+                "Keep identity": f"{req.keep_identity:g}" if req.keep_identity else None,
                 "Version": "Diffusion Studio"}
     return pnginfo.format_parameters(prompt, negative, settings)
+
+
+def _measure(area, result: GenderResult) -> None:
+    """Each variant's identity distance on the edited face(s), and the sentence that reports them."""
+    if not result.variants:
+        return
+    by_face = identity_distances(area, [v.image for v in result.variants])
+    if by_face:
+        for variant, column in zip(result.variants, zip(*by_face)):
+            variant.identity = None if any(d is None for d in column) else max(column)
+    result.identity_by_face = by_face
+    result.identity_note = identity_note(area, [f"variant {n}" for n in range(1, len(result.variants) + 1)], by_face)

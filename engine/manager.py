@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from engine import fastpath
+from engine import fastpath, identity
 from engine.devices import dtype_name, pick_device, pick_dtype
 from engine.gate import Gate
 from engine.models import (
@@ -70,6 +70,7 @@ class PipelineManager:
         self.source: ModelSource | None = None
         self.load_error: str | None = None
         self._base = None
+        self._adapter = None  # the identity adapter, loaded on first use
         self._embeds: OrderedDict = OrderedDict()
         self._lock = threading.RLock()
         self.gate = Gate(self.options.concurrency, self.options.queue_size)
@@ -106,7 +107,7 @@ class PipelineManager:
     def unload(self) -> None:
         """Drop the weights so switching models never holds two in memory."""
         with self._lock:
-            self._base, self.source = None, None
+            self._base, self.source, self._adapter = None, None, None
             self._embeds.clear()
         gc.collect()
         fastpath.trim_memory()
@@ -134,19 +135,46 @@ class PipelineManager:
         return pipe
 
     # 2. serving requests
-    def pipeline(self, task: str, sampler: str, fast: bool = False):
+    def pipeline(self, task: str, sampler: str, fast: bool = False, identity: bool = False):
         """A task pipeline over the shared weights with its own fresh scheduler, for one request.
 
         `fast` gives it its own UNet wrapper that reuses deep features between steps (engine.fastpath).
+        `identity` runs it on the identity adapter's UNet (same weights) with its image encoder.
         """
         base = self.base()
         cls = task_class(task)
         parts = {**base.components, "scheduler": make_scheduler(sampler, base.scheduler.config)}
+        if identity:
+            adapter = self.identity_adapter()
+            parts.update(unet=adapter.unet, image_encoder=adapter.image_encoder,
+                         feature_extractor=adapter.feature_extractor)
         if fast:
-            parts["unet"] = fastpath.FeatureCacheUNet(base.unet)
+            parts["unet"] = fastpath.FeatureCacheUNet(parts["unet"])
         pipe = cls(**parts, requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
         return pipe
+
+    def identity_adapter(self) -> identity.IdentityAdapter:
+        """The Keep identity adapter (IP-Adapter full-face), loaded once into a UNet sharing the model's weights.
+
+        Raises ValueError with how to get it when it is not in weights/ or the Hugging Face cache.
+        """
+        with self._lock:
+            if self._adapter is None:
+                base = self.base()
+                source = identity.find_adapter(self.weights_dir)
+                if source is None:
+                    raise ValueError(identity.MISSING)
+                self._adapter = identity.load_adapter(base, source)
+            return self._adapter
+
+    def identity_available(self) -> bool:
+        """Tell whether Keep identity can be offered (the adapter's files are present); loads nothing."""
+        return self._adapter is not None or identity.find_adapter(self.weights_dir) is not None
+
+    def identity_scale(self, pipe, scale: float):
+        """Context manager: the adapter at `scale` for one call of `pipe` (a pipeline made with identity=True)."""
+        return identity.scaled(self.identity_adapter(), pipe, scale)
 
     def encode(self, prompt: str, negative_prompt: str = "", min_chunks: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """Prompt embeddings, cached so batches and video frames encode each prompt once."""
