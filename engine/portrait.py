@@ -227,8 +227,7 @@ class Regenerator:
             result = masks.paste_back(result, out, part.region, part.mask)
         if self.area.whole:
             return result  # wholly generated: the PNG writer watermarks it all
-        mark = getattr(provenance, "watermark_inside", None)
-        return mark(result, self.area.mask, regions=self.area.regions) if mark else result
+        return provenance.watermark_inside(result, self.area.mask, regions=self.area.regions)
 
     def _run(self, number, part, work, crop, crop_mask, prompt_embeds, negative_embeds, seed, control, on_step):
         identity = self.keep_identity > 0
