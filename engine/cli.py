@@ -102,10 +102,33 @@ def add_face_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--guidance", type=float, default=None, help="default: the preset's")
     p.add_argument("--seed", type=int, default=-1)
     p.add_argument("--scheduler", default=None, help="default: the preset's")
-    p.add_argument("--face", type=int, default=None, help="which detected face, 0 = largest")
+    p.add_argument("--face", type=face_choice, default=None,
+                   help="which detected face: 1 = largest, 2 = next, ...; 'all' for every face")
+    p.add_argument("--keep-identity", type=float, default=0.0,
+                   help="identity adapter scale, 0 (off) to 1, about 0.6 to keep the face (needs its weights)")
     p.add_argument("--padding", type=float, default=0.5, help="region around the face, in face sizes")
     p.add_argument("--whole-photo", action="store_true", help="regenerate the whole photo, not just the face")
     p.add_argument("--size", type=int, default=512, help="the model's working resolution")
+
+
+def face_choice(text: str) -> int | str:
+    """--face: a face number counting from 1 (1 = largest), as the UI and the messages count, or 'all'."""
+    if text.strip().lower() == "all":
+        return "all"
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"give a face number from 1 (the largest) or 'all', not {text!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"faces are numbered from 1 (the largest), not {number}")
+    return number
+
+
+def face_settings(args) -> dict:
+    """The engine's face fields from --face, --padding, --whole-photo and --keep-identity."""
+    every = args.face == "all"
+    return dict(face_index=None if every or args.face is None else args.face - 1, all_faces=every,
+                padding=args.padding, whole_photo=args.whole_photo, keep_identity=args.keep_identity)
 
 
 def with_preset_defaults(args, defaults: dict) -> argparse.Namespace:
@@ -127,11 +150,11 @@ def run_aging(args) -> int:
     req = AgingRequest(ages=parse_ages(args.ages), subject=args.subject, strength=preset.strength,
                        num_inference_steps=preset.steps, guidance_scale=preset.guidance, seed=args.seed,
                        sampler=preset.scheduler, transition_frames=args.transition_frames, fps=args.fps,
-                       captions=not args.no_captions, face_index=args.face, padding=args.padding,
-                       whole_photo=args.whole_photo, size=args.size, fast=args.fast)
+                       captions=not args.no_captions, size=args.size, fast=args.fast, **face_settings(args))
     result = aging_timelapse(make_manager(args), req, Path(args.image), out.with_name(f"{out.stem}-frames"))
-    for note in result.notes:
-        print(note, file=sys.stderr)
+    for note in [*result.notes, result.identity_note]:
+        if note:
+            print(note, file=sys.stderr)
     shutil.move(result.video, out)
     shutil.copyfile(result.grid_path, out.with_name(f"{out.stem}-grid.png"))
     print(f"{out}  ages {', '.join(str(a) for a, _ in result.keyframes)}, seed {result.seed}")
@@ -147,11 +170,11 @@ def run_gender_swap(args) -> int:
     preset = with_preset_defaults(args, gender_preset().defaults)
     req = GenderRequest(direction=args.direction, strength=preset.strength, num_inference_steps=preset.steps,
                         guidance_scale=preset.guidance, seed=args.seed, variants=args.variants,
-                        sampler=preset.scheduler, face_index=args.face, padding=args.padding,
-                        whole_photo=args.whole_photo, size=args.size, fast=args.fast)
+                        sampler=preset.scheduler, size=args.size, fast=args.fast, **face_settings(args))
     result = gender_swap(make_manager(args), req, Path(args.image))
-    for note in result.notes:
-        print(note, file=sys.stderr)
+    for note in [*result.notes, result.identity_note]:
+        if note:
+            print(note, file=sys.stderr)
     for i, variant in enumerate(result.variants):
         path = out if i == 0 else out.with_name(f"{out.stem}-{i + 1}{out.suffix or '.png'}")
         pnginfo.save_png(variant.image, path, variant.parameters)

@@ -125,7 +125,7 @@ def find_face_area(image, face_index: int | None = None, padding: float = 0.5,
                      "and left as in the photo")
     notes += [f"{label} overlap, so they were regenerated together" for label in merged]
     union = np.maximum.reduce([np.asarray(p.mask) for p in parts])
-    return FaceArea(photo, parts[0].region, Image.fromarray(union, "L"), found, "; ".join(notes) + ".", parts)
+    return FaceArea(photo, parts[0].region, Image.fromarray(union), found, "; ".join(notes) + ".", parts)
 
 
 def _merge_overlapping(parts: list[FacePart], size: tuple[int, int]) -> tuple[list[FacePart], list[str]]:
@@ -140,7 +140,7 @@ def _merge_overlapping(parts: list[FacePart], size: tuple[int, int]) -> tuple[li
                 if not np.minimum(np.asarray(a.mask), np.asarray(b.mask)).any():
                     continue
                 joined = FacePart(sorted(a.numbers + b.numbers), _joined_region(a, b, size),
-                                  Image.fromarray(np.maximum(np.asarray(a.mask), np.asarray(b.mask)), "L"),
+                                  Image.fromarray(np.maximum(np.asarray(a.mask), np.asarray(b.mask))),
                                   a.faces + b.faces)
                 parts = [p for k, p in enumerate(parts) if k not in (i, j)] + [joined]
                 parts.sort(key=lambda p: p.numbers[0])

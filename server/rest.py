@@ -54,6 +54,32 @@ class AgingReply(ImagesReply):
     grid_png_base64: str | None
     seed: int
     identity_distance: list[float] | None = None
+    identity_note: str | None = Field(None, description="the identity distances in one sentence")
+
+
+class GenderReply(ImagesReply):
+    identity_distance: list[float | None] | None = Field(
+        None, description="per variant, on the edited face(s); null where no face was found in the result")
+    identity_note: str | None = Field(None, description="the identity distances in one sentence")
+
+
+FACE_HELP = "1 = largest, 2 = next, ...; 'all' for every face"
+
+
+def face_fields(face: str | None) -> dict:
+    """The form's `face` (a number from 1, or 'all') as the engine's face_index and all_faces."""
+    text = (face or "").strip().lower()
+    if not text:
+        return {"face_index": None, "all_faces": False}
+    if text == "all":
+        return {"face_index": None, "all_faces": True}
+    try:
+        number = int(text)
+    except ValueError:
+        raise ValueError(f"face: give a face number from 1 (the largest) or 'all', not {face!r}.") from None
+    if number < 1:
+        raise ValueError(f"face: faces are numbered from 1 (the largest), not {number}.")
+    return {"face_index": number - 1, "all_faces": False}
 
 
 def error(status: int, message: str) -> JSONResponse:
@@ -139,14 +165,15 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                     sampler: str = Form(aging_defaults["sampler"]),
                     transition_frames: int = Form(aging_defaults["transition_frames"]),
                     fps: float = Form(aging_defaults["fps"]), captions: bool = Form(True),
-                    face: int | None = Form(None, description="1 = largest"), padding: float = Form(0.5),
-                    whole_photo: bool = Form(False), size: int = Form(512, ge=64, le=1024)):
+                    face: str | None = Form(None, description=FACE_HELP), padding: float = Form(0.5),
+                    whole_photo: bool = Form(False), size: int = Form(512, ge=64, le=1024),
+                    keep_identity: float = Form(0.0, description="identity adapter scale, 0 (off) to 1")):
         data = await read_upload(image)
         req = AgingRequest(ages=parse_ages(ages), subject=subject, strength=strength,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                            sampler=sampler, transition_frames=transition_frames, fps=fps, captions=captions,
-                           face_index=None if face is None else face - 1, padding=padding,
-                           whole_photo=whole_photo, size=size)
+                           padding=padding, whole_photo=whole_photo, size=size, keep_identity=keep_identity,
+                           **face_fields(face))
         folder = next_path(task_dir("aging"), "timelapse", "")
         result = await _in_slot(manager, lambda: aging_timelapse(manager, req, data, folder))
         video_url = None
@@ -156,25 +183,28 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                                   for age, img in result.keyframes],
                           notes=result.notes, video_url=video_url, seed=result.seed,
                           grid_png_base64=b64_png(result.grid) if result.grid else None,
-                          identity_distance=result.identity)
+                          identity_distance=result.identity, identity_note=result.identity_note)
 
-    @api.post("/gender-swap", response_model=ImagesReply, summary="Gender swap of a photo")
+    @api.post("/gender-swap", response_model=GenderReply, summary="Gender swap of a photo")
     async def gender(image: UploadFile = File(..., description="a photo with a face"),
                      direction: str = Form(..., description="woman or man"),
                      strength: float = Form(gender_defaults["strength"]), variants: int = Form(1),
                      num_inference_steps: int = Form(gender_defaults["num_inference_steps"]),
                      guidance_scale: float = Form(gender_defaults["guidance_scale"]), seed: int = Form(-1),
                      sampler: str = Form(gender_defaults["sampler"]),
-                     face: int | None = Form(None, description="1 = largest"), padding: float = Form(0.5),
-                     whole_photo: bool = Form(False), size: int = Form(512, ge=64, le=1024)):
+                     face: str | None = Form(None, description=FACE_HELP), padding: float = Form(0.5),
+                     whole_photo: bool = Form(False), size: int = Form(512, ge=64, le=1024),
+                     keep_identity: float = Form(0.0, description="identity adapter scale, 0 (off) to 1")):
         data = await read_upload(image)
         req = GenderRequest(direction=direction, strength=strength, variants=variants,
                             num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
-                            sampler=sampler, face_index=None if face is None else face - 1, padding=padding,
-                            whole_photo=whole_photo, size=size)
+                            sampler=sampler, padding=padding, whole_photo=whole_photo, size=size,
+                            keep_identity=keep_identity, **face_fields(face))
         result = await _in_slot(manager, lambda: gender_swap(manager, req, data))
-        return ImagesReply(images=[ApiImage(png_base64=b64_png(v.image, v.parameters), seed=v.seed,
-                                            parameters=v.parameters) for v in result.variants], notes=result.notes)
+        distances = [v.identity for v in result.variants] if result.identity_by_face else None
+        return GenderReply(images=[ApiImage(png_base64=b64_png(v.image, v.parameters), seed=v.seed,
+                                            parameters=v.parameters) for v in result.variants], notes=result.notes,
+                           identity_distance=distances, identity_note=result.identity_note)
 
     @api.get("/files/{path:path}", name="output_file", summary="A file the app wrote (videos)")
     def output_file(path: str):

@@ -69,6 +69,30 @@ def test_gender_swap_returns_variants_of_the_input_size(http):
     assert [i["seed"] for i in images] == [7, 8] and decode(images[1]["png_base64"]).size == (512, 512)
 
 
+def test_face_edits_keep_every_pixel_outside_the_masks_and_take_all_faces(http):
+    import numpy as np
+
+    from engine.portrait import find_face_area
+
+    photo = Image.open(io.BytesIO(example_bytes())).convert("RGB")
+    pair = Image.new("RGB", (1024, 512))
+    pair.paste(photo, (0, 0))
+    pair.paste(photo.resize((400, 400)), (560, 56))
+    buffer = io.BytesIO()
+    pair.save(buffer, format="PNG")
+    reply = http.post("/api/gender-swap", files={"image": ("pair.png", buffer.getvalue(), "image/png")},
+                      data={"direction": "woman", "num_inference_steps": 2, "size": 64, "seed": 7, "face": "all"})
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert "All 2 faces were regenerated." in body["notes"]
+    outside = np.asarray(find_face_area(pair, all_faces=True).mask) == 0
+    result = np.asarray(decode(body["images"][0]["png_base64"]).convert("RGB"))
+    assert np.array_equal(result[outside], np.asarray(pair)[outside])
+    reply = http.post("/api/gender-swap", files={"image": ("pair.png", buffer.getvalue(), "image/png")},
+                      data={"direction": "woman", "num_inference_steps": 2, "size": 64, "face": "2"})
+    assert reply.status_code == 200 and "face 2 was used" in " ".join(reply.json()["notes"])
+
+
 def truncated_png() -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (64, 64)).save(buffer, format="PNG")
@@ -89,6 +113,12 @@ def huge_png_header() -> bytes:
     ("/api/gender-swap", {"image": ("f.jpg", example_bytes(), "image/jpeg")}, {"direction": "cat"}, "Unknown direction"),
     ("/api/gender-swap", {"image": ("f.jpg", example_bytes(), "image/jpeg")}, {"direction": "man", "face": 3},
      "only 1 face"),
+    ("/api/gender-swap", {"image": ("f.jpg", example_bytes(), "image/jpeg")}, {"direction": "man", "face": "0"},
+     "numbered from 1"),
+    ("/api/gender-swap", {"image": ("f.jpg", example_bytes(), "image/jpeg")}, {"direction": "man", "face": "any"},
+     "or 'all'"),
+    ("/api/gender-swap", {"image": ("f.jpg", example_bytes(), "image/jpeg")},
+     {"direction": "man", "keep_identity": 2}, "Keep identity must be from 0"),
     ("/api/aging", {"image": ("f.jpg", example_bytes(), "image/jpeg")}, {"ages": "60, 20"}, "must rise"),
     ("/api/aging", {"image": ("f.jpg", example_bytes(), "image/jpeg")}, {"ages": "40"}, "at least two ages"),
     ("/api/aging", {"image": ("f.jpg", example_bytes(), "image/jpeg")}, {"ages": "20, 140"}, "from 1 to 100"),

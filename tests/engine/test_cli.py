@@ -103,3 +103,34 @@ def test_fast_flag_changes_the_image_and_is_recorded(tmp_path):
     assert "Fast" not in pnginfo.read_parameters(tmp_path / "plain.png")
     plain, fast = (np.asarray(Image.open(tmp_path / f"{n}.png"), dtype=int) for n in ("plain", "fast"))
     assert not np.array_equal(plain, fast)
+
+
+def test_face_counts_from_1_and_all_takes_every_face(tmp_path, capsys):
+    from engine.portrait import find_face_area
+
+    pair = Image.new("RGB", (1024, 512))
+    pair.paste(Image.open(EXAMPLE), (0, 0))
+    pair.paste(Image.open(EXAMPLE).resize((400, 400)), (560, 56))
+    pair.save(tmp_path / "pair.png")
+    photo = ["--image", str(tmp_path / "pair.png"), "--to", "woman"]
+    assert main(["gender-swap", *FACE, *photo, "--face", "2", "--out", str(tmp_path / "two.png")]) == 0
+    assert "2 faces were found; face 2 was used." in capsys.readouterr().err
+    assert main(["gender-swap", *FACE, *photo, "--face", "all", "--out", str(tmp_path / "all.png")]) == 0
+    assert "All 2 faces were regenerated." in capsys.readouterr().err
+    outside = np.asarray(find_face_area(pair, all_faces=True).mask) == 0
+    saved = np.asarray(Image.open(tmp_path / "all.png").convert("RGB"))
+    assert np.array_equal(saved[outside], np.asarray(pair)[outside])
+    for bad, message in (("0", "numbered from 1"), ("3", "pick a face from 1 to 2"), ("some", "or 'all'")):
+        assert main(["gender-swap", *FACE, *photo, "--face", bad, "--out", str(tmp_path / "x.png")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err
+
+
+def test_keep_identity_without_the_adapter_exits_2_saying_how_to_get_it(tmp_path, capsys, monkeypatch):
+    from engine import identity
+
+    monkeypatch.setattr(identity, "find_adapter", lambda weights_dir: None)
+    assert main(["gender-swap", *FACE, "--image", EXAMPLE, "--to", "woman", "--keep-identity", "0.6",
+                 "--out", str(tmp_path / "k.png")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "hf download h94/IP-Adapter" in err
