@@ -11,7 +11,14 @@ from engine.aging import AgingRequest, aging_timelapse
 from engine.faces import Face, face_identity_distance
 from engine.gender import GenderRequest, gender_swap
 from engine.masks import paste_back
-from engine.portrait import NO_FACE_IN_RESULT, FacePart, _merge_overlapping, find_face_area, identity_note
+from engine.portrait import (
+    NO_FACE_IN_RESULT,
+    FacePart,
+    _merge_overlapping,
+    find_face_area,
+    identity_note,
+    mark_box,
+)
 
 FAST = dict(num_inference_steps=3, size=64, sampler="Euler", seed=4)
 
@@ -123,16 +130,23 @@ def test_all_faces_without_a_usable_face_says_so():
 # --- the saved file ------------------------------------------------------------------------------
 
 
-def test_saved_png_equals_the_input_outside_the_mask_and_carries_the_mark(tiny_manager, astronaut, tmp_path):
-    photo = astronaut.resize((1024, 1024), Image.Resampling.LANCZOS)  # a face region big enough to be marked
+@pytest.mark.parametrize("side", [512, 1024])
+def test_saved_png_equals_the_input_outside_the_mask_and_carries_the_mark(tiny_manager, astronaut, tmp_path, side):
+    photo = astronaut.resize((side, side), Image.Resampling.LANCZOS)
     variant = gender_swap(tiny_manager, GenderRequest(direction="man", variants=1, **FAST), photo).variants[0]
     path = pnginfo.save_png(variant.image, tmp_path / "swap.png", variant.parameters)
     area = find_face_area(photo)
     outside = np.asarray(area.mask) == 0
     saved = Image.open(path)
     assert np.array_equal(arr(saved)[outside], arr(photo)[outside])  # every pixel outside the mask
-    assert saved.text[provenance.REGIONS_KEY] == provenance.format_regions([area.region])
+    assert saved.text[provenance.REGIONS_KEY] == provenance.format_regions([mark_box(area.region, photo.size)])
     assert provenance.has_watermark(saved)
+
+
+def test_the_mark_box_widens_small_regions_inside_the_photo():
+    assert mark_box((128, 8, 320, 200), (512, 512)) == (64, 0, 384, 320)
+    assert mark_box((0, 0, 400, 400), (1024, 1024)) == (0, 0, 400, 400)
+    assert mark_box((10, 10, 100, 100), (200, 300)) == (0, 0, 200, 300)
 
 
 def test_a_whole_photo_result_keeps_the_whole_image_mark(tiny_manager, astronaut, tmp_path):
