@@ -131,3 +131,20 @@ def test_keep_identity_brings_the_face_closer_with_real_weights(astronaut):
     print(f"identity distance without the adapter {without}, with it {with_adapter}")
     assert None not in without + with_adapter
     assert np.mean(with_adapter) < np.mean(without)
+
+
+def test_keep_identity_with_all_faces_in_a_timelapse(adapter_manager, astronaut, tmp_path):
+    from PIL import Image
+
+    from engine.aging import AgingRequest, aging_timelapse
+    from engine.portrait import find_face_area
+
+    pair = Image.new("RGB", (1024, 512))
+    pair.paste(astronaut, (0, 0))
+    pair.paste(astronaut, (512, 0))
+    req = AgingRequest(ages=[20, 60], transition_frames=0, all_faces=True, keep_identity=0.6, num_inference_steps=3,
+                       size=64, sampler="Euler", seed=2, fps=4)
+    result = aging_timelapse(adapter_manager, req, pair, tmp_path)
+    outside = np.asarray(find_face_area(pair, all_faces=True).mask) == 0
+    for _, image in result.keyframes:
+        assert np.array_equal(arr(image)[outside], arr(pair)[outside])
