@@ -40,8 +40,8 @@ def add_generation_flags(p: argparse.ArgumentParser, walk: bool = False) -> None
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--guidance", type=float, default=7.0)
     p.add_argument("--scheduler", default=DEFAULT_SAMPLER, help="an A1111 sampler name")
-    p.add_argument("--width", type=int, default=512)
-    p.add_argument("--height", type=int, default=512)
+    p.add_argument("--width", type=int, default=None, help="default: the model's size (512; 128 for tiny)")
+    p.add_argument("--height", type=int, default=None, help="default: the model's size (512; 128 for tiny)")
 
 
 def build_parser() -> Parser:
@@ -188,6 +188,13 @@ def make_manager(args):
                                                       compile_unet=args.compile))
 
 
+def fill_model_defaults(args, manager) -> None:
+    """Sizes left out take the model's own (128 px for the tiny model, so it answers in about a second)."""
+    defaults = manager.defaults()
+    args.width = defaults.width if args.width is None else args.width
+    args.height = defaults.height if args.height is None else args.height
+
+
 def request_from_args(args) -> ImageRequest:
     return ImageRequest(prompt=args.prompt, negative_prompt=args.negative_prompt, num_inference_steps=args.steps,
                         guidance_scale=args.guidance, width=args.width, height=args.height, seed=args.seed,
@@ -208,8 +215,9 @@ def run_image_job(args) -> int:
     from engine import pnginfo
 
     out = check_writable(Path(args.out))
-    req = request_from_args(args)
     manager = make_manager(args)
+    fill_model_defaults(args, manager)
+    req = request_from_args(args)
     if args.job == "txt2img":
         result = text_to_image(manager, req)
     elif args.job == "img2img":
@@ -236,10 +244,17 @@ def walk_seeds(seeds: list[int] | None, count: int) -> list[int | None]:
 def run_video_job(args) -> int:
     from engine import walk
 
-    manager = make_manager(args)
     if args.resume:
-        result = walk.resume(manager, Path(args.resume))
+        _, plan = walk.read_plan(Path(args.resume))
+        made_with = walk.plan_model(plan)
+        if args.model and args.model != made_with:
+            raise CliError(f"This run was made with --model {made_with}; resume it without --model, "
+                           f"or with --model {made_with}.")
+        args.model = made_with
+        result = walk.resume(make_manager(args), Path(args.resume))
     else:
+        manager = make_manager(args)
+        fill_model_defaults(args, manager)
         if not args.out:
             raise CliError(f"python -m engine {args.job}: --out is required (or --resume PLAN)")
         out = check_writable(Path(args.out))

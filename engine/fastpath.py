@@ -7,6 +7,9 @@ Each piece was measured with `python bench/run.py` (figures in BENCHMARKS.md); o
   and a short image 1.31x faster, close to preloading tcmalloc (1.17x, 1.54x) and without a launcher; jemalloc
   was slower (0.84x). It changes process-wide settings, so call it once the weights are loaded, never at import;
   `trim_memory()` after a load or unload gives the loading's temporary buffers back to the OS.
+- `threads_for()` / `use_threads()`: a model as small as the test model (`tiny`) does so little work per operation that two
+  threads spend their time waiting for each other; on 2 busy cores a 128-px image took 0.5-9 s with two
+  threads and a steady 0.3-0.9 s with one. Small models run on one thread, full-size ones on all.
 - `compile_unet()`: `torch.compile` of the UNet, behind a flag: 1.18x per step once warm, but the first call at
   each new image size or batch waits about a minute for the compiler, so it stays off by default.
 - `FeatureCacheUNet` / `apply_fast()`: the "fast" toggle, off by default. DeepCache-style feature reuse: every
@@ -30,8 +33,10 @@ import torch
 FAST_INTERVAL = 3  # fast toggle: a full UNet pass every 3rd step, the shallow branch alone in between
 ALLOCATOR_TRIM_BYTES = 1 << 30  # glibc keeps up to this much freed memory at the heap's top instead of returning it
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameter numbers from glibc's malloc.h
+SMALL_MODEL_PARAMETERS = 20_000_000  # UNets below this run on one thread (the tiny model has ~0.5M; SD 1.5 860M)
 _allocator_lock = threading.Lock()
 _allocator_tuned = False
+DEFAULT_THREADS = torch.get_num_threads()  # what torch chose for this machine, before any change
 
 
 # 1. process settings
@@ -64,6 +69,19 @@ def trim_memory() -> bool:
         return bool(ctypes.CDLL("libc.so.6").malloc_trim(0))
     except (OSError, AttributeError):
         return False
+
+
+def threads_for(unet) -> int:
+    """One thread for a small model, every core for a full-size one."""
+    small = sum(p.numel() for p in unet.parameters()) < SMALL_MODEL_PARAMETERS
+    return 1 if small else DEFAULT_THREADS
+
+
+def use_threads(count: int) -> None:
+    """Set torch's thread count in the thread about to run the model (torch keeps it per thread; new threads
+    inherit the last value set)."""
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
 
 
 def compile_unet(pipe):

@@ -16,11 +16,13 @@ from engine.models import (
     DEFAULT_HUB_MODEL,
     TINY,
     WEIGHTS_DIR,
+    ModelDefaults,
     ModelSource,
     default_model,
     hub_cached,
     load_pipeline,
     model_choices,
+    model_defaults,
     resolve_model,
 )
 from engine.prompts import encode_prompt_pair
@@ -73,6 +75,7 @@ class PipelineManager:
         self._adapter = None  # the identity adapter, loaded on first use
         self._embeds: OrderedDict = OrderedDict()
         self._lock = threading.RLock()
+        self.threads = fastpath.DEFAULT_THREADS  # fitted to the model's size when it loads (engine.fastpath)
         self.gate = Gate(self.options.concurrency, self.options.queue_size)
 
     # 1. choosing and loading
@@ -80,6 +83,10 @@ class PipelineManager:
         """Model menu entries, with the current choice included even if it is a custom path."""
         entries = model_choices(self.weights_dir)
         return entries if self.model_name in entries else [self.model_name, *entries]
+
+    def defaults(self) -> ModelDefaults:
+        """The current model's default size and steps (128 px for the tiny model, 512 px otherwise)."""
+        return model_defaults(self.model_name)
 
     def select(self, name: str) -> ModelSource:
         """Switch models; the old weights are freed now and the new ones load on first use."""
@@ -128,6 +135,8 @@ class PipelineManager:
             pipe.enable_model_cpu_offload()
         pipe.set_progress_bar_config(disable=True)
         if self.device == "cpu":
+            self.threads = fastpath.threads_for(pipe.unet)
+            fastpath.use_threads(self.threads)
             fastpath.tune_allocator()  # keep big buffers for reuse: ~20% faster images (BENCHMARKS.md)
             fastpath.trim_memory()  # and give the loading's temporary buffers back
         if self.options.compile_unet:
@@ -142,6 +151,8 @@ class PipelineManager:
         `identity` runs it on the identity adapter's UNet (same weights) with its image encoder.
         """
         base = self.base()
+        if self.device == "cpu":
+            fastpath.use_threads(self.threads)
         cls = task_class(task)
         parts = {**base.components, "scheduler": make_scheduler(sampler, base.scheduler.config)}
         if identity:

@@ -34,6 +34,25 @@ class ModelSource:
         return self.name.rsplit("/", 1)[-1]
 
 
+@dataclass(frozen=True)
+class ModelDefaults:
+    """The size and steps a model answers well at: forms and the CLI start from these."""
+
+    width: int = 512  # SD 1.5's native resolution
+    height: int = 512
+    num_inference_steps: int = 20  # A1111's default
+
+
+# The tiny test model makes noise at any size; at 512 px its attention over 4096 positions takes ~35 s an
+# image on 2 cores, at 128 px about half a second.
+TINY_DEFAULTS = ModelDefaults(width=128, height=128)
+
+
+def model_defaults(name: str | None) -> ModelDefaults:
+    """Size and steps to offer for a model, so the offline demo model answers in about a second."""
+    return TINY_DEFAULTS if (name or "").strip() == TINY else ModelDefaults()
+
+
 def local_checkpoints(weights_dir: Path = WEIGHTS_DIR) -> list[str]:
     """Single-file checkpoints the user dropped into weights/, for the model menu."""
     if not weights_dir.is_dir():

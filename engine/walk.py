@@ -173,33 +173,53 @@ def latent_walk(manager, req: WalkRequest, paths: RunPaths, on_frame: Callable[[
     req = check_walk(req)
     _prepare_folders(paths)
     plan = {"version": PLAN_VERSION, "request": asdict(req), "model": manager.model_label,
+            "model_name": manager.model_name,
             "frames_dir": os.path.relpath(paths.frames, paths.plan.parent),
             "video": paths.video.name, "positions": None}
     _write_json(paths.plan, plan)
     return _render(manager, plan, paths, on_frame, control or RunControl(), notes_for(req))
 
 
-def resume(manager, plan_path: Path, on_frame: Callable[[FrameUpdate], None] | None = None,
-           control: RunControl | None = None) -> WalkResult:
-    """Continue a stopped or crashed walk from its plan file, keeping the frames already made."""
+def read_plan(plan_path: Path) -> tuple[Path, dict]:
+    """A stopped run's plan (a .json file, or the folder holding one), or a sentence saying why it can't be used."""
     plan_path = Path(plan_path)
     if plan_path.is_dir():
         found = sorted(plan_path.glob("*.json"))
         if not found:
             raise ValueError(f"{plan_path} holds no walk plan (.json) to resume.")
         plan_path = found[0]
+    if not plan_path.is_file():
+        raise ValueError(f"{plan_path} was not found; pass the .json plan written beside the video.")
     try:
         plan = json.loads(plan_path.read_text())
-        req = WalkRequest(**plan["request"])
+        WalkRequest(**plan["request"])
     except (OSError, ValueError, KeyError, TypeError):
         raise ValueError(f"{plan_path} is not a walk plan Diffusion Studio wrote; start a new run instead.") from None
+    return plan_path, plan
+
+
+def plan_model(plan: dict) -> str | None:
+    """The model a run was made with, as a name the app can load (plans from before it was recorded: the label)."""
+    return plan.get("model_name") or plan.get("model")
+
+
+def resume(manager, plan_path: Path, on_frame: Callable[[FrameUpdate], None] | None = None,
+           control: RunControl | None = None) -> WalkResult:
+    """Continue a stopped or crashed walk from its plan file, keeping the frames already made.
+
+    The plan's model, size, sampler and every other setting are used; a run can only continue on the model
+    it was started with, or its new frames would not match the old ones.
+    """
+    plan_path, plan = read_plan(plan_path)
+    req = WalkRequest(**plan["request"])
+    made_with = plan_model(plan)
+    if made_with != manager.model_name and not (plan.get("model_name") is None and made_with == manager.model_label):
+        raise ValueError(f"This run was made with the model {made_with}; switch to it to resume the run "
+                         f"(the model now is {manager.model_name}).")
     paths = RunPaths(frames=(plan_path.parent / plan["frames_dir"]).resolve(),
                      video=plan_path.parent / plan["video"])
     _prepare_folders(paths)
-    notes = notes_for(req)
-    if plan.get("model") != manager.model_label:
-        notes.append(f"This run was started with {plan.get('model')}; it continues with {manager.model_label}.")
-    return _render(manager, plan, paths, on_frame, control or RunControl(), notes)
+    return _render(manager, plan, paths, on_frame, control or RunControl(), notes_for(req))
 
 
 def _prepare_folders(paths: RunPaths) -> None:

@@ -181,3 +181,22 @@ def test_fast_request_reaches_the_pipeline(tiny_manager):
     on = text_to_image(tiny_manager, ImageRequest(**common, fast=True)).images[0]
     assert "Fast" in on.parameters and "Fast" not in off.parameters
     assert on.image.tobytes() != off.image.tobytes()
+
+
+def test_small_models_run_on_one_thread_and_full_size_ones_on_all(tiny_manager):
+    import torch
+
+    from engine import fastpath
+
+    assert fastpath.threads_for(tiny_manager.base().unet) == 1
+    big = torch.nn.Linear(5000, 5000)  # 25M parameters
+    assert fastpath.threads_for(big) == fastpath.DEFAULT_THREADS
+    tiny_manager.pipeline("txt2img", "Euler")
+    assert torch.get_num_threads() == 1
+
+
+def test_the_tiny_model_defaults_to_a_size_it_answers_quickly():
+    from engine.models import model_defaults
+
+    assert (model_defaults("tiny").width, model_defaults("tiny").height) == (128, 128)
+    assert model_defaults("SG161222/Realistic_Vision_V6.0_B1_noVAE").width == 512

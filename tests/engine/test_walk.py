@@ -143,3 +143,20 @@ def test_unwritable_output_folder_is_reported(tiny_manager, tmp_path):
     blocker.write_text("x")
     with pytest.raises(ValueError, match="can't be written"):
         latent_walk(tiny_manager, walk_req(), RunPaths(frames=blocker / "frames", video=tmp_path / "w.mp4"))
+
+
+def test_resume_refuses_another_model_and_the_cli_takes_the_plans(tiny_manager, tmp_path, capsys):
+    from engine.cli import main
+    from engine.manager import PipelineManager
+
+    control = RunControl()
+    paths = RunPaths.in_folder(tmp_path / "stopped", "walk")
+    stopped = latent_walk(tiny_manager, walk_req(num_frames=4), paths, lambda u: control.stop(), control)
+    plan = json.loads(stopped.plan.read_text())
+    assert plan["model_name"] == "tiny"
+    with pytest.raises(ValueError, match="made with the model tiny; switch to it"):
+        resume(PipelineManager("weights/other.safetensors"), stopped.plan)
+    assert main(["walk", "--resume", str(stopped.plan), "--model", "other"]) == 2
+    assert "made with --model tiny" in capsys.readouterr().err
+    assert main(["walk", "--resume", str(stopped.plan), "--dtype", "float32"]) == 0  # no --model: the plan's
+    assert video.video_info(stopped.video)["frames"] == 4
