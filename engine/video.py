@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import subprocess
 import tempfile
 from fractions import Fraction
@@ -76,9 +77,13 @@ def _check_path(path, suffix: str) -> Path:
 
 def _temp_beside(path: Path) -> Path:
     """A hidden temp file in the same folder, so the final rename is atomic."""
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".part")
-    os.close(fd)
-    return Path(name)
+    while True:  # created exclusively, with the usual permissions (mkstemp's are private: 0600)
+        temp = path.parent / f".{path.stem}.{secrets.token_hex(4)}.part"
+        try:
+            with open(temp, "xb"):
+                return temp
+        except FileExistsError:
+            continue
 
 
 def _metadata_json(metadata: dict | None) -> str:

@@ -216,3 +216,13 @@ def test_describe_length():
     assert video.describe_length(30, 7.5) == "30 frames at 7.5 fps = 4.0 s of video"
     with pytest.raises(ValueError):
         video.describe_length(10, 0)
+
+
+def test_videos_get_the_same_permissions_as_images(tmp_path):
+    from engine.pnginfo import save_png
+
+    frames = [np.full((64, 64, 3), i * 20, np.uint8) for i in range(3)]
+    mp4 = video.write_mp4(frames, tmp_path / "v.mp4", fps=4)
+    png = save_png(frames[0], tmp_path / "f.png", "x")
+    assert (mp4.stat().st_mode & 0o777) == (png.stat().st_mode & 0o777)
+    assert not list(tmp_path.glob(".*.part"))
