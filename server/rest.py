@@ -214,6 +214,17 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
             raise HTTPException(404, "No such output.")
         return FileResponse(target)
 
+    posts = {route.path.removeprefix("/api") for route in api.routes if "POST" in getattr(route, "methods", ())}
+
+    @api.api_route("/{job}", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+    def wrong_method(job: str, request: Request):
+        """A known endpoint asked with the wrong method answers 405 and says which method, as HTTP intends."""
+        if f"/{job}" not in posts:
+            raise HTTPException(404, f"There is no /api/{job}; see /docs for the endpoints.")
+        return JSONResponse(status_code=405, headers={"Allow": "POST"},
+                            content={"error": f"Send a POST request to /api/{job} (see /docs); {request.method} "
+                                              "is not accepted here."})
+
     return api
 
 

@@ -208,3 +208,10 @@ def test_share_needs_auth_unless_told_otherwise(capsys):
     assert "--auth" in capsys.readouterr().err
     args = app.parse_args(["--share", "--share-without-auth"])
     assert app.credentials(args) is None
+
+
+def test_the_wrong_method_gets_405_and_an_unknown_endpoint_404(http):
+    got = http.get("/api/txt2img")
+    assert got.status_code == 405 and got.headers["allow"] == "POST" and "POST" in got.json()["error"]
+    assert http.get("/api/gender-swap").status_code == 405
+    assert http.get("/api/nothing-here").status_code == 404
