@@ -17,7 +17,6 @@ from engine import pnginfo, video
 from engine.generate import ImageRequest, RunControl, check_request, pick_seed
 from engine.interpolation import lerp
 from engine.portrait import (
-    WORK_SIZE,
     FaceArea,
     FaceStep,
     Regenerator,
@@ -54,7 +53,7 @@ class AgingRequest:
     all_faces: bool = False  # regenerate every usable face, each in its own region; face_index is then unused
     padding: float = 0.5  # how far beyond the face the region reaches, in face sizes (hair, neck)
     whole_photo: bool = False  # regenerate the whole photo instead of the face region
-    size: int = WORK_SIZE  # the model's working resolution
+    size: int | None = None  # the working resolution; None = the model's own (512; 128 for tiny)
     fast: bool = False  # reuse deep UNet features between steps: about 2x faster
     keep_identity: float = 0.0  # identity adapter scale, 0 (off) to 1; about 0.6 keeps the face (needs its weights)
 
@@ -199,7 +198,8 @@ def aging_timelapse(manager, req: AgingRequest, image, folder: Path,
     embeds = [manager.encode(p, preset.negative_prompt, chunks) for p in prompts]
     negative = embeds[0][1]
     regenerator = Regenerator(manager, area, req.sampler, req.num_inference_steps, req.guidance_scale,
-                              req.strength, req.size, req.fast, req.keep_identity)
+                              req.strength, req.size or manager.defaults().width, req.fast,
+                              req.keep_identity)
 
     # 3. keyframes first, so a Stop keeps whole ages; then the in-between frames
     plan = frame_plan(req.ages, req.transition_frames)

@@ -108,7 +108,7 @@ def add_face_flags(p: argparse.ArgumentParser) -> None:
                    help="identity adapter scale, 0 (off) to 1, about 0.6 to keep the face (needs its weights)")
     p.add_argument("--padding", type=float, default=0.5, help="region around the face, in face sizes")
     p.add_argument("--whole-photo", action="store_true", help="regenerate the whole photo, not just the face")
-    p.add_argument("--size", type=int, default=512, help="the model's working resolution")
+    p.add_argument("--size", type=int, default=None, help="the working resolution (default: the model's, 512; 128 for tiny)")
 
 
 def face_choice(text: str) -> int | str:

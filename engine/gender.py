@@ -9,7 +9,6 @@ from PIL import Image
 from engine import pnginfo
 from engine.generate import MAX_BATCH, ImageRequest, RunControl, check_request, pick_seed
 from engine.portrait import (
-    WORK_SIZE,
     FaceStep,
     Regenerator,
     check_keep_identity,
@@ -36,7 +35,7 @@ class GenderRequest:
     all_faces: bool = False  # regenerate every usable face, each in its own region; face_index is then unused
     padding: float = 0.5
     whole_photo: bool = False
-    size: int = WORK_SIZE
+    size: int | None = None  # the working resolution; None = the model's own (512; 128 for tiny)
     fast: bool = False  # reuse deep UNet features between steps: about 2x faster
     keep_identity: float = 0.0  # identity adapter scale, 0 (off) to 1; about 0.6 keeps the face (needs its weights)
 
@@ -89,7 +88,8 @@ def gender_swap(manager, req: GenderRequest, image, on_variant: Callable[[int, i
     prompt, negative = gender_preset().prompts_for(req.direction)
     prompt_embeds, negative_embeds = manager.encode(prompt, negative)
     regenerator = Regenerator(manager, area, req.sampler, req.num_inference_steps, req.guidance_scale,
-                              req.strength, req.size, req.fast, req.keep_identity)
+                              req.strength, req.size or manager.defaults().width, req.fast,
+                              req.keep_identity)
     result = GenderResult([], area.image, [n for n in (area.note,) if n])
     for n in range(req.variants):
         if control.stopped:

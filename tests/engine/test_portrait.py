@@ -87,7 +87,7 @@ def test_aging_progress_counts_faces_times_ages(tiny_manager, astronaut, tmp_pat
     pair.paste(astronaut, (512, 0))
     steps = []
     req = AgingRequest(ages=[20, 50], transition_frames=0, all_faces=True, strength=0.6, fps=4, **FAST)
-    result = aging_timelapse(tiny_manager, req, pair, tmp_path, on_step=steps.append)
+    aging_timelapse(tiny_manager, req, pair, tmp_path, on_step=steps.append)
     firsts = [(s.index, s.total, s.label, s.face, s.faces) for s in steps if s.step == 1]
     assert firsts == [(1, 2, "age 20", 1, 2), (1, 2, "age 20", 2, 2), (2, 2, "age 50", 1, 2), (2, 2, "age 50", 2, 2)]
     assert all(s.total_steps == steps[0].total_steps for s in steps) and steps[-1].fraction == 1.0

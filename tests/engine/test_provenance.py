@@ -1,8 +1,8 @@
 """engine.provenance: every PNG, MP4 and GIF we write carries a watermark that decodes back and an AI-generated note."""
 
 import io
-from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
