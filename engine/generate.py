@@ -287,6 +287,9 @@ def parameters_text(manager, task: str, req: ImageRequest, seed: int) -> str:
             settings["Masked area padding"] = req.only_masked_padding
     if req.fast:
         settings["Fast"] = "DeepCache"
+    backend_used = getattr(manager, "backend_used", None)
+    settings["Backend"] = {"openvino": "OpenVINO", "torch": "PyTorch"}.get(
+        backend_used() if callable(backend_used) else "torch", "PyTorch")
     settings["Version"] = "Diffusion Studio"
     return pnginfo.format_parameters(req.prompt, req.negative_prompt, settings)
 

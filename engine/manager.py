@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from engine import fastpath, identity
+from engine import backends, fastpath, identity
+from engine.backends import openvino as ov_backend
 from engine.devices import dtype_name, pick_device, pick_dtype
 from engine.gate import Gate
 from engine.models import (
@@ -44,6 +45,8 @@ class RuntimeOptions:
     concurrency: int = 1  # generations running at once (UI and REST together)
     queue_size: int = 20  # requests allowed to wait beyond those; more get "busy"
     compile_unet: bool = False  # torch.compile the UNet: ~1.18x a step on CPU after a minute's warm-up per size
+    backend: str = "auto"  # auto, torch or openvino: where the UNet runs (engine.backends)
+    openvino_background: bool = True  # convert for a new size in the background while PyTorch serves it
 
 
 def task_class(task: str):
@@ -65,6 +68,7 @@ class PipelineManager:
     def __init__(self, model: str | None = None, options: RuntimeOptions | None = None,
                  weights_dir: Path = WEIGHTS_DIR):
         self.options = options or RuntimeOptions()
+        backends.check_backend(self.options.backend)
         self.weights_dir = weights_dir
         self.device = pick_device(self.options.device)
         self.dtype = pick_dtype(self.device, self.options.dtype)
@@ -73,6 +77,8 @@ class PipelineManager:
         self.load_error: str | None = None
         self._base = None
         self._adapter = None  # the identity adapter, loaded on first use
+        self._openvino: ov_backend.OpenVINOUNetRunner | None = None  # set when the OpenVINO back end is chosen
+        self.backend_choice: backends.Choice | None = None  # made when the weights load
         self._embeds: OrderedDict = OrderedDict()
         self._lock = threading.RLock()
         self.threads = fastpath.DEFAULT_THREADS  # fitted to the model's size when it loads (engine.fastpath)
@@ -115,6 +121,7 @@ class PipelineManager:
         """Drop the weights so switching models never holds two in memory."""
         with self._lock:
             self._base, self.source, self._adapter = None, None, None
+            self._openvino, self.backend_choice = None, None
             self._embeds.clear()
         gc.collect()
         fastpath.trim_memory()
@@ -139,9 +146,25 @@ class PipelineManager:
             fastpath.use_threads(self.threads)
             fastpath.tune_allocator()  # keep big buffers for reuse: ~20% faster images (BENCHMARKS.md)
             fastpath.trim_memory()  # and give the loading's temporary buffers back
-        if self.options.compile_unet:
+        self._choose_backend(pipe)
+        if self.options.compile_unet and self._openvino is None:
             fastpath.compile_unet(pipe)
         return pipe
+
+    def _choose_backend(self, pipe) -> None:
+        """Pick torch or OpenVINO for this model (engine.backends) and say why in the log."""
+        parameters = sum(p.numel() for p in pipe.unet.parameters())
+        choice = backends.choose_backend(self.options.backend, self.device, parameters)
+        self._openvino = None
+        if choice.name == "openvino":
+            try:
+                self._openvino = ov_backend.OpenVINOUNetRunner(
+                    pipe.unet, precision="bf16" if self.dtype == torch.bfloat16 else "f32",
+                    background=self.options.openvino_background)
+            except ValueError as exc:
+                choice = backends.Choice("torch", f"PyTorch: {exc}")
+        self.backend_choice = choice
+        backends.log.info("Back end: %s", choice.reason)
 
     # 2. serving requests
     def pipeline(self, task: str, sampler: str, fast: bool = False, identity: bool = False):
@@ -161,6 +184,13 @@ class PipelineManager:
                          feature_extractor=adapter.feature_extractor)
         if fast:
             parts["unet"] = fastpath.FeatureCacheUNet(parts["unet"])
+        ov_backend.note_used("torch")
+        if self._openvino is not None:
+            if fast or identity:
+                backends.say_once("Fast and Keep identity requests run on PyTorch: they change the UNet's inner "
+                                  "layers, which OpenVINO's compiled model does not expose.")
+            else:
+                parts["unet"] = self._openvino.view(parts["unet"])
         pipe = cls(**parts, requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
         return pipe
@@ -205,6 +235,19 @@ class PipelineManager:
 
     # 3. telling the user where things stand
     @property
+    def backend(self) -> str:
+        """The back end this model runs on ("torch" or "openvino"); decided when the weights load."""
+        return self.backend_choice.name if self.backend_choice else "torch"
+
+    def backend_used(self) -> str:
+        """The back end that ran the latest request's UNet in this thread (for PNG info)."""
+        return ov_backend.last_used(self.backend)
+
+    def openvino(self) -> ov_backend.OpenVINOUNetRunner | None:
+        """The OpenVINO side of the loaded model, or None when it runs on PyTorch."""
+        return self._openvino
+
+    @property
     def model_label(self) -> str:
         """The short model name for PNG info."""
         source = self.source or resolve_model(self.model_name, self.weights_dir)
@@ -223,5 +266,7 @@ class PipelineManager:
         if self.model_name == DEFAULT_HUB_MODEL and self._base is None and not hub_cached(DEFAULT_HUB_MODEL):
             note = (" It is not downloaded yet: the first run fetches about 2 GB from the Hugging Face hub. "
                     "Without network, put a .safetensors checkpoint in weights/ or choose tiny.")
+        if self._openvino is not None:
+            note += f" {self._openvino.status()}"
         return f"Model: {self.model_name} ({state}, {where}).{note}"
 
