@@ -30,8 +30,8 @@ class Txt2ImgBody(BaseModel):
     negative_prompt: str = ""
     num_inference_steps: int = Field(20, ge=1, le=150)
     guidance_scale: float = Field(7.0, ge=1, le=30)
-    width: int = Field(512, ge=64, le=2048)
-    height: int = Field(512, ge=64, le=2048)
+    width: int | None = Field(None, ge=64, le=2048, description="default: the model's size (512; 128 for tiny)")
+    height: int | None = Field(None, ge=64, le=2048, description="default: the model's size (512; 128 for tiny)")
     seed: int = Field(-1, description="-1 picks a random seed")
     batch_count: int = Field(1, ge=1, le=16)
     sampler: str = DEFAULT_SAMPLER
@@ -152,7 +152,11 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
     @api.post("/txt2img", response_model=ImagesReply, summary="Text to image")
     def txt2img(body: Txt2ImgBody):
         with manager.gate.slot():
-            result = text_to_image(manager, ImageRequest(**body.model_dump()))
+            defaults = manager.defaults()
+            fields = body.model_dump()
+            fields["width"] = fields["width"] or defaults.width
+            fields["height"] = fields["height"] or defaults.height
+            result = text_to_image(manager, ImageRequest(**fields))
         return ImagesReply(images=[ApiImage(png_base64=b64_png(i.image, i.parameters), seed=i.seed,
                                             parameters=i.parameters) for i in result.images], notes=result.notes)
 
@@ -166,7 +170,7 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                     transition_frames: int = Form(aging_defaults["transition_frames"]),
                     fps: float = Form(aging_defaults["fps"]), captions: bool = Form(True),
                     face: str | None = Form(None, description=FACE_HELP), padding: float = Form(0.5),
-                    whole_photo: bool = Form(False), size: int = Form(512, ge=64, le=1024),
+                    whole_photo: bool = Form(False), size: int | None = Form(None, ge=64, le=1024),
                     keep_identity: float = Form(0.0, description="identity adapter scale, 0 (off) to 1")):
         data = await read_upload(image)
         req = AgingRequest(ages=parse_ages(ages), subject=subject, strength=strength,
@@ -193,7 +197,7 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                      guidance_scale: float = Form(gender_defaults["guidance_scale"]), seed: int = Form(-1),
                      sampler: str = Form(gender_defaults["sampler"]),
                      face: str | None = Form(None, description=FACE_HELP), padding: float = Form(0.5),
-                     whole_photo: bool = Form(False), size: int = Form(512, ge=64, le=1024),
+                     whole_photo: bool = Form(False), size: int | None = Form(None, ge=64, le=1024),
                      keep_identity: float = Form(0.0, description="identity adapter scale, 0 (off) to 1")):
         data = await read_upload(image)
         req = GenderRequest(direction=direction, strength=strength, variants=variants,

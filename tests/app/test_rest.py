@@ -215,3 +215,9 @@ def test_the_wrong_method_gets_405_and_an_unknown_endpoint_404(http):
     assert got.status_code == 405 and got.headers["allow"] == "POST" and "POST" in got.json()["error"]
     assert http.get("/api/gender-swap").status_code == 405
     assert http.get("/api/nothing-here").status_code == 404
+
+
+def test_txt2img_without_a_size_takes_the_models_own(http):
+    got = http.post("/api/txt2img", json={"prompt": "a red apple", "num_inference_steps": 2, "seed": 1})
+    assert got.status_code == 200, got.text
+    assert decode(got.json()["images"][0]["png_base64"]).size == (128, 128)  # the tiny model's default
