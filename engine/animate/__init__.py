@@ -1,0 +1,13 @@
+"""Deforum-style animation: 2D and 3D camera moves and video input, every frame made from the one before.
+
+- `schedules`: Deforum's `frame:(value)` schedules and keyframed prompts, evaluated safely;
+- `warp`: the 2D affine and 3D depth warps;
+- `depth`: the depth-estimation model for 3D;
+- `color`: colour coherence (histogram matching to frame 0);
+- `video_input`: reading a source video's frames and putting its sound back;
+- `request`: the request, its defaults and checks;
+- `deforum_settings`: the Deforum extension's settings files;
+- `run`: making, stopping and resuming an animation.
+"""
+from engine.animate.request import MAX_FRAMES, AnimateRequest, check_animation  # noqa: F401
+from engine.animate.run import AnimateResult, AnimateUpdate, animate, read_plan, resume  # noqa: F401
