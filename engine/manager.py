@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from engine.prompts import encode_prompt_pair
 from engine.schedulers import make_scheduler
 
 TASKS = ("txt2img", "img2img", "inpaint")
+log = logging.getLogger("diffusion_studio")
 EMBED_CACHE_SIZE = 32
 
 
@@ -116,6 +118,21 @@ class PipelineManager:
                     self.load_error = str(exc)
                     raise
             return self._base
+
+    def preload(self) -> threading.Thread:
+        """Load the model in the background, so the server answers at once and the first request doesn't wait.
+
+        A model that can't be loaded is reported in one log line and in `status()`; the next request says why.
+        """
+        def load():
+            try:
+                self.base()
+            except ValueError as exc:
+                log.warning("The model %s could not be loaded: %s", self.model_name, exc)
+
+        thread = threading.Thread(target=load, name="model-preload", daemon=True)
+        thread.start()
+        return thread
 
     def unload(self) -> None:
         """Drop the weights so switching models never holds two in memory."""

@@ -96,3 +96,15 @@ def test_hub_model_without_network_says_why_and_how_to_fix(monkeypatch):
 
 def test_status_tells_the_tiny_model_makes_noise(tiny_manager):
     assert "noise" in tiny_manager.status()
+
+
+def test_preload_loads_in_the_background_and_reports_a_failure_in_status(caplog):
+    from engine.manager import PipelineManager, RuntimeOptions
+
+    manager = PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32"))
+    manager.preload().join(timeout=120)
+    assert manager._base is not None
+    missing = PipelineManager("weights/missing.safetensors", RuntimeOptions(device="cpu"))
+    missing.preload().join(timeout=60)
+    assert "was not found" in missing.status()
+    assert [r.getMessage().count("\n") for r in caplog.records if "could not be loaded" in r.getMessage()] == [0]
