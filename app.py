@@ -150,7 +150,9 @@ def prepare(args: argparse.Namespace):
     rest.MAX_UPLOAD_BYTES = args.max_upload_mb * 1024 * 1024
     if args.keep_outputs_hours > 0:
         delete_older_than(args.keep_outputs_hours * 3600)
-    return auth, manager_from(args)
+    manager = manager_from(args)
+    manager.preload()  # the page opens at once; the weights load meanwhile
+    return auth, manager
 
 
 def launch(args: argparse.Namespace, block: bool = True) -> gr.Blocks:
