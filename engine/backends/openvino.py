@@ -236,6 +236,12 @@ class OpenVINOUNetRunner:
         with self._convert_lock:
             if not self.ir.exists():
                 self.convert()
+        with self._lock:  # drop the least recently used shape first, so two copies of the weights never meet
+            while len(self._compiled) >= self.max_shapes:
+                dropped, _ = self._compiled.popitem(last=False)
+                log.info("OpenVINO: dropped the compiled model for %s (it reloads from the disk cache).",
+                         dropped.label)
+        gc.collect()
         start = time.perf_counter()
         model = self._core.read_model(str(self.ir))
         model.reshape({0: [shape.batch, shape.channels, shape.height, shape.width], 1: [],
@@ -250,10 +256,6 @@ class OpenVINOUNetRunner:
             self.cache_loads += int(from_cache)
             self.timings["compile_s"] = time.perf_counter() - start
             self._compiled[shape] = compiled
-            while len(self._compiled) > self.max_shapes:
-                dropped, _ = self._compiled.popitem(last=False)
-                log.info("OpenVINO: dropped the compiled model for %s (it reloads from the disk cache).",
-                         dropped.label)
         log.warning("OpenVINO: ready for %s (%s in %.1f s).", shape.label,
                     "loaded from the disk cache" if from_cache else "compiled", self.timings["compile_s"])
         return compiled
