@@ -35,7 +35,7 @@ from engine.animate.request import (
     request_to_dict,
     series_for,
 )
-from engine.generate import RunControl
+from engine.generate import MIN_SIDE, RunControl
 from engine.prompts import prompt_chunks
 from engine.walk import RunPaths
 
@@ -105,6 +105,8 @@ def prepare(req: AnimateRequest, weights_dir: Path | None = None) -> tuple[Anima
                              f"{MAX_FRAMES} limit; set nth to at least {-(-info.frames // MAX_FRAMES)} or cut the clip.")
         side = max(int(req.width), int(req.height))
         width, height = images.scale_to_long_side(info.width, info.height, side)
+        if min(width, height) < MIN_SIDE:  # a wide clip at a small size: keep its short side workable
+            width, height = images.scale_to_long_side(info.width, info.height, side * MIN_SIDE / min(width, height))
         req = replace(req, num_frames=count, fps=round(min(info.fps / nth, video.MAX_FPS), 3), width=width,
                       height=height)
         notes.append(f"The source has {info.frames} frames at {info.fps:g} fps; every {nth} of them gives "

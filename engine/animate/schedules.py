@@ -150,8 +150,12 @@ def _check_node(node: ast.AST, name: str, offset: int) -> None:
         raise ValueError(f"The {name} schedule uses the name {node.id!r} at position {where}; only t (the frame "
                          "number), pi and e are known.")
     if isinstance(node, ast.Call):
-        if not isinstance(node.func, ast.Name) or node.func.id not in FUNCTIONS:
-            called = node.func.id if isinstance(node.func, ast.Name) else "that"
+        if not isinstance(node.func, ast.Name):
+            _check_node(node.func, name, offset)  # attribute access and the like get their own sentence
+            raise ValueError(f"The {name} schedule calls something other than a maths function at position "
+                             f"{where}; only {', '.join(sorted(FUNCTIONS))} can be called.")
+        if node.func.id not in FUNCTIONS:
+            called = node.func.id
             raise ValueError(f"The {name} schedule calls {called!r} at position {where}; only the maths functions "
                              f"{', '.join(sorted(FUNCTIONS))} are allowed.")
         if node.keywords:
