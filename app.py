@@ -23,6 +23,18 @@ TITLE = "Diffusion Studio"
 CSS = """
 .ds-header h1 {margin-bottom: 0}
 .ds-status {font-size: 0.9em}
+/* the run button fills its column, as in A1111; Stop shows under it only while a run goes */
+.ds-run {min-height: 72px}
+/* one progress bar per tab, drawn by us (Gradio's overlay is hidden so the live preview stays visible) */
+.ds-progress .ds-bar {height: 10px; border-radius: 5px; background: var(--neutral-200); overflow: hidden}
+.ds-progress .ds-fill {height: 100%; background: var(--color-accent); transition: width 0.4s linear}
+.ds-progress .ds-done .ds-fill {background: var(--neutral-400)}
+.ds-progress .ds-bar-text {font-size: 0.9em; margin-top: 4px; font-variant-numeric: tabular-nums}
+.block.ds-progress > [data-testid="status-tracker"] {display: none !important}
+/* results are shown whole: a lone result fits inside its gallery's height, letterboxed, never cropped */
+.ds-output .thumbnail-item {max-height: 360px}
+.ds-gallery .thumbnail-item img {object-fit: contain}
+.ds-faces-note p, .ds-faces-note ol {margin: 0}
 """
 
 

@@ -231,8 +231,10 @@ def draw_faces(image: ImageSource, faces: list[Face], chosen: int = 0) -> Image.
         return preview
     if isinstance(chosen, bool) or not isinstance(chosen, (int, np.integer)) or not 0 <= chosen < len(faces):
         raise ValueError(f"Pick a face number from 1 to {len(faces)} to highlight, not {chosen!r}.")
-    line = max(2, round(min(preview.size) / 200))
-    font = ImageFont.load_default(size=max(12, line * 6))
+    # Labels scale with the photo (about 1/18 of its longer side), so they stay readable when the preview
+    # is shown a few hundred pixels wide: a 2000-px photo gets 111-px labels.
+    line = max(2, round(max(preview.size) / 300))
+    font = ImageFont.load_default(size=max(12, round(max(preview.size) / 18)))
     draw = ImageDraw.Draw(preview)
     for number, face in enumerate(faces, start=1):
         colour = (0, 230, 64) if number == chosen + 1 else (255, 210, 0)

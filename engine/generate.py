@@ -170,6 +170,9 @@ def image_to_image(manager, req: ImageRequest, image, on_step: StepCallback | No
     req, notes = check_request(req, "img2img")
     init = images.load_image(image)
     width, height = images.scale_to_long_side(*init.size, max(req.width, req.height))
+    if max(width, height) > 2 * max(init.size):  # say so, or a 1x1 start image silently becomes a 64x64 result
+        notes.append(f"The start image is only {init.width}×{init.height} px; it was enlarged to {width}×{height} "
+                     "to work on, so little of its detail can show.")
     req = replace(req, width=width, height=height)
     work = init.resize((width, height), Image.LANCZOS)
     result = _run(manager, "img2img", req, {"image": work, "strength": req.strength}, on_step, control)

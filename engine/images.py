@@ -38,7 +38,7 @@ def load_image(source: ImageSource) -> Image.Image:
         path = Path(source)
         if not path.is_file():
             raise ValueError(f"{path} was not found; check the path and try again.")
-        return _decode(path, str(path))
+        return _decode(path, path.name)  # the file's name only: messages never show server folders
     raise ValueError(
         f"Pass an image as a file path, bytes, a PIL image or a numpy array, not {type(source).__name__}."
     )

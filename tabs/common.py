@@ -1,15 +1,18 @@
 """Widgets and plumbing every generating tab shares: engine errors to gr.Error, progress streaming, saving."""
 from __future__ import annotations
 
+import html
 import queue
 import threading
+import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 import gradio as gr
 
-from engine import pnginfo
+from engine import images, pnginfo
 from engine.denoise_video import write_denoise_video
 from engine.gate import BUSY, Busy, Gate
 from engine.generate import MAX_BATCH, MAX_STEPS, RunControl, RunResult, StepUpdate
@@ -19,11 +22,94 @@ from engine.schedulers import DEFAULT_SAMPLER, sampler_names
 QUEUE_ID = "generate"  # every generating listener shares this queue
 
 
+@dataclass
+class RunProgress:
+    """Where a session's run stands, written by the run and read by the progress bar's timer.
+
+    Times are `time.monotonic()` seconds. `eta` is the time left estimated at `updated`; the bar counts it down
+    between updates, so it holds instead of vanishing.
+    """
+
+    clicked: float | None = None  # the run button was pressed (the run may still wait for the queue)
+    started: float | None = None  # the run began
+    updated: float | None = None  # the last progress update
+    fraction: float = 0.0
+    text: str = ""
+    first: tuple[float, float] | None = None  # (time, fraction) of the first update: the pace is measured from it
+    eta: float | None = None
+    finished: float | None = None
+    failed: bool = False
+
+
 class SessionControl(RunControl):
-    """A per-browser-session Stop switch; gr.State deep-copies its initial value for each session."""
+    """A per-browser-session Stop switch and progress record; gr.State deep-copies its initial value per session."""
+
+    def __init__(self):
+        super().__init__()
+        self.progress = RunProgress()
 
     def __deepcopy__(self, memo):
         return SessionControl()
+
+    def clicked(self) -> None:
+        """The run button was pressed; a run that already began is left alone."""
+        if self.progress.started is None or self.progress.finished is not None:
+            self.progress = RunProgress(clicked=time.monotonic())
+
+    def begin(self) -> None:
+        now = time.monotonic()
+        self.progress = RunProgress(clicked=self.progress.clicked or now, started=now, text="Starting")
+
+    def update(self, fraction: float, text: str) -> None:
+        now, p = time.monotonic(), self.progress
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        if p.first is None:
+            p.first = (now, fraction)
+        since, done = p.first
+        if fraction > done:  # the pace after the first step leaves out the warm-up
+            p.eta = (now - since) / (fraction - done) * (1 - fraction)
+        elif fraction > 0 and p.started is not None:
+            p.eta = (now - p.started) / fraction * (1 - fraction)
+        p.updated, p.fraction, p.text = now, fraction, text
+
+    def end(self, failed: bool) -> None:
+        self.progress.finished, self.progress.failed = time.monotonic(), failed
+
+
+def progress_html(control: RunControl | None) -> str:
+    """One progress bar with the step, the elapsed time and an ETA, all computed here so they hold between updates."""
+    p = getattr(control, "progress", None)
+    if p is None or p.clicked is None:
+        return ""
+    now = time.monotonic()
+    if p.finished is not None and p.started is not None:
+        took = p.finished - p.started
+        word = "Failed after" if p.failed else "Stopped after" if getattr(control, "stopped", False) else "Done in"
+        return _bar(1.0 if not p.failed else p.fraction, f"{word} {_seconds(took)}.", done=True)
+    if p.started is None:
+        return _bar(0.0, f"Waiting for a free slot… {_seconds(now - p.clicked)}")
+    elapsed = now - p.started
+    if p.eta is None:
+        left = "time left known after the first step"
+    else:
+        remaining = max(p.eta - (now - p.updated), 0.0)
+        left = f"about {_seconds(remaining)} left" if remaining >= 1 else "almost done"
+    return _bar(p.fraction, f"{p.text} · {_seconds(elapsed)} elapsed · {left}")
+
+
+def _seconds(value: float) -> str:
+    value = max(value, 0.0)
+    if value < 60:
+        return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
+    minutes, secs = divmod(int(round(value)), 60)
+    return f"{minutes} min {secs:02d} s"
+
+
+def _bar(fraction: float, text: str, done: bool = False) -> str:
+    state = " ds-done" if done else ""
+    return (f'<div class="ds-bar{state}" role="progressbar" aria-valuemin="0" aria-valuemax="100" '
+            f'aria-valuenow="{fraction * 100:.0f}"><div class="ds-fill" style="width:{fraction * 100:.1f}%"></div>'
+            f'</div><div class="ds-bar-text">{html.escape(text)}</div>')
 
 
 def on_gpu(fn: Callable) -> Callable:
@@ -70,16 +156,22 @@ def stream(job: Callable, control: RunControl, progress: gr.Progress, gate: Gate
             updates.put(None)
 
     control.reset()
+    if isinstance(control, SessionControl):
+        control.begin()
     threading.Thread(target=work, daemon=True).start()
     try:
         while (update := updates.get()) is not None:
             fraction, text, preview = describe(update)
             progress(fraction, desc=text)
+            if isinstance(control, SessionControl):
+                control.update(fraction, text)
             if preview is not None:
                 yield preview, None
     finally:
         if not outcome:  # the client went away mid-run: stop the worker so the queue slot frees now
             control.stop()
+        if isinstance(control, SessionControl):
+            control.end(failed="error" in outcome)
     if isinstance(outcome.get("error"), Busy):
         raise gr.Error(BUSY)
     if "error" in outcome:
@@ -139,6 +231,100 @@ def first_parameters(result: RunResult) -> str:
     return result.images[0].parameters if result.images else ""
 
 
+# Running: the run button, a Stop shown only while a run goes, and a progress bar that keeps counting.
+def run_buttons(task: str, label: str) -> tuple[gr.Button, gr.Button]:
+    """The primary run button and its Stop (#<task>-run, #<task>-stop); Stop stays hidden until a run starts."""
+    run = gr.Button(label, variant="primary", elem_id=f"{task}-run", elem_classes=["ds-run"])
+    stop = gr.Button("Stop", variant="stop", visible=False, elem_id=f"{task}-stop")
+    return run, stop
+
+
+@dataclass
+class ProgressBar:
+    """A tab's progress bar and the timer that redraws it while a run goes (both live inside the tab)."""
+
+    html: gr.HTML
+    timer: gr.Timer
+    ticking: bool = False
+
+
+def progress_bar(task: str) -> ProgressBar:
+    """Progress, elapsed time and ETA for this tab's run (#<task>-progress); empty until the first run."""
+    return ProgressBar(gr.HTML("", elem_id=f"{task}-progress", elem_classes=["ds-progress"]),
+                       gr.Timer(0.5, active=False))
+
+
+def wire_run(trigger, fn: Callable, *, inputs: list, outputs: list, api_name, control: gr.State,
+             stop: gr.Button, bar: ProgressBar) -> None:
+    """Wire a run button (or a textbox's submit) to a streaming handler, with its progress bar and Stop.
+
+    Gradio's own progress overlay is hidden: it covers the live preview and resets its timer at every preview.
+    Instead the bar's timer redraws it from the session's `RunProgress` twice a second while the run goes.
+    """
+    def clicked(c: SessionControl):
+        c.clicked()
+        return gr.Timer(active=True), gr.Button(visible=True), progress_html(c)
+
+    def finished(c: SessionControl):
+        return gr.Timer(active=False), gr.Button(visible=False), progress_html(c)
+
+    helper = dict(inputs=control, outputs=[bar.timer, stop, bar.html], queue=False, api_name=False,
+                  show_progress="hidden")
+    trigger(clicked, **helper)
+    event = trigger(fn, inputs=inputs, outputs=outputs, api_name=api_name, concurrency_id=QUEUE_ID,
+                    show_progress="hidden")
+    event.then(finished, **helper)
+    if not bar.ticking:
+        bar.timer.tick(progress_html, inputs=control, outputs=bar.html, queue=False, api_name=False,
+                       show_progress="hidden")
+        bar.ticking = True
+
+
+def wire_stop(stop: gr.Button, control: gr.State, api_name: str) -> None:
+    stop.click(lambda c: c.stop(), inputs=control, outputs=None, queue=False, api_name=api_name)
+
+
+# Uploads: read by the engine's loader before Gradio touches them (listeners with preprocess=False), so a file
+# that isn't an image gets our sentence, not Gradio's developer message with the server's temp path.
+def upload_path(value) -> tuple[str | None, str | None]:
+    """(path, original file name) of an image box's raw value, as a preprocess=False listener receives it."""
+    if isinstance(value, dict):
+        return value.get("path"), value.get("orig_name")
+    return (str(value), None) if value else (None, None)
+
+
+def readable(path, name: str | None = None) -> tuple[str | None, str | None]:
+    """(path, None) when the engine can read the image at `path`, else (None, a sentence naming only the file)."""
+    if not path:
+        return None, None
+    try:
+        images.load_image(path)
+    except ValueError as exc:
+        message = str(exc)
+        if name and str(path) in message:
+            message = message.replace(str(path), Path(name).name)
+        return None, message.replace(str(Path(path).parent) + "/", "")
+    return str(path), None
+
+
+def check_uploads(image: gr.Image, say: bool = True) -> None:
+    """Clear an upload the engine can't read, so the box shows no broken image, and say why.
+
+    With `say=False` the box is only cleared: another listener on the same upload reports the sentence.
+    """
+    def reject_unreadable(value):  # the raw upload (preprocess=False), so Gradio never reads a broken file
+        _, problem = readable(*upload_path(value))
+        if not problem:
+            return gr.skip()
+        if say:
+            gr.Warning(problem)
+        return None
+
+    # queued (not queue=False): Gradio delivers gr.Warning only through the queue
+    image.upload(reject_unreadable, inputs=image, outputs=image, preprocess=False, api_name=False,
+                 show_progress="hidden")
+
+
 # Widgets with the app's defaults (A1111's): build them inside a layout context.
 def prompt_row(task: str) -> tuple[gr.Textbox, gr.Textbox, gr.Button, gr.Button]:
     """The image tabs' top row: prompt and negative prompt beside Generate and Stop (#<task>-run/-stop)."""
@@ -147,8 +333,7 @@ def prompt_row(task: str) -> tuple[gr.Textbox, gr.Textbox, gr.Button, gr.Button]
             prompt = gr.Textbox(label="Prompt", lines=3, placeholder="a photo of ...")
             negative = gr.Textbox(label="Negative prompt", lines=2, placeholder="what to avoid")
         with gr.Column(scale=1, min_width=160):
-            run = gr.Button("Generate", variant="primary", elem_id=f"{task}-run")
-            stop = gr.Button("Stop", variant="stop", elem_id=f"{task}-stop")
+            run, stop = run_buttons(task, "Generate")
     return prompt, negative, run, stop
 
 
@@ -171,13 +356,27 @@ def seed_widgets() -> tuple[gr.Number, gr.Slider]:
     return seed, batch
 
 
-def output_widgets(label: str) -> tuple[gr.Gallery, gr.Image, gr.Markdown, gr.Textbox]:
-    gallery = gr.Gallery(label=label, columns=2, height=420, format="png", elem_classes=["ds-output"],
-                         interactive=False)
-    preview = gr.Image(label="Live preview", interactive=False, height=200, elem_classes=["ds-preview"])
-    info = gr.Markdown(elem_classes=["ds-info"])
+def output_widgets(label: str, task: str) -> tuple[ProgressBar, gr.Gallery, gr.Image, gr.Markdown, gr.Textbox]:
+    """Progress bar and live preview over the results gallery, then the seeds and PNG info.
+
+    The preview is never covered by Gradio's progress overlay (the run's events hide it), so it stays visible.
+    """
+    with gr.Row(equal_height=False):
+        preview = gr.Image(label="Live preview", interactive=False, height=200, elem_classes=["ds-preview"],
+                           elem_id=f"{task}-preview", min_width=200, scale=1)
+        with gr.Column(scale=2):
+            bar = progress_bar(task)
+            info = gr.Markdown(elem_classes=["ds-info"])
+    gallery = result_gallery(label, columns=2, height=420, elem_classes=["ds-output"], elem_id=f"{task}-gallery")
     params = gr.Textbox(label="Generation parameters (PNG info)", lines=3, interactive=False, buttons=["copy"])
-    return gallery, preview, info, params
+    return bar, gallery, preview, info, params
+
+
+def result_gallery(label: str, **kwargs) -> gr.Gallery:
+    """An output gallery: read-only, every result shown whole (contain, never cropped), saved as PNG."""
+    classes = ["ds-gallery", *kwargs.pop("elem_classes", [])]
+    return gr.Gallery(label=label, format="png", interactive=False, object_fit="contain", elem_classes=classes,
+                      **kwargs)
 
 
 def check_inputs_match(fn: Callable, names: list[str]) -> None:

@@ -6,7 +6,17 @@ import gradio as gr
 from engine import walk
 from engine.schedulers import is_stochastic
 from engine.walk import dream_request
-from tabs.common import QUEUE_ID, SessionControl, check_inputs_match, fast_toggle, on_gpu, sampling_widgets, user_errors
+from tabs.common import (
+    SessionControl,
+    check_inputs_match,
+    fast_toggle,
+    on_gpu,
+    run_buttons,
+    sampling_widgets,
+    user_errors,
+    wire_run,
+    wire_stop,
+)
 from tabs.walk_common import length_note, resume_job, run, run_new, video_outputs
 
 TASK = "dream"
@@ -44,8 +54,7 @@ def build(manager) -> None:
                                     elem_id="dream-prompt")
                 negative = gr.Textbox(label="Negative prompt", lines=1)
             with gr.Column(scale=1, min_width=160):
-                go = gr.Button("Dream", variant="primary", elem_id="dream-run")
-                stop = gr.Button("Stop", variant="stop", elem_id="dream-stop")
+                go, stop = run_buttons("dream", "Dream")
                 resume = gr.Button("Resume stopped run", elem_id="dream-resume")
         with gr.Row():
             with gr.Column():
@@ -67,7 +76,7 @@ def build(manager) -> None:
                 fast = fast_toggle()
                 plan = gr.Textbox(label="Stopped run (resumable)", interactive=False, elem_id="dream-plan")
             with gr.Column():
-                player, gallery, files, latest, info = video_outputs()
+                bar, player, gallery, files, latest, info = video_outputs("dream")
         control = gr.State(SessionControl())
 
     # 3. wiring
@@ -77,10 +86,10 @@ def build(manager) -> None:
               "control": control}
     check_inputs_match(dream_run, list(inputs))
     outs = [player, gallery, files, latest, info, plan]
-    go.click(on_gpu(dream_run), inputs=list(inputs.values()), outputs=outs, api_name="dream", concurrency_id=QUEUE_ID)
-    resume.click(on_gpu(dream_resume), inputs=[plan, control], outputs=outs, api_name="dream_resume",
-                 concurrency_id=QUEUE_ID)
-    stop.click(lambda c: c.stop(), inputs=control, outputs=None, queue=False, api_name="stop_dream")
+    common = dict(outputs=outs, control=control, stop=stop, bar=bar)
+    wire_run(go.click, on_gpu(dream_run), inputs=list(inputs.values()), api_name="dream", **common)
+    wire_run(resume.click, on_gpu(dream_resume), inputs=[plan, control], api_name="dream_resume", **common)
+    wire_stop(stop, control, "stop_dream")
     sampler.change(sampler_warning, inputs=sampler, outputs=warning, api_name=False, queue=False)
     for widget in (frames, fps):
         widget.change(length_note, inputs=[frames, fps], outputs=length, api_name=False, queue=False)

@@ -1,4 +1,4 @@
-"""What the two face tabs share: the consent note, the example photo, face preview, and the face widgets."""
+"""What the two face tabs share: the consent note, the example photo, the face picker and its preview."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,6 +6,7 @@ from pathlib import Path
 import gradio as gr
 
 from engine import faces, images
+from tabs.common import readable, upload_path
 
 EXAMPLE_PHOTO = str(Path(__file__).resolve().parent.parent / "presets" / "examples" / "astronaut.jpg")
 CONSENT = ("**Consent:** only edit photos of people who agreed to it. Outputs are marked as AI-generated; "
@@ -13,28 +14,76 @@ CONSENT = ("**Consent:** only edit photos of people who agreed to it. Outputs ar
 NO_FACE_HINT = " Tick “Whole photo” to process the whole photo instead."
 
 
-def face_preview(photo):
-    """Numbered boxes on every face found, so the user can pick another one."""
+def where(face: faces.Face, width: int) -> str:
+    centre = (face.x + face.width / 2) / max(width, 1)
+    return "left" if centre < 1 / 3 else "right" if centre > 2 / 3 else "middle"
+
+
+def faces_list(found: list[faces.Face], width: int, chosen: int) -> str:
+    """The faces found as text: number, size and place, the chosen one marked."""
+    rows = []
+    for number, face in enumerate(found, start=1):
+        size = f"{face.width} px" + ("" if faces.usable(face) else f", too small (under {faces.MIN_FACE} px)")
+        mark = " ← chosen" if number == chosen + 1 else ""
+        rows.append(f"- face {number}: {where(face, width)}, {size}{mark}")
+    head = f"**{len(found)} face{'s' if len(found) > 1 else ''} found** (1 = largest):"
+    return head + "\n" + "\n".join(rows)
+
+
+def face_preview(photo, face, found):
+    """Numbered boxes on every face found, the chosen one in green, a text list, and the picker's range.
+
+    Takes the raw values (the listeners use preprocess=False, so Gradio never reads a broken file; the upload
+    check says why it was refused). Returns (preview, note, face number, faces found) for the Faces found image,
+    its note, the Face number field and the tab's gr.State of faces, reused when only the number changed.
+    """
+    photo, problem = readable(*upload_path(photo))
     if not photo:
-        return None, ""
+        return None, problem or "", gr.Number(maximum=None), None
     try:
         image = images.load_image(photo)
+        if found is None or found[0] != photo:
+            found = (photo, faces.detect_faces(image))
     except ValueError as exc:
-        return None, str(exc)
-    found = faces.detect_faces(image)
-    if not found:
-        return image, "No face was found." + NO_FACE_HINT
-    usable = "" if faces.usable(found[0]) else f" The largest face is under {faces.MIN_FACE} px, too small to work on."
-    return faces.draw_faces(image, found, 0), f"{len(found)} face{'s' if len(found) > 1 else ''} found.{usable}"
+        return None, str(exc), gr.skip(), None
+    listed = found[1]
+    if not listed:
+        return image, "No face was found." + NO_FACE_HINT, gr.Number(maximum=None), found
+    in_range = face not in (None, "") and 1 <= int(face) <= len(listed)
+    chosen = int(face) - 1 if in_range else 0
+    note = faces_list(listed, image.width, chosen)
+    if not faces.usable(listed[chosen]):
+        note += f"\n\nThe chosen face is under {faces.MIN_FACE} px, too small to work on."
+    # a number left over from a photo with more faces goes back to 1, so the run uses the face shown
+    number = gr.Number(maximum=len(listed)) if in_range else gr.Number(value=1, maximum=len(listed))
+    return faces.draw_faces(image, listed, chosen), note, number, found
 
 
-def face_widgets():
-    """Face choice, region padding and the whole-photo switch."""
-    with gr.Row():
-        face = gr.Number(value=1, precision=0, minimum=1, label="Face number (1 = largest)")
-        padding = gr.Slider(0, 1.5, value=0.5, step=0.05, label="Region around the face (face sizes)")
+def face_widgets(task: str):
+    """Face choice, its list of faces found and the whole-photo switch (the padding goes in the settings).
+
+    Also returns the gr.State that keeps the faces found for this session (created here, inside the tab:
+    a component made between tabs would show up as a tab of its own).
+    """
+    with gr.Row(equal_height=False):
+        face = gr.Number(value=1, precision=0, minimum=1, label="Face number (1 = largest)", min_width=120,
+                         scale=1, elem_id=f"{task}-face")
+        note = gr.Markdown(elem_id=f"{task}-faces-note", elem_classes=["ds-faces-note"])
     whole = gr.Checkbox(label="Whole photo (no face needed; the background changes too)")
-    return face, padding, whole
+    return face, note, whole, gr.State(None)
+
+
+def padding_slider() -> gr.Slider:
+    return gr.Slider(0, 1.5, value=0.5, step=0.05, label="Region around the face (face sizes)")
+
+
+def wire_faces(photo, face, faces_found, note, found: gr.State, api_name: str) -> None:
+    """Redraw Faces found when the photo or the face number changes; the detection is kept in `found`."""
+    outputs = [faces_found, note, face, found]
+    photo.change(face_preview, inputs=[photo, face, found], outputs=outputs, api_name=api_name, preprocess=False,
+                 show_progress="hidden")
+    face.change(face_preview, inputs=[photo, face, found], outputs=outputs, api_name=False, preprocess=False,
+                show_progress="hidden", trigger_mode="always_last")
 
 
 def face_index(number) -> int | None:
@@ -43,4 +92,9 @@ def face_index(number) -> int | None:
 
 
 def with_face_hint(message: str) -> str:
-    return message + NO_FACE_HINT if "No face" in message else message
+    """Point a "no face" message at the Whole photo switch, once."""
+    if "No face" not in message:
+        return message
+    if "process the whole photo" in message:
+        return message.replace("process the whole photo instead", "tick “Whole photo” to process the whole photo")
+    return message + NO_FACE_HINT

@@ -7,9 +7,9 @@ import gradio as gr
 
 from engine.generate import ImageRequest, image_to_image
 from tabs.common import (
-    QUEUE_ID,
     SessionControl,
     check_inputs_match,
+    check_uploads,
     fast_toggle,
     image_outputs,
     on_gpu,
@@ -17,6 +17,8 @@ from tabs.common import (
     prompt_row,
     sampling_widgets,
     seed_widgets,
+    wire_run,
+    wire_stop,
 )
 
 TASK = "img2img"
@@ -49,7 +51,7 @@ def build(manager) -> SimpleNamespace:
                 seed, batch = seed_widgets()
                 fast = fast_toggle()
             with gr.Column():
-                gallery, preview, info, params = output_widgets("Images")
+                bar, gallery, preview, info, params = output_widgets("Images", TASK)
                 with gr.Row():
                     to_img2img = gr.Button("Send to image to image", size="sm")
                     to_inpaint = gr.Button("Send to inpaint", size="sm")
@@ -60,8 +62,9 @@ def build(manager) -> SimpleNamespace:
               "num_inference_steps": steps, "guidance_scale": guidance, "size": size, "seed": seed,
               "batch_count": batch, "sampler": sampler, "fast": fast, "control": control}
     check_inputs_match(img2img, list(inputs))
-    run.click(on_gpu(img2img), inputs=list(inputs.values()), outputs=[gallery, preview, info, params],
-              api_name="img2img", concurrency_id=QUEUE_ID)
-    stop.click(lambda c: c.stop(), inputs=control, outputs=None, queue=False, api_name="stop_img2img")
+    wire_run(run.click, on_gpu(img2img), inputs=list(inputs.values()), outputs=[gallery, preview, info, params],
+             api_name="img2img", control=control, stop=stop, bar=bar)
+    wire_stop(stop, control, "stop_img2img")
+    check_uploads(image)
     return SimpleNamespace(image=image, prompt=prompt, negative=negative, gallery=gallery,
                            to_img2img=to_img2img, to_inpaint=to_inpaint)

@@ -8,7 +8,6 @@ import numpy as np
 
 from engine.generate import ImageRequest, inpaint, inpaint_preview
 from tabs.common import (
-    QUEUE_ID,
     SessionControl,
     check_inputs_match,
     fast_toggle,
@@ -17,7 +16,10 @@ from tabs.common import (
     output_widgets,
     prompt_row,
     sampling_widgets,
+    readable,
     seed_widgets,
+    wire_run,
+    wire_stop,
 )
 
 TASK = "inpaint"
@@ -38,6 +40,11 @@ def editor_image_and_mask(value) -> tuple[np.ndarray, np.ndarray]:
     return background, mask
 
 
+def editor_value(path: str) -> dict:
+    """What the editor shows for a freshly loaded photo: the photo as background, nothing painted yet."""
+    return {"background": path, "layers": [], "composite": path}
+
+
 def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the widgets other tabs send to."""
     # 1. handlers
@@ -52,6 +59,15 @@ def build(manager) -> SimpleNamespace:
                            fast=bool(fast))
         job = lambda on_step, ctl: inpaint(manager, req, image, mask, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK)
+
+    def upload_photo(file):
+        """The Upload button: the engine reads the file first, so a non-image gets one sentence, not a blank."""
+        if file is None:
+            return gr.skip()
+        path, problem = readable(file)
+        if problem:
+            raise gr.Error(problem)
+        return editor_value(path)
 
     def mask_preview(editor, mask_blur, inpaint_area, padding, size):
         try:
@@ -68,11 +84,14 @@ def build(manager) -> SimpleNamespace:
         prompt, negative, run, stop = prompt_row(TASK)
         with gr.Row():
             with gr.Column():
+                upload = gr.UploadButton("Upload a photo", file_types=["image"], type="filepath", size="sm",
+                                         elem_id="inpaint-upload")
+                # Uploads go through the button above, checked by the engine; the editor only takes a paste.
                 editor = gr.ImageEditor(label="Photo: paint over the area to change", type="numpy",
                                         image_mode="RGBA", format="png", height=420, elem_id="inpaint-editor",
                                         brush=gr.Brush(colors=["#ff3030"], color_mode="fixed", default_size=24),
                                         layers=gr.LayerOptions(allow_additional_layers=False),
-                                        transforms=(), sources=("upload", "clipboard"))
+                                        transforms=(), sources=("clipboard",))
                 with gr.Row():
                     mask_blur = gr.Slider(0, 64, value=4, step=1, label="Mask blur")
                     strength = gr.Slider(0.01, 1, value=0.75, step=0.01, label="Denoising strength")
@@ -86,7 +105,7 @@ def build(manager) -> SimpleNamespace:
             with gr.Column():
                 preview_mask = gr.Image(label="Mask preview", interactive=False, height=240,
                                         elem_id="inpaint-mask-preview")
-                gallery, preview, info, params = output_widgets("Images")
+                bar, gallery, preview, info, params = output_widgets("Images", TASK)
                 with gr.Row():
                     to_img2img = gr.Button("Send to image to image", size="sm")
                     to_inpaint = gr.Button("Send to inpaint", size="sm")
@@ -98,9 +117,10 @@ def build(manager) -> SimpleNamespace:
               "guidance_scale": guidance, "size": size, "seed": seed, "batch_count": batch, "sampler": sampler,
               "fast": fast, "control": control}
     check_inputs_match(inpaint_run, list(inputs))
-    run.click(on_gpu(inpaint_run), inputs=list(inputs.values()), outputs=[gallery, preview, info, params],
-              api_name="inpaint", concurrency_id=QUEUE_ID)
-    stop.click(lambda c: c.stop(), inputs=control, outputs=None, queue=False, api_name="stop_inpaint")
+    wire_run(run.click, on_gpu(inpaint_run), inputs=list(inputs.values()), outputs=[gallery, preview, info, params],
+             api_name="inpaint", control=control, stop=stop, bar=bar)
+    wire_stop(stop, control, "stop_inpaint")
+    upload.upload(upload_photo, inputs=upload, outputs=editor, api_name=False, show_progress="hidden")
     preview_inputs = [editor, mask_blur, area, padding, size]
     for trigger in (editor.change, mask_blur.release, area.change, padding.release):
         trigger(mask_preview, inputs=preview_inputs, outputs=preview_mask, show_progress="hidden",

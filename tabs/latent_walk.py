@@ -5,7 +5,17 @@ import gradio as gr
 
 from engine import walk
 from engine.walk import WalkRequest, parse_prompts, parse_seeds
-from tabs.common import QUEUE_ID, SessionControl, check_inputs_match, fast_toggle, on_gpu, sampling_widgets, user_errors
+from tabs.common import (
+    SessionControl,
+    check_inputs_match,
+    fast_toggle,
+    on_gpu,
+    run_buttons,
+    sampling_widgets,
+    user_errors,
+    wire_run,
+    wire_stop,
+)
 from tabs.walk_common import length_note, resume_job, run, run_new, video_outputs
 
 TASK = "latent_walk"
@@ -38,8 +48,7 @@ def build(manager) -> None:
                 seeds = gr.Textbox(label="Seeds, one per prompt ('random' or blank = random)", lines=1,
                                    value="1, 2, 3")
             with gr.Column(scale=1, min_width=160):
-                go = gr.Button("Make video", variant="primary", elem_id="walk-run")
-                stop = gr.Button("Stop", variant="stop", elem_id="walk-stop")
+                go, stop = run_buttons("walk", "Make video")
                 resume = gr.Button("Resume stopped run", elem_id="walk-resume")
         with gr.Row():
             with gr.Column():
@@ -60,7 +69,7 @@ def build(manager) -> None:
                 fast = fast_toggle()
                 plan = gr.Textbox(label="Stopped run (resumable)", interactive=False, elem_id="walk-plan")
             with gr.Column():
-                player, gallery, files, latest, info = video_outputs()
+                bar, player, gallery, files, latest, info = video_outputs("walk")
         control = gr.State(SessionControl())
 
     # 3. wiring
@@ -70,9 +79,9 @@ def build(manager) -> None:
               "control": control}
     check_inputs_match(walk_run, list(inputs))
     outs = [player, gallery, files, latest, info, plan]
-    go.click(on_gpu(walk_run), inputs=list(inputs.values()), outputs=outs, api_name="latent_walk", concurrency_id=QUEUE_ID)
-    resume.click(on_gpu(walk_resume), inputs=[plan, control], outputs=outs, api_name="latent_walk_resume",
-                 concurrency_id=QUEUE_ID)
-    stop.click(lambda c: c.stop(), inputs=control, outputs=None, queue=False, api_name="stop_latent_walk")
+    common = dict(outputs=outs, control=control, stop=stop, bar=bar)
+    wire_run(go.click, on_gpu(walk_run), inputs=list(inputs.values()), api_name="latent_walk", **common)
+    wire_run(resume.click, on_gpu(walk_resume), inputs=[plan, control], api_name="latent_walk_resume", **common)
+    wire_stop(stop, control, "stop_latent_walk")
     for widget in (frames, fps):
         widget.change(length_note, inputs=[frames, fps], outputs=length, api_name=False, queue=False)

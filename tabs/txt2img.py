@@ -8,17 +8,21 @@ import gradio as gr
 from engine import pnginfo
 from engine.generate import ImageRequest, request_from_parameters, text_to_image
 from tabs.common import (
-    QUEUE_ID,
     SessionControl,
+    check_uploads,
     check_inputs_match,
     fast_toggle,
     image_outputs,
     on_gpu,
     output_widgets,
     prompt_row,
+    readable,
     sampling_widgets,
     seed_widgets,
+    upload_path,
     user_errors,
+    wire_run,
+    wire_stop,
 )
 
 TASK = "txt2img"
@@ -36,11 +40,14 @@ def build(manager) -> SimpleNamespace:
         job = lambda on_step, ctl: text_to_image(manager, req, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
-    def png_info(png):
-        if not png:
+    def png_info(png):  # the raw upload (preprocess=False): the engine reads it, so a non-image gets a sentence
+        path, problem = readable(*upload_path(png))
+        if problem:
+            raise gr.Error(problem)
+        if not path:
             raise gr.Error("Drop a PNG made by Diffusion Studio or A1111 to read its parameters.")
         with user_errors():
-            text = pnginfo.read_parameters(png)
+            text = pnginfo.read_parameters(path)
         if not text:
             raise gr.Error("This image carries no generation parameters.")
         req, skipped = request_from_parameters(text)
@@ -61,12 +68,14 @@ def build(manager) -> SimpleNamespace:
                 fast = fast_toggle()
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)")
                 with gr.Accordion("PNG info: load parameters from an image", open=False):
-                    png = gr.Image(type="filepath", label="Drop a PNG", height=200, image_mode=None)
+                    png = gr.Image(type="filepath", label="Drop a PNG", height=200, image_mode=None,
+                                   elem_id="txt2img-png-info")
                     png_text = gr.Textbox(label="Parameters found", lines=4, interactive=False)
                     png_note = gr.Markdown()
             with gr.Column():
-                gallery, preview, info, params = output_widgets("Images")
-                steps_video = gr.Video(label="Denoising video", visible=True, elem_id="txt2img-steps-video")
+                bar, gallery, preview, info, params = output_widgets("Images", TASK)
+                steps_video = gr.Video(label="Denoising video", visible=False, height=360, interactive=False,
+                                       elem_id="txt2img-steps-video")
                 with gr.Row():
                     to_img2img = gr.Button("Send to image to image", size="sm")
                     to_inpaint = gr.Button("Send to inpaint", size="sm")
@@ -78,12 +87,16 @@ def build(manager) -> SimpleNamespace:
               "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast,
               "control": control}
     check_inputs_match(txt2img, list(inputs))
-    event = dict(fn=on_gpu(txt2img), inputs=list(inputs.values()), outputs=[gallery, preview, info, params, steps_video],
-                 api_name="txt2img", concurrency_id=QUEUE_ID)
-    run.click(**event)
-    prompt.submit(**{**event, "api_name": False})
-    stop.click(lambda c: c.stop(), inputs=control, outputs=None, queue=False, api_name="stop_txt2img")
+    event = dict(inputs=list(inputs.values()), outputs=[gallery, preview, info, params, steps_video],
+                 control=control, stop=stop, bar=bar)
+    wire_run(run.click, on_gpu(txt2img), api_name="txt2img", **event)
+    wire_run(prompt.submit, on_gpu(txt2img), api_name=False, **event)
+    wire_stop(stop, control, "stop_txt2img")
+    # the Denoising video box shows only when there is a video in it
+    steps_video.change(lambda v: gr.Video(visible=bool(v)), inputs=steps_video, outputs=steps_video, api_name=False,
+                       queue=False, show_progress="hidden")
+    check_uploads(png, say=False)  # png_info says why
     png.upload(png_info, inputs=png, outputs=[png_text, png_note, prompt, negative, steps, guidance, width, height,
-                                              seed, sampler], api_name="png_info")
+                                              seed, sampler], api_name="png_info", preprocess=False)
     return SimpleNamespace(prompt=prompt, negative=negative, gallery=gallery, to_img2img=to_img2img,
                            to_inpaint=to_inpaint)

@@ -8,7 +8,7 @@ import gradio as gr
 
 from engine import video, walk
 from engine.outputs import output_root, task_dir
-from tabs.common import stream, user_errors
+from tabs.common import progress_bar, result_gallery, stream, user_errors
 
 
 def describe_frame(update: walk.FrameUpdate):
@@ -64,14 +64,20 @@ def outputs(result: walk.WalkResult):
             "\n\n".join(info), str(result.plan) if result.interrupted else "")
 
 
-def video_outputs():
-    """The output column every video tab shows."""
-    player = gr.Video(label="Video", autoplay=True, loop=True, elem_classes=["ds-video"])
-    frames = gr.Gallery(label="Frames", columns=6, height=220, format="png")
-    files = gr.File(label="Download (MP4 and its settings as JSON)", file_count="multiple")
-    latest = gr.Image(label="Latest frame", interactive=False, height=200)
-    info = gr.Markdown()
-    return player, frames, files, latest, info
+def video_outputs(task: str):
+    """The output column every video tab shows: progress and the newest frame, then the video and its files."""
+    with gr.Row(equal_height=False):
+        latest = gr.Image(label="Latest frame", interactive=False, height=200, min_width=200, scale=1,
+                          elem_classes=["ds-preview"], elem_id=f"{task}-preview")
+        with gr.Column(scale=2):
+            bar = progress_bar(task)
+            info = gr.Markdown(elem_id=f"{task}-info")
+    player = gr.Video(label="Video", autoplay=True, loop=True, height=360, interactive=False,
+                      elem_classes=["ds-video"], elem_id=f"{task}-video")
+    frames = result_gallery("Frames", columns=6, height=220, elem_id=f"{task}-frames")
+    files = gr.File(label="Download (MP4 and its settings as JSON)", file_count="multiple", interactive=False,
+                    elem_id=f"{task}-files")
+    return bar, player, frames, files, latest, info
 
 
 def run_new(manager, req: walk.WalkRequest, control, progress):

@@ -1,6 +1,8 @@
-"""Real-browser fixtures: the app on the tiny model served on localhost, and Debian's Chromium via Playwright.
+"""Real-browser fixtures: the app on the tiny model served on localhost, and Chromium driven by Playwright.
 
-The browser is the system one (/usr/bin/chromium); nothing is downloaded. Override it with STUDIO_CHROMIUM.
+The browser is the system one (/usr/bin/chromium, or STUDIO_CHROMIUM), else Playwright's own Chromium build;
+nothing is downloaded here. With neither, the browser tests fail and say how to install one
+(`bash scripts/install-browser.sh`); set STUDIO_SKIP_BROWSER=1 to skip them on purpose instead.
 """
 from __future__ import annotations
 
@@ -14,7 +16,24 @@ import pytest
 CHROMIUM = os.environ.get("STUDIO_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-VIEWPORT = {"width": 1400, "height": 1000}
+VIEWPORT = {"width": 1400, "height": 900}  # the first screen every tab's run button must fit in
+INSTALL = "bash scripts/install-browser.sh"
+
+
+def browser_missing(what: str):
+    """Fail with the install line, or skip when STUDIO_SKIP_BROWSER=1 says the browser tests are off on purpose."""
+    if os.environ.get("STUDIO_SKIP_BROWSER") == "1":
+        pytest.skip(f"{what}; browser tests skipped (STUDIO_SKIP_BROWSER=1)", allow_module_level=True)
+    pytest.fail(f"{what}: run `{INSTALL}` inside the virtual environment, or set STUDIO_SKIP_BROWSER=1 to skip "
+                "the browser tests on purpose", pytrace=False)
+
+
+def need_playwright():
+    """Called at the top of each browser test module, before it imports Playwright."""
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        browser_missing("Playwright is not installed")
 
 
 def free_port() -> int:
@@ -38,11 +57,19 @@ def launch_app(manager):
     return demo, demo.local_url
 
 
+def system_chromium() -> str | None:
+    return CHROMIUM if (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)) else None
+
+
 def launch_browser(playwright):
-    """Debian's Chromium, headless; skips the test when it is not installed."""
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        pytest.skip(f"no Chromium at {CHROMIUM}; install Debian's chromium or set STUDIO_CHROMIUM")
-    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+    """The system Chromium, else Playwright's own build; with neither, fail with the install line (see above)."""
+    executable = system_chromium()
+    try:
+        return playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+    except Exception as exc:  # Playwright raises its own Error when its browser build is not installed
+        if executable:
+            raise
+        browser_missing(f"no Chromium at {CHROMIUM} and no Playwright Chromium ({str(exc).splitlines()[0]})")
 
 
 @pytest.fixture(scope="session")
@@ -61,8 +88,10 @@ def app_url(tmp_path_factory, tiny_manager):
 
 @pytest.fixture(scope="session")
 def browser():
-    playwright_api = pytest.importorskip("playwright.sync_api")
-    with playwright_api.sync_playwright() as playwright:
+    need_playwright()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
         browser = launch_browser(playwright)
         yield browser
         browser.close()

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("playwright.sync_api")
+from tests.browser.conftest import need_playwright  # noqa: E402
+
+need_playwright()  # a missing Playwright fails with the install line (skips only with STUDIO_SKIP_BROWSER=1)
 from playwright.sync_api import expect  # noqa: E402
 
 from tests.browser.conftest import VIEWPORT, free_port  # noqa: E402

@@ -13,7 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-pytest.importorskip("playwright.sync_api")
+from tests.browser.conftest import need_playwright
+
+need_playwright()  # a missing Playwright fails with the install line (skips only with STUDIO_SKIP_BROWSER=1)
 from playwright.sync_api import Locator, Page, expect  # noqa: E402
 
 pytestmark = pytest.mark.browser
@@ -111,17 +113,18 @@ def test_img2img_redraws_an_uploaded_photo(page: Page, tmp_path, output_dir):
 
 
 def upload_to_editor(page: Page, editor: Locator, path: str) -> None:
-    """Upload a photo into the ImageEditor once it is ready for one, and wait until it shows.
+    """Upload a photo with Inpaint's "Upload a photo" button, once the editor is ready, and wait until it shows.
 
-    Gradio's editor sets up its canvas (blank, "Upload an image") after the tab opens; a file given before
-    that is dropped, so wait for the canvas and its zoom readout first, as a person waits for the widget.
+    Gradio's editor sets up its canvas after the tab opens, so wait for the canvas and its zoom readout first,
+    as a person waits for the widget. The app checks the file, then puts it on the canvas.
     """
-    editor.get_by_text("Upload an image").wait_for()
     page.wait_for_function("e => e.querySelector('canvas') !== null && /\\d+%/.test(e.innerText)",
                            arg=editor.element_handle())
-    editor.locator("input[type=file]").set_input_files(path)
-    expect(editor.get_by_text("Upload an image")).to_be_hidden()
+    with page.expect_file_chooser() as chooser:
+        page.locator("#inpaint-upload").click()
+    chooser.value.set_files(path)
     editor.get_by_role("button", name="Brush", exact=True).wait_for()
+    page.wait_for_function("e => [...e.querySelectorAll('canvas')].some(c => c.width > 0)", arg=editor.element_handle())
 
 
 def paint_stroke(page: Page, editor: Locator) -> None:
@@ -171,7 +174,7 @@ def test_inpaint_paints_a_mask_and_generates(page: Page, tmp_path, output_dir):
 def test_stop_mid_run_keeps_a_partial_image(page: Page, output_dir):
     panel = open_tab(page, "Text to image", "txt2img-run")
     stop = page.locator("#txt2img-stop")
-    expect(stop).to_be_visible()
+    expect(stop).to_be_hidden()  # Stop shows only while a run goes
     panel.get_by_label("Prompt", exact=True).fill("a very long run")
     set_slider(panel, "Steps", 150)  # ~30 s on 2 cores if Stop did nothing
     set_slider(panel, "Width", 64)
@@ -181,6 +184,7 @@ def test_stop_mid_run_keeps_a_partial_image(page: Page, output_dir):
 
     # The first live preview (after step 4) proves the run is under way; then press Stop.
     panel.locator(".ds-preview img").wait_for(timeout=RUN_TIMEOUT_MS)
+    expect(stop).to_be_visible()
     stop.click()
 
     image = output_image(page, panel)
@@ -190,3 +194,5 @@ def test_stop_mid_run_keeps_a_partial_image(page: Page, output_dir):
     expect(info(panel)).to_contain_text("Seed used:")
     assert len(saved_pngs(output_dir, "txt2img")) == 1, "the partial image should be saved too"
     assert elapsed < 25, f"Stop did not cut the run short ({elapsed:.1f} s)"
+    expect(panel.locator("#txt2img-progress")).to_contain_text("Stopped after")
+    expect(stop).to_be_hidden()
