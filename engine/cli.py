@@ -79,6 +79,8 @@ def build_parser() -> Parser:
         p.add_argument("--gif", action="store_true", help="also write a GIF beside the MP4")
         p.add_argument("--resume", metavar="PLAN", help="continue a stopped run from its .json plan")
         p.add_argument("--out", help="MP4 to write; frames go to <name>-frames/ and the plan to <name>.json")
+    from engine.animate import cli as animate_cli
+    animate_cli.add_parser(jobs, add_model_flags)
     p = jobs.add_parser("aging", help="aging timelapse of a face photo, as an MP4")
     add_face_flags(p)
     p.add_argument("--ages", required=True, help="e.g. 20,40,60 or 10-80/10")
@@ -280,8 +282,14 @@ def run_video_job(args) -> int:
     return 0
 
 
+def run_animate(args) -> int:
+    from engine.animate import cli as animate_cli
+    return animate_cli.run(args, make_manager, check_writable, CliError)
+
+
 JOBS = {"txt2img": run_image_job, "img2img": run_image_job, "inpaint": run_image_job,
-        "walk": run_video_job, "dream": run_video_job, "aging": run_aging, "gender-swap": run_gender_swap}
+        "walk": run_video_job, "dream": run_video_job, "aging": run_aging, "gender-swap": run_gender_swap,
+        "animate": run_animate}
 
 
 def quiet_libraries() -> None:
