@@ -16,7 +16,7 @@ import gradio as gr
 from engine.manager import PipelineManager, RuntimeOptions
 from engine.models import WEIGHTS_DIR
 from engine.outputs import delete_older_than, output_root
-from tabs import aging, dream, gender_swap, img2img, inpaint, latent_walk, send, txt2img
+from tabs import aging, animate, dream, gender_swap, img2img, inpaint, latent_walk, send, txt2img
 from tabs.common import QUEUE_ID, user_errors
 
 TITLE = "Diffusion Studio"
@@ -59,6 +59,7 @@ def build_demo(manager: PipelineManager) -> gr.Blocks:
             inp = inpaint.build(manager)
             dream.build(manager)
             latent_walk.build(manager)
+            animate.build(manager)
         send.wire(tabs, [t2i, i2i, inp], i2i, inp)
         model.change(select_model, inputs=model, outputs=status, api_name="select_model",
                      concurrency_id=QUEUE_ID)
