@@ -35,7 +35,7 @@ class AnimateRequest:
     fps: float = 12  # playback speed (video mode: the source's fps / nth)
     width: int = 512
     height: int = 512
-    num_inference_steps: int = 20  # full steps; a frame runs steps x (1 - strength) of them
+    num_inference_steps: int = 20  # full steps; a frame runs steps x (1 - strength) of them, at least one
     sampler: str = DEFAULT_SAMPLER
     seed: int = -1  # -1 = random; the seed used is saved in the plan and the settings
     seed_behavior: str = "iter"  # iter: seed + frame; fixed: the same seed every frame; random: a new one each frame

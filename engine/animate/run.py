@@ -282,9 +282,8 @@ class _FrameMaker:
         """Frame `frame` made from `init` (None: from the prompt alone); None when Stop interrupted it."""
         req, s = self.req, self.series
         keep = float(s["strength"][frame])
-        steps = int(req.num_inference_steps * (1 - keep)) if init is not None else req.num_inference_steps
         self.diffused += 1
-        if init is not None and steps < 1:  # strength 1 (or too few steps to run one): the warped frame as it is
+        if init is not None and keep >= 1:  # strength 1: no denoising, the warped frame as it is
             return init
         seed = frame_seed(req, frame)
         if init is not None and self.reference is not None:
@@ -295,7 +294,8 @@ class _FrameMaker:
         task = "txt2img" if init is None else "img2img"
         pipe = self.manager.pipeline(task, req.sampler, fast=req.fast)
         extra = {"height": req.height, "width": req.width} if init is None else {
-            "image": Image.fromarray(init), "strength": 1 - keep}
+            "image": Image.fromarray(init),  # at least one step, however few steps x (1 - strength) gives
+            "strength": max(1 - keep, 1 / req.num_inference_steps)}
 
         def on_step(pipe, step, timestep, tensors):
             if self.control.stopped:
