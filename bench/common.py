@@ -203,9 +203,11 @@ def bench_manager():
         def model_label(self) -> str:
             return "sd15-random"
 
-        def pipeline(self, task: str, sampler: str, fast: bool = False):
+        def pipeline(self, task: str, sampler: str, fast: bool = False, identity: bool = False):
             fast = fast or self.fast_all
-            if accepts_fast and not (fast and self.fast_interval):
+            if identity:
+                pipe = super().pipeline(task, sampler, fast=fast, identity=identity)
+            elif accepts_fast and not (fast and self.fast_interval):
                 pipe = super().pipeline(task, sampler, fast=fast)
             else:
                 pipe = fastpath.apply_fast(super().pipeline(task, sampler), fast,

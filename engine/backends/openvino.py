@@ -74,7 +74,8 @@ def import_openvino():
 
 def weights_key(unet, precision: str) -> str:
     """A short fingerprint of the UNet's config and weights (sampled), naming its folder in the disk cache."""
-    digest = hashlib.sha256(json.dumps(dict(unet.config), sort_keys=True, default=str).encode())
+    config = {key: value for key, value in unet.config.items() if not key.startswith("_")}  # "_" keys: bookkeeping
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
     digest.update(precision.encode())
     params = list(unet.state_dict().items())
     for name, tensor in params[:: max(1, len(params) // 64)]:
