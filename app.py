@@ -7,6 +7,7 @@ environment variables, so importing this module has no side effects.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from pathlib import Path
 import gradio as gr
 
 from engine.manager import PipelineManager, RuntimeOptions
-from engine.models import WEIGHTS_DIR
+from engine.models import DEFAULT_HUB_MODEL, TINY, WEIGHTS_DIR, model_defaults
 from engine.outputs import delete_older_than, output_root
 from tabs import aging, animate, dream, gender_swap, img2img, inpaint, latent_walk, send, txt2img
 from tabs.common import QUEUE_ID, user_errors
@@ -57,15 +58,26 @@ def build_demo(manager: PipelineManager) -> gr.Blocks:
             t2i = txt2img.build(manager)
             i2i = img2img.build(manager)
             inp = inpaint.build(manager)
-            dream.build(manager)
-            latent_walk.build(manager)
+            dreams = dream.build(manager)
+            walks = latent_walk.build(manager)
             animate.build(manager)
         send.wire(tabs, [t2i, i2i, inp], i2i, inp)
+        sizes = [*t2i.sizes, *i2i.sizes, *inp.sizes, *dreams.sizes, *walks.sizes]
         model.change(select_model, inputs=model, outputs=status, api_name="select_model",
                      concurrency_id=QUEUE_ID)
+        model.change(follow_model_size, inputs=[model, *sizes], outputs=sizes, api_name=False, queue=False,
+                     show_progress="hidden")
         demo.load(manager.status, inputs=None, outputs=status, api_name=False, queue=False)
     demo.queue(max_size=manager.options.queue_size, default_concurrency_limit=manager.options.concurrency)
     return demo
+
+
+def follow_model_size(name, *values):
+    """Sizes still at a model's default move to the new model's (128 px for tiny, 512 otherwise); sizes the user
+    chose stay."""
+    untouched = {model_defaults(other).width for other in (TINY, DEFAULT_HUB_MODEL)}
+    size = model_defaults(name).width
+    return [size if value in untouched else gr.skip() for value in values]
 
 
 def env(name: str, default=None):
@@ -153,12 +165,23 @@ def api_app_kwargs(manager: PipelineManager, auth) -> dict:
             "exception_handlers": rest.exception_handlers(), "middleware": [Middleware(BusyMessage)]}
 
 
+def log_to_console() -> None:
+    """The app's own log lines (user errors, a model that can't load) on stderr, one line each."""
+    logger = logging.getLogger("diffusion_studio")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 def prepare(args: argparse.Namespace):
     """Checks and housekeeping common to both ways of serving."""
     from engine.cli import quiet_libraries
     from server import rest
 
     quiet_libraries()
+    log_to_console()
     auth = credentials(args)
     rest.MAX_UPLOAD_BYTES = args.max_upload_mb * 1024 * 1024
     if args.keep_outputs_hours > 0:

@@ -17,6 +17,7 @@ from tabs.common import (
     result_gallery,
     run_buttons,
     stream,
+    user_error,
     wire_run,
     wire_stop,
 )
@@ -25,6 +26,7 @@ from tabs.faces_common import (
     EXAMPLE_PHOTO,
     face_index,
     face_widgets,
+    identity_slider,
     padding_slider,
     wire_faces,
     with_face_hint,
@@ -49,14 +51,16 @@ def build(manager) -> None:
 
     # 1. handlers
     def aging(photo, ages, subject, strength, num_inference_steps, guidance_scale, seed, sampler,
-              transition_frames, fps, captions, face, padding, whole_photo, control, progress=gr.Progress()):
+              transition_frames, fps, captions, face, all_faces, padding, whole_photo, keep_identity, control,
+              progress=gr.Progress()):
         if not photo:
-            raise gr.Error("Upload a face photo to start.")
+            raise user_error("Upload a face photo to start.")
         try:
             req = AgingRequest(ages=parse_ages(ages), subject=subject, strength=strength,
                                num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                                sampler=sampler, transition_frames=transition_frames, fps=fps, captions=captions,
-                               face_index=face_index(face), padding=padding, whole_photo=whole_photo)
+                               face_index=face_index(face), all_faces=bool(all_faces), padding=padding,
+                               whole_photo=whole_photo, keep_identity=float(keep_identity or 0))
             folder = next_path(task_dir(TASK), "timelapse", "")
             job = lambda on_update, ctl: aging_timelapse(  # noqa: E731
                 manager, req, photo, folder, on_update, ctl, on_step=on_update)
@@ -66,16 +70,13 @@ def build(manager) -> None:
                 else:
                     yield outputs(result)
         except (gr.Error, ValueError) as exc:
-            raise gr.Error(with_face_hint(str(getattr(exc, "message", exc)))) from exc
+            raise user_error(with_face_hint(str(getattr(exc, "message", exc)))) from exc
 
     def outputs(result):
         stills = [(str(result.still_path(age)), f"Age {age}") for age, _ in result.keyframes]
         info = [*result.notes, f"Seed: {result.seed}"]
-        if getattr(result, "identity_note", None):
+        if result.identity_note:  # measured on the edited face; "no face found in the result" where so
             info.append(result.identity_note)
-        elif result.identity:
-            info.append("Identity distance to the photo (≤ 0.6 reads as the same person): " + ", ".join(
-                f"age {age}: {d:.2f}" for (age, _), d in zip(result.keyframes, result.identity)))
         slider = (result.original, stills[-1][0]) if stills else None
         video = str(result.video) if result.video else None
         grid = str(result.grid_path) if result.grid_path else None
@@ -97,7 +98,8 @@ def build(manager) -> None:
                 photo = gr.Image(type="filepath", label="Face photo", image_mode=None, height=240, elem_id="aging-photo")
                 faces_found = gr.Image(label="Faces found", interactive=False, height=340, format="png",
                                        elem_id="aging-faces")
-                face, faces_note, whole, found = face_widgets(TASK)
+                face, all_faces, faces_note, whole, found = face_widgets(TASK)
+                keep_identity = identity_slider(manager, TASK)
                 with gr.Accordion("More settings", open=False, elem_id="aging-settings"):
                     with gr.Row():
                         strength = gr.Slider(0.05, 1, value=defaults["strength"], step=0.01, label="Strength")
@@ -133,7 +135,8 @@ def build(manager) -> None:
     # 3. wiring
     inputs = {"photo": photo, "ages": ages, "subject": subject, "strength": strength, "num_inference_steps": steps,
               "guidance_scale": guidance, "seed": seed, "sampler": sampler, "transition_frames": transition,
-              "fps": fps, "captions": captions, "face": face, "padding": padding, "whole_photo": whole,
+              "fps": fps, "captions": captions, "face": face, "all_faces": all_faces,
+              "padding": padding, "whole_photo": whole, "keep_identity": keep_identity,
               "control": control}
     check_inputs_match(aging, list(inputs))
     wire_run(run.click, on_gpu(aging), inputs=list(inputs.values()),

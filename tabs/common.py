@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+import logging
 import queue
 import threading
 import time
@@ -20,6 +21,7 @@ from engine.outputs import next_path, task_dir
 from engine.schedulers import DEFAULT_SAMPLER, sampler_names
 
 QUEUE_ID = "generate"  # every generating listener shares this queue
+log = logging.getLogger("diffusion_studio")
 
 
 @dataclass
@@ -121,13 +123,19 @@ def on_gpu(fn: Callable) -> Callable:
     return spaces.GPU(fn)
 
 
+def user_error(message: str) -> gr.Error:
+    """The sentence for the user, logged in one line: a user's mistake is not a bug, so no traceback."""
+    log.info("user error: %s", message)
+    return gr.Error(message, print_exception=False)
+
+
 @contextmanager
 def user_errors():
     """Engine ValueErrors become gr.Error so the user sees the sentence and the server keeps serving."""
     try:
         yield
     except ValueError as exc:
-        raise gr.Error(str(exc)) from exc
+        raise user_error(str(exc)) from exc
 
 
 def describe_step(update: StepUpdate):
@@ -173,7 +181,7 @@ def stream(job: Callable, control: RunControl, progress: gr.Progress, gate: Gate
         if isinstance(control, SessionControl):
             control.end(failed="error" in outcome)
     if isinstance(outcome.get("error"), Busy):
-        raise gr.Error(BUSY)
+        raise user_error(BUSY)
     if "error" in outcome:
         with user_errors():
             raise outcome["error"]

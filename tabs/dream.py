@@ -1,6 +1,8 @@
 """Dream video: one prompt, a random walk through noise (Karpathy's "stable diffusion walk"), as an MP4."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import gradio as gr
 
 from engine import walk
@@ -29,8 +31,8 @@ def sampler_warning(sampler: str) -> str:
     return ""
 
 
-def build(manager) -> None:
-    """The tab's widgets and events."""
+def build(manager) -> SimpleNamespace:
+    """The tab's widgets and events; returns the size sliders, which follow the model's default size."""
     # 1. handlers
     def dream_run(prompt, negative_prompt, num_keyframes, seed, num_frames, fps, num_inference_steps,
                   guidance_scale, sampler, width, height, loop, batch_size, gif, fast, control,
@@ -68,8 +70,8 @@ def build(manager) -> None:
                 sampler, steps, guidance = sampling_widgets()
                 warning = gr.Markdown()
                 with gr.Row():
-                    width = gr.Slider(64, 1024, value=512, step=8, label="Width")
-                    height = gr.Slider(64, 1024, value=512, step=8, label="Height")
+                    width = gr.Slider(64, 1024, value=manager.defaults().width, step=8, label="Width")
+                    height = gr.Slider(64, 1024, value=manager.defaults().width, step=8, label="Height")
                 loop = gr.Checkbox(label="Loop back to the first noise")
                 batch = gr.Slider(1, walk.MAX_BATCH_SIZE, value=1, step=1, label="Batch size (frames per call)")
                 gif = gr.Checkbox(label="Also make a GIF")
@@ -93,3 +95,4 @@ def build(manager) -> None:
     sampler.change(sampler_warning, inputs=sampler, outputs=warning, api_name=False, queue=False)
     for widget in (frames, fps):
         widget.change(length_note, inputs=[frames, fps], outputs=length, api_name=False, queue=False)
+    return SimpleNamespace(sizes=[width, height])

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine import faces, images
+from engine import faces, identity, images
 from tabs.common import readable, upload_path
 
 EXAMPLE_PHOTO = str(Path(__file__).resolve().parent.parent / "presets" / "examples" / "astronaut.jpg")
@@ -66,11 +66,23 @@ def face_widgets(task: str):
     a component made between tabs would show up as a tab of its own).
     """
     with gr.Row(equal_height=False):
-        face = gr.Number(value=1, precision=0, minimum=1, label="Face number (1 = largest)", min_width=120,
-                         scale=1, elem_id=f"{task}-face")
+        with gr.Column(scale=1, min_width=120):
+            face = gr.Number(value=1, precision=0, minimum=1, label="Face number (1 = largest)",
+                             elem_id=f"{task}-face")
+            every = gr.Checkbox(label="All faces", elem_id=f"{task}-all-faces",
+                                info="each face in its own region, same settings")
         note = gr.Markdown(elem_id=f"{task}-faces-note", elem_classes=["ds-faces-note"])
     whole = gr.Checkbox(label="Whole photo (no face needed; the background changes too)")
-    return face, note, whole, gr.State(None)
+    return face, every, note, whole, gr.State(None)
+
+
+def identity_slider(manager, task: str) -> gr.Slider:
+    """Keep identity: the IP-Adapter full-face scale, offered only where its weights are installed."""
+    available = manager.identity_available()
+    return gr.Slider(0, 1, value=identity.DEFAULT_SCALE if available else 0, step=0.05, interactive=available,
+                     label="Keep identity (0 = off)", elem_id=f"{task}-keep-identity",
+                     info="steers the repaint with the face itself (IP-Adapter full-face)" if available
+                     else identity.MISSING)
 
 
 def padding_slider() -> gr.Slider:

@@ -18,6 +18,7 @@ from tabs.common import (
     run_buttons,
     save_results,
     stream,
+    user_error,
     wire_run,
     wire_stop,
 )
@@ -26,6 +27,7 @@ from tabs.faces_common import (
     EXAMPLE_PHOTO,
     face_index,
     face_widgets,
+    identity_slider,
     padding_slider,
     wire_faces,
     with_face_hint,
@@ -51,14 +53,15 @@ def build(manager) -> None:
 
     # 1. handlers
     def swap(photo, direction, strength, variants, num_inference_steps, guidance_scale, seed, sampler, face,
-             padding, whole_photo, control, progress=gr.Progress()):
+             all_faces, padding, whole_photo, keep_identity, control, progress=gr.Progress()):
         if not photo:
-            raise gr.Error("Upload a photo to start.")
+            raise user_error("Upload a photo to start.")
         try:
             req = GenderRequest(direction=direction, strength=strength, variants=variants,
                                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
-                                sampler=sampler, face_index=face_index(face), padding=padding,
-                                whole_photo=whole_photo)
+                                sampler=sampler, face_index=face_index(face), all_faces=bool(all_faces),
+                                padding=padding, whole_photo=whole_photo,
+                                keep_identity=float(keep_identity or 0))
             job = lambda on_update, ctl: gender_swap(manager, req, photo,  # noqa: E731
                                                      lambda *u: on_update(u), ctl, on_step=on_update)
             for preview, result in stream(job, control, progress, manager.gate, describe=describe):
@@ -67,16 +70,13 @@ def build(manager) -> None:
                 else:
                     yield outputs(result)
         except (gr.Error, ValueError) as exc:
-            raise gr.Error(with_face_hint(str(getattr(exc, "message", exc)))) from exc
+            raise user_error(with_face_hint(str(getattr(exc, "message", exc)))) from exc
 
     def outputs(result):
         paths = save_results(result.variants, TASK)
         info = [*result.notes, "Seeds: " + ", ".join(str(v.seed) for v in result.variants)]
-        if getattr(result, "identity_note", None):
+        if result.identity_note:  # measured on the edited face; "no face found in the result" where so
             info.append(result.identity_note)
-        elif result.variants and result.variants[0].identity is not None:
-            info.append("Identity distance to the photo (≤ 0.6 reads as the same person): " +
-                        ", ".join(f"{v.identity:.2f}" for v in result.variants))
         slider = (result.original, paths[0]) if paths else None
         return paths, slider, paths[-1] if paths else None, "\n\n".join(info)
 
@@ -98,7 +98,8 @@ def build(manager) -> None:
                 photo = gr.Image(type="filepath", label="Photo", image_mode=None, height=240, elem_id="swap-photo")
                 faces_found = gr.Image(label="Faces found", interactive=False, height=340, format="png",
                                        elem_id="swap-faces")
-                face, faces_note, whole, found = face_widgets("swap")
+                face, all_faces, faces_note, whole, found = face_widgets("swap")
+                keep_identity = identity_slider(manager, "swap")
                 with gr.Accordion("More settings", open=False, elem_id="swap-settings"):
                     with gr.Row():
                         strength = gr.Slider(0.05, 1, value=defaults["strength"], step=0.01, label="Strength")
@@ -126,7 +127,8 @@ def build(manager) -> None:
     # 3. wiring
     inputs = {"photo": photo, "direction": direction, "strength": strength, "variants": variants,
               "num_inference_steps": steps, "guidance_scale": guidance, "seed": seed, "sampler": sampler,
-              "face": face, "padding": padding, "whole_photo": whole, "control": control}
+              "face": face, "all_faces": all_faces, "padding": padding, "whole_photo": whole,
+              "keep_identity": keep_identity, "control": control}
     check_inputs_match(swap, list(inputs))
     wire_run(run.click, on_gpu(swap), inputs=list(inputs.values()), outputs=[gallery, slider, latest, info],
              api_name="gender_swap", control=control, stop=stop, bar=bar)

@@ -17,6 +17,7 @@ from tabs.common import (
     prompt_row,
     sampling_widgets,
     seed_widgets,
+    user_error,
     wire_run,
     wire_stop,
 )
@@ -30,7 +31,7 @@ def build(manager) -> SimpleNamespace:
     def img2img(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed,
                 batch_count, sampler, fast, control, progress=gr.Progress()):
         if not image:
-            raise gr.Error("Upload an image to start from.")
+            raise user_error("Upload an image to start from.")
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler,
@@ -47,7 +48,7 @@ def build(manager) -> SimpleNamespace:
                                  elem_id="img2img-image")
                 strength = gr.Slider(0.01, 1, value=0.75, step=0.01, label="Denoising strength")
                 sampler, steps, guidance = sampling_widgets()
-                size = gr.Slider(64, 2048, value=512, step=8, label="Longer side (aspect ratio is kept)")
+                size = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Longer side (aspect ratio is kept)")
                 seed, batch = seed_widgets()
                 fast = fast_toggle()
             with gr.Column():
@@ -67,4 +68,4 @@ def build(manager) -> SimpleNamespace:
     wire_stop(stop, control, "stop_img2img")
     check_uploads(image)
     return SimpleNamespace(image=image, prompt=prompt, negative=negative, gallery=gallery,
-                           to_img2img=to_img2img, to_inpaint=to_inpaint)
+                           to_img2img=to_img2img, to_inpaint=to_inpaint, sizes=[size])

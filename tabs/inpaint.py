@@ -15,9 +15,10 @@ from tabs.common import (
     on_gpu,
     output_widgets,
     prompt_row,
-    sampling_widgets,
     readable,
+    sampling_widgets,
     seed_widgets,
+    user_error,
     wire_run,
     wire_stop,
 )
@@ -29,13 +30,13 @@ AREAS = ["Whole picture", "Only masked"]
 def editor_image_and_mask(value) -> tuple[np.ndarray, np.ndarray]:
     """Split the editor's value into the uploaded photo and the painted strokes (any layer, alpha > 0)."""
     if not value or value.get("background") is None:
-        raise gr.Error("Upload a photo, then paint the area to change.")
+        raise user_error("Upload a photo, then paint the area to change.")
     background = np.asarray(value["background"])
     mask = np.zeros(background.shape[:2], dtype=bool)
     for layer in value.get("layers") or []:
         layer = np.asarray(layer)
         if layer.shape[:2] != mask.shape:
-            raise gr.Error("The painted layer does not match the photo's size; paint again after uploading.")
+            raise user_error("The painted layer does not match the photo's size; paint again after uploading.")
         mask |= (layer[..., 3] > 0) if layer.ndim == 3 and layer.shape[2] == 4 else (layer > 0)
     return background, mask
 
@@ -66,7 +67,7 @@ def build(manager) -> SimpleNamespace:
             return gr.skip()
         path, problem = readable(file)
         if problem:
-            raise gr.Error(problem)
+            raise user_error(problem)
         return editor_value(path)
 
     def mask_preview(editor, mask_blur, inpaint_area, padding, size):
@@ -99,7 +100,7 @@ def build(manager) -> SimpleNamespace:
                     area = gr.Radio(AREAS, value=AREAS[0], label="Inpaint area")
                     padding = gr.Slider(0, 256, value=32, step=4, label="Only-masked padding (px)")
                 sampler, steps, guidance = sampling_widgets()
-                size = gr.Slider(64, 2048, value=512, step=8, label="Work size (longer side)")
+                size = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Work size (longer side)")
                 seed, batch = seed_widgets()
                 fast = fast_toggle()
             with gr.Column():
@@ -126,4 +127,4 @@ def build(manager) -> SimpleNamespace:
         trigger(mask_preview, inputs=preview_inputs, outputs=preview_mask, show_progress="hidden",
                 trigger_mode="always_last", api_name="inpaint_mask_preview" if trigger == editor.change else False)
     return SimpleNamespace(editor=editor, prompt=prompt, negative=negative, gallery=gallery,
-                           to_img2img=to_img2img, to_inpaint=to_inpaint)
+                           to_img2img=to_img2img, to_inpaint=to_inpaint, sizes=[size])

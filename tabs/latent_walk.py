@@ -1,6 +1,8 @@
 """Latent walk: morph between prompts and seeds, as an MP4 whose frames are saved as they are made."""
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import gradio as gr
 
 from engine import walk
@@ -22,8 +24,8 @@ TASK = "latent_walk"
 EXAMPLE_PROMPTS = "a misty pine forest at dawn, photo\na snowy mountain lake at noon, photo\na desert canyon at sunset, photo"
 
 
-def build(manager) -> None:
-    """The tab's widgets and events."""
+def build(manager) -> SimpleNamespace:
+    """The tab's widgets and events; returns the size sliders, which follow the model's default size."""
     # 1. handlers
     def walk_run(prompts, seeds, negative_prompt, num_frames, fps, num_inference_steps, guidance_scale, sampler,
                  width, height, loop, smooth, batch_size, gif, fast, control,
@@ -59,8 +61,8 @@ def build(manager) -> None:
                 length = gr.Markdown(length_note(24, 12), elem_id="walk-length")
                 sampler, steps, guidance = sampling_widgets()
                 with gr.Row():
-                    width = gr.Slider(64, 1024, value=512, step=8, label="Width")
-                    height = gr.Slider(64, 1024, value=512, step=8, label="Height")
+                    width = gr.Slider(64, 1024, value=manager.defaults().width, step=8, label="Width")
+                    height = gr.Slider(64, 1024, value=manager.defaults().width, step=8, label="Height")
                 with gr.Row():
                     loop = gr.Checkbox(label="Loop back to the first prompt")
                     smooth = gr.Checkbox(label="Smooth: even change between frames (renders twice)")
@@ -85,3 +87,4 @@ def build(manager) -> None:
     wire_stop(stop, control, "stop_latent_walk")
     for widget in (frames, fps):
         widget.change(length_note, inputs=[frames, fps], outputs=length, api_name=False, queue=False)
+    return SimpleNamespace(sizes=[width, height])

@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import gradio as gr
 
-from tabs.common import local_path
+from tabs.common import local_path, user_error
 
 
 def pick(gallery_value, index: int | None) -> str:
     """The selected gallery image, or the first one."""
     items = gallery_value or []
     if not items:
-        raise gr.Error("Generate an image first, then send it.")
+        raise user_error("Generate an image first, then send it.")
     index = index if index is not None and 0 <= index < len(items) else 0
     return local_path(items[index])
 

@@ -9,8 +9,8 @@ from engine import pnginfo
 from engine.generate import ImageRequest, request_from_parameters, text_to_image
 from tabs.common import (
     SessionControl,
-    check_uploads,
     check_inputs_match,
+    check_uploads,
     fast_toggle,
     image_outputs,
     on_gpu,
@@ -20,6 +20,7 @@ from tabs.common import (
     sampling_widgets,
     seed_widgets,
     upload_path,
+    user_error,
     user_errors,
     wire_run,
     wire_stop,
@@ -43,13 +44,13 @@ def build(manager) -> SimpleNamespace:
     def png_info(png):  # the raw upload (preprocess=False): the engine reads it, so a non-image gets a sentence
         path, problem = readable(*upload_path(png))
         if problem:
-            raise gr.Error(problem)
+            raise user_error(problem)
         if not path:
-            raise gr.Error("Drop a PNG made by Diffusion Studio or A1111 to read its parameters.")
+            raise user_error("Drop a PNG made by Diffusion Studio or A1111 to read its parameters.")
         with user_errors():
             text = pnginfo.read_parameters(path)
         if not text:
-            raise gr.Error("This image carries no generation parameters.")
+            raise user_error("This image carries no generation parameters.")
         req, skipped = request_from_parameters(text)
         note = f"Read {len(text.splitlines())} lines." + (f" Not used: {', '.join(skipped)}." if skipped else "")
         return (text, note, req.prompt, req.negative_prompt, req.num_inference_steps, req.guidance_scale,
@@ -62,8 +63,8 @@ def build(manager) -> SimpleNamespace:
             with gr.Column():
                 sampler, steps, guidance = sampling_widgets()
                 with gr.Row():
-                    width = gr.Slider(64, 2048, value=512, step=8, label="Width")
-                    height = gr.Slider(64, 2048, value=512, step=8, label="Height")
+                    width = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Width")
+                    height = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Height")
                 seed, batch = seed_widgets()
                 fast = fast_toggle()
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)")
@@ -99,4 +100,4 @@ def build(manager) -> SimpleNamespace:
     png.upload(png_info, inputs=png, outputs=[png_text, png_note, prompt, negative, steps, guidance, width, height,
                                               seed, sampler], api_name="png_info", preprocess=False)
     return SimpleNamespace(prompt=prompt, negative=negative, gallery=gallery, to_img2img=to_img2img,
-                           to_inpaint=to_inpaint)
+                           to_inpaint=to_inpaint, sizes=[width, height])

@@ -8,7 +8,7 @@ import gradio as gr
 
 from engine import video, walk
 from engine.outputs import output_root, task_dir
-from tabs.common import progress_bar, result_gallery, stream, user_errors
+from tabs.common import progress_bar, result_gallery, stream, user_error, user_errors
 
 
 def describe_frame(update: walk.FrameUpdate):
@@ -34,12 +34,12 @@ def new_run_paths(kind: str) -> walk.RunPaths:
 def checked_plan(path_text: str | None) -> Path:
     """Only plans inside the app's output folder can be resumed, so no path outside it is touched."""
     if not path_text:
-        raise gr.Error("There is no stopped run to resume; start a new one.")
+        raise user_error("There is no stopped run to resume; start a new one.")
     path = Path(path_text).resolve()
     if output_root() not in path.parents:
-        raise gr.Error("Only runs in the app's output folder can be resumed.")
+        raise user_error("Only runs in the app's output folder can be resumed.")
     if not path.exists():
-        raise gr.Error("That run no longer exists; start a new one.")
+        raise user_error("That run no longer exists; start a new one.")
     return path
 
 

@@ -178,3 +178,39 @@ def test_walk_can_also_write_a_gif(client):
         api_name="/latent_walk")
     gifs = [f for f in files if str(f).endswith(".gif")]
     assert len(gifs) == 1 and video.video_info(gifs[0])["frames"] == 3
+
+
+def test_all_faces_over_the_api_keeps_everything_outside_the_faces(client, tmp_path):
+    """A group photo: every face regenerated in its own region; the background byte for byte."""
+    from engine.portrait import find_face_area
+
+    photo = Image.open(EXAMPLE).convert("RGB")
+    group = Image.new("RGB", (1024, 512))
+    group.paste(photo, (0, 0))
+    group.paste(photo, (512, 0))
+    path = tmp_path / "group.png"
+    group.save(path)
+    gallery, _, _, info = client.predict(photo=handle_file(str(path)), direction="to man", strength=0.5,
+                                         variants=1, all_faces=True, api_name="/gender_swap", **FACE_FAST)
+    result = np.asarray(Image.open(paths(gallery)[0]).convert("RGB"))
+    outside = np.asarray(find_face_area(group, all_faces=True).mask) == 0
+    assert np.array_equal(result[outside], np.asarray(group)[outside])
+    assert not np.array_equal(result[~outside], np.asarray(group)[~outside])
+
+
+def test_a_user_error_prints_no_traceback_in_the_server_console(client, capfd):
+    with pytest.raises(Exception, match="Upload an image"):
+        client.predict(image=None, prompt="x", negative_prompt="", strength=0.5, num_inference_steps=2,
+                       guidance_scale=7, size=64, seed=1, batch_count=1, sampler="Euler", api_name="/img2img")
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_user_errors_are_logged_in_one_line(caplog):
+    import logging
+
+    from tabs.common import user_error
+
+    with caplog.at_level(logging.INFO, logger="diffusion_studio"):
+        error = user_error("Upload a photo to start.")
+    assert error.print_exception is False
+    assert [r.getMessage() for r in caplog.records] == ["user error: Upload a photo to start."]

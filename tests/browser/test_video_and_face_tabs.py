@@ -85,3 +85,25 @@ def test_gender_swap_from_an_uploaded_photo(page: Page):
     panel.locator("#swap-run").click()
     expect(panel.locator("#swap-gallery img")).to_have_count(1, timeout=RUN_TIMEOUT_MS)
     expect(panel.locator("#swap-info")).to_contain_text("Seeds:")
+
+
+def test_gender_swap_of_all_faces_in_a_group_photo(page: Page, tmp_path):
+    from PIL import Image
+
+    photo = Image.open(EXAMPLE).convert("RGB")
+    group = Image.new("RGB", (1024, 512))
+    group.paste(photo, (0, 0))
+    group.paste(photo, (512, 0))
+    group.save(tmp_path / "group.png")
+    panel = open_tab(page, "Gender swap", "swap-run")
+    panel.locator("#swap-photo input[type=file]").set_input_files(str(tmp_path / "group.png"))
+    expect(panel.locator("#swap-faces-note")).to_contain_text("2 faces found", timeout=RUN_TIMEOUT_MS)
+    panel.locator("#swap-all-faces input").check()
+    expect(panel.locator("#swap-keep-identity")).to_be_visible()  # offered, and says how to get its weights
+    set_slider(panel, "Variants (seeds)", 1)
+    panel.get_by_text("More settings").click()
+    set_slider(panel, "Steps", 2)
+    panel.locator("#swap-run").click()
+    expect(panel.locator("#swap-gallery img")).to_have_count(1, timeout=RUN_TIMEOUT_MS)
+    expect(panel.locator("#swap-info")).to_contain_text("Seeds:")
+    expect(panel.locator("#swap-progress")).to_contain_text("Done", timeout=RUN_TIMEOUT_MS)
