@@ -42,7 +42,7 @@ class ImageRequest:
     mask_blur: int = 4  # inpaint: feathering of the mask edge in pixels
     only_masked: bool = False  # inpaint: work on the masked area at full resolution, then paste back
     only_masked_padding: int = 32  # inpaint: context around the mask in "only masked" mode
-    denoise_video: bool = False  # txt2img: also keep the predicted image at every step, for a video
+    denoise_video: bool = False  # also keep the predicted image at every step, for a video (inpaint: pasted back)
     fast: bool = False  # reuse deep UNet features between steps (engine.fastpath): ~2x faster, slightly different
 
 
@@ -102,15 +102,20 @@ StepCallback = Callable[[StepUpdate], None]
 
 
 # 1. checking inputs
-def check_request(req: ImageRequest, task: str = "txt2img") -> tuple[ImageRequest, list[str]]:
-    """Reject what can't run and round what can be rounded, saying so."""
+def check_request(req: ImageRequest, task: str = "txt2img",
+                  guidance_range: tuple[float, float] = (MIN_GUIDANCE, MAX_GUIDANCE)) -> tuple[ImageRequest, list[str]]:
+    """Reject what can't run and round what can be rounded, saying so.
+
+    `guidance_range` is A1111's 1..30 for the tabs; the X/Y/Z plot's CFG sweep passes a wider one (negatives too).
+    """
     notes: list[str] = []
+    low, high = guidance_range
     steps = _number(req.num_inference_steps, "Steps")
     if steps != int(steps) or not 1 <= steps <= MAX_STEPS:
         raise ValueError(f"Steps must be a whole number from 1 to {MAX_STEPS}; got {req.num_inference_steps}.")
     guidance = _number(req.guidance_scale, "Guidance scale")
-    if not MIN_GUIDANCE <= guidance <= MAX_GUIDANCE:
-        raise ValueError(f"Guidance scale must be between {MIN_GUIDANCE:g} and {MAX_GUIDANCE:g}; got {guidance}.")
+    if not low <= guidance <= high:
+        raise ValueError(f"Guidance scale must be between {low:g} and {high:g}; got {guidance}.")
     seed = _number(req.seed, "Seed")
     if seed != int(seed) or not (seed == -1 or 0 <= seed <= MAX_SEED):
         raise ValueError(f"Seed must be -1 (random) or a whole number from 0 to {MAX_SEED}; got {req.seed}.")
@@ -156,18 +161,20 @@ def pick_seed(seed: int) -> int:
 
 # 2. the three tasks
 def text_to_image(manager, req: ImageRequest, on_step: StepCallback | None = None,
-                  control: RunControl | None = None) -> RunResult:
+                  control: RunControl | None = None, *,
+                  guidance_range: tuple[float, float] = (MIN_GUIDANCE, MAX_GUIDANCE)) -> RunResult:
     """Images from a prompt."""
-    req, notes = check_request(req, "txt2img")
+    req, notes = check_request(req, "txt2img", guidance_range)
     result = _run(manager, "txt2img", req, {"height": req.height, "width": req.width}, on_step, control)
     result.notes[:0] = notes
     return result
 
 
 def image_to_image(manager, req: ImageRequest, image, on_step: StepCallback | None = None,
-                   control: RunControl | None = None) -> RunResult:
+                   control: RunControl | None = None, *,
+                   guidance_range: tuple[float, float] = (MIN_GUIDANCE, MAX_GUIDANCE)) -> RunResult:
     """Redraw an image; it keeps its aspect ratio, its longer side set by the larger of width and height."""
-    req, notes = check_request(req, "img2img")
+    req, notes = check_request(req, "img2img", guidance_range)
     init = images.load_image(image)
     width, height = images.scale_to_long_side(*init.size, max(req.width, req.height))
     if max(width, height) > 2 * max(init.size):  # say so, or a 1x1 start image silently becomes a 64x64 result
@@ -200,6 +207,7 @@ def inpaint(manager, req: ImageRequest, image, mask, on_step: StepCallback | Non
     for item in result.images:
         pasted = masks.paste_back(original, item.image, box, soft_mask)
         item.image = provenance.watermark_inside(pasted, soft_mask)  # marked where redrawn, nowhere else
+        item.steps = [masks.paste_back(original, frame, box, soft_mask) for frame in item.steps]  # the full photo
     result.notes[:0] = notes
     return result
 
@@ -240,6 +248,8 @@ def _run(manager, task: str, req: ImageRequest, task_kwargs: dict, on_step: Step
             break
         seed = (first_seed + index) % (MAX_SEED + 1)
         pipe = manager.pipeline(task, req.sampler, fast=req.fast)
+        if req.guidance_scale < 1:
+            pipe = always_guided(pipe)
         recorded = record_predictions(pipe.scheduler) if req.denoise_video else None
         callback = _step_callback(index, req.batch_count, on_step, control)
         output = pipe(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds,
@@ -257,6 +267,25 @@ def _run(manager, task: str, req: ImageRequest, task_kwargs: dict, on_step: Step
             result.notes.append(f"Stopped early: image {index + 1} is unfinished.")
             break
     return result
+
+
+_GUIDED: dict[type, type] = {}
+
+
+def always_guided(pipe):
+    """The same pipeline (shared components) that applies classifier-free guidance at every scale.
+
+    diffusers skips guidance at guidance_scale <= 1 and uses the prompt's prediction alone. A CFG sweep
+    below 1 (StableFused's video runs from -5) needs the formula uncond + scale * (cond - uncond) itself:
+    at 0 it gives the unconditional image, below 0 it steers away from the prompt.
+    """
+    cls = type(pipe)
+    if cls not in _GUIDED:
+        _GUIDED[cls] = type(f"Guided{cls.__name__}", (cls,),
+                            {"do_classifier_free_guidance": property(lambda self: True)})
+    guided = _GUIDED[cls](**pipe.components, requires_safety_checker=False)
+    guided.set_progress_bar_config(disable=True)
+    return guided
 
 
 def _step_callback(index: int, batch_count: int, on_step: StepCallback | None, control: RunControl):
