@@ -96,6 +96,8 @@ def build_parser() -> Parser:
     p.add_argument("--strength", type=float, default=None, help="default: the preset's")
     p.add_argument("--variants", type=int, default=1)
     p.add_argument("--out", required=True, help="PNG to write; more variants add -2, -3, ...")
+    from engine.xyz import cli as xyz_cli
+    xyz_cli.add_parser(jobs, add_model_flags, add_generation_flags)
     return parser
 
 
@@ -282,6 +284,11 @@ def run_video_job(args) -> int:
     return 0
 
 
+def run_xyz(args) -> int:
+    from engine.xyz import cli as xyz_cli
+    return xyz_cli.run(args, make_manager, fill_model_defaults, request_from_args, check_writable, CliError)
+
+
 def run_animate(args) -> int:
     from engine.animate import cli as animate_cli
     return animate_cli.run(args, make_manager, check_writable, CliError)
@@ -289,6 +296,7 @@ def run_animate(args) -> int:
 
 JOBS = {"txt2img": run_image_job, "img2img": run_image_job, "inpaint": run_image_job,
         "walk": run_video_job, "dream": run_video_job, "aging": run_aging, "gender-swap": run_gender_swap,
+        "xyz": run_xyz,
         "animate": run_animate}
 
 

@@ -218,3 +218,43 @@ def test_denoising_video_for_img2img_and_inpaint(tiny_manager, photo_64, task):
     if task == "inpaint":  # the whole photo, the predicted region pasted back
         assert np.array_equal(pixels(item.steps[0])[:10], pixels(photo_64)[:10])
         assert np.abs(pixels(item.steps[-1]) - pixels(item.image)).mean() < 2
+
+
+# 4. the command line
+CLI = ["xyz", "--model", "tiny", "--dtype", "float32", "--prompt", "a cat", "--seed", "3", "--width", "64",
+       "--height", "64"]
+
+
+def test_cli_writes_the_grid_and_each_cell(tmp_path, capsys):
+    from engine.cli import main
+
+    out = tmp_path / "grid.png"
+    assert main([*CLI, "--x", "CFG Scale: 1, 5, 9", "--y", "Steps: 2, 3", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "6 cells (X 3 × Y 2)" in captured.err and "seed 3" in captured.out
+    assert pnginfo.parse_parameters(pnginfo.read_parameters(out))["X Type"] == "CFG Scale"
+    assert len(list((tmp_path / "grid-cells").glob("*.png"))) == 6
+
+
+def test_cli_video_along_x(tmp_path):
+    from engine.cli import main
+
+    out = tmp_path / "sweep.mp4"
+    assert main([*CLI, "--steps", "2", "--x", "CFG Scale: -5-20 [4]", "--video", "--fps", "2", "--out", str(out)]) == 0
+    assert video.video_info(out)["frames"] == 4
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--x", "Colour: 1"], "X axis: unknown axis 'Colour'"),
+    (["--x", "Sampler: Euler, Nope"], "unknown sampler 'Nope'"),
+    (["--x", "CFG Scale: nan"], "'nan' is not a number"),
+    (["--x", "Steps: 1-10", "--y", "Seed: 1-11"], "110 cells"),
+    (["--x", "Steps: 2", "--video"], "with --video, --out is the MP4"),
+])
+def test_cli_bad_values_exit_2_with_one_line(tmp_path, capsys, flags, message):
+    from engine.cli import main
+
+    out = tmp_path / "x.png"
+    assert main([*CLI, *flags, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
