@@ -81,6 +81,8 @@ def build_parser() -> Parser:
         p.add_argument("--out", help="MP4 to write; frames go to <name>-frames/ and the plan to <name>.json")
     from engine.animate import cli as animate_cli
     animate_cli.add_parser(jobs, add_model_flags)
+    from engine.motion import cli as motion_cli
+    motion_cli.add_parser(jobs, add_model_flags)
     p = jobs.add_parser("aging", help="aging timelapse of a face photo, as an MP4")
     add_face_flags(p)
     p.add_argument("--ages", required=True, help="e.g. 20,40,60 or 10-80/10")
@@ -294,10 +296,15 @@ def run_animate(args) -> int:
     return animate_cli.run(args, make_manager, check_writable, CliError)
 
 
+def run_text2video(args) -> int:
+    from engine.motion import cli as motion_cli
+    return motion_cli.run(args, make_manager, check_writable, CliError)
+
+
 JOBS = {"txt2img": run_image_job, "img2img": run_image_job, "inpaint": run_image_job,
         "walk": run_video_job, "dream": run_video_job, "aging": run_aging, "gender-swap": run_gender_swap,
         "xyz": run_xyz,
-        "animate": run_animate}
+        "animate": run_animate, "text2video": run_text2video}
 
 
 def quiet_libraries() -> None:

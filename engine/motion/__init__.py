@@ -1,0 +1,16 @@
+"""Motion models: AnimateDiff text to video over the loaded SD 1.5 model.
+
+- `adapter`: where the motion adapter comes from (weights/, the hub, or tiny) and loading it once per model;
+- `unet`: a motion UNet whose 2D layers are the model's own tensors and whose temporal layers are the adapter's;
+- `text2video`: the request, its checks, the time estimate, and making a clip;
+- `cli`: `python -m engine text2video`.
+"""
+from engine.motion.text2video import (  # noqa: F401
+    MAX_FRAMES,
+    MIN_FRAMES,
+    Text2VideoRequest,
+    Text2VideoResult,
+    Text2VideoUpdate,
+    check_text2video,
+    text_to_video,
+)

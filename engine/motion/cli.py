@@ -1,0 +1,59 @@
+"""`python -m engine text2video ...`: the Text to video tab from a shell."""
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+
+def add_parser(jobs, add_model_flags) -> None:
+    """The `text2video` sub-command; sizes and frames left out take the device's defaults (256 px, 8 frames on CPU)."""
+    from engine.motion.text2video import DEFAULT_SAMPLER, MAX_FRAMES, MIN_FRAMES
+
+    p = jobs.add_parser("text2video", help="a short clip from a prompt with an AnimateDiff motion adapter, as an MP4")
+    add_model_flags(p)
+    p.add_argument("--prompt", default="")
+    p.add_argument("--negative-prompt", default="")
+    p.add_argument("--frame-prompt", action="append", default=[],
+                   help="'frame: prompt', once per change (e.g. '16: a dog running'); turns FreeNoise on")
+    p.add_argument("--frames", type=int, default=None,
+                   help=f"{MIN_FRAMES} to {MAX_FRAMES} (default: 8 on CPU, 16 on GPU)")
+    p.add_argument("--fps", type=float, default=8)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--guidance", type=float, default=7.5)
+    p.add_argument("--seed", type=int, default=-1, help="-1 picks a random seed")
+    p.add_argument("--scheduler", default=DEFAULT_SAMPLER,
+                   help="an A1111 sampler name (default DDIM with AnimateDiff's recommended settings)")
+    p.add_argument("--width", type=int, default=None, help="default: 256 on CPU, 512 on GPU (128 for tiny)")
+    p.add_argument("--height", type=int, default=None, help="default: 256 on CPU, 512 on GPU (128 for tiny)")
+    p.add_argument("--free-noise", action="store_true", help="FreeNoise sliding windows: steadier past 16 frames")
+    p.add_argument("--motion-adapter", default=None,
+                   help="a folder or file under weights/ (or weights/motion/), or a hub id (default: the first "
+                        "local one, else guoyww/animatediff-motion-adapter-v1-5-2); tiny models use a tiny one")
+    p.add_argument("--gif", action="store_true", help="also write a GIF beside the MP4")
+    p.add_argument("--out", required=True, help="MP4 to write; frames go to <name>-frames/ and settings to <name>.json")
+
+
+def run(args, make_manager, check_writable, cli_error) -> int:
+    from engine.motion.text2video import defaults_for, text_to_video
+    from engine.walk import RunPaths
+
+    out = check_writable(Path(args.out))
+    if out.suffix.lower() != ".mp4":
+        raise cli_error(f"python -m engine text2video: --out must end in .mp4 (got {out.name})")
+    manager = make_manager(args)
+    start = defaults_for(manager.device, manager.defaults())
+    req = replace(start, prompt=args.prompt, negative_prompt=args.negative_prompt,
+                  frame_prompts="\n".join(args.frame_prompt), num_frames=args.frames or start.num_frames,
+                  fps=args.fps, num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
+                  width=args.width or start.width, height=args.height or start.height, sampler=args.scheduler,
+                  free_noise=args.free_noise, gif=args.gif, motion_adapter=args.motion_adapter)
+    paths = RunPaths(frames=out.with_name(f"{out.stem}-frames"), video=out)
+    result = text_to_video(manager, req, paths)
+    notes = list(result.notes)
+    if args.fast:
+        notes.insert(0, "--fast does not apply to text to video; it ran at the usual speed.")
+    for note in notes:
+        print(note, file=sys.stderr)
+    print(f"{result.video}  {len(result.frames)} frames, seed {result.seed}, settings {result.settings}")
+    return 0
