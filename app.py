@@ -17,7 +17,7 @@ import gradio as gr
 from engine.manager import PipelineManager, RuntimeOptions
 from engine.models import DEFAULT_HUB_MODEL, TINY, WEIGHTS_DIR, model_defaults
 from engine.outputs import delete_older_than, output_root
-from tabs import aging, animate, dream, gender_swap, img2img, inpaint, latent_walk, send, txt2img
+from tabs import aging, animate, dream, gender_swap, img2img, inpaint, latent_walk, send, text2video, txt2img
 from tabs.common import QUEUE_ID, user_errors
 
 TITLE = "Diffusion Studio"
@@ -61,6 +61,7 @@ def build_demo(manager: PipelineManager) -> gr.Blocks:
             dreams = dream.build(manager)
             walks = latent_walk.build(manager)
             animate.build(manager)
+            text2video.build(manager)
         send.wire(tabs, [t2i, i2i, inp], i2i, inp)
         sizes = [*t2i.sizes, *i2i.sizes, *inp.sizes, *dreams.sizes, *walks.sizes]
         model.change(select_model, inputs=model, outputs=status, api_name="select_model",

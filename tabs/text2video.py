@@ -1,0 +1,157 @@
+"""Text to video: a short clip from a prompt with an AnimateDiff motion adapter over the loaded model."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import gradio as gr
+
+from engine.generate import MAX_STEPS
+from engine.motion import adapter as motion_adapter
+from engine.motion.text2video import (
+    DEFAULT_SAMPLER,
+    MAX_FRAMES,
+    MIN_FRAMES,
+    STOP_NOTE,
+    Text2VideoRequest,
+    Text2VideoResult,
+    Text2VideoUpdate,
+    check_text2video,
+    defaults_for,
+    describe_estimate,
+    motion_samplers,
+    text_to_video,
+)
+from tabs.common import SessionControl, check_inputs_match, on_gpu, run_buttons, stream, user_errors, wire_run, wire_stop
+from tabs.walk_common import new_run_paths, video_outputs
+
+TASK = "text2video"
+EXAMPLE_PROMPT = "a red fox walking through fresh snow in a pine forest, photo"
+FRAME_PROMPTS_INFO = ("One per line as 'frame: prompt', e.g. '12: the fox runs'. The prompt above opens the clip; "
+                      "the clip moves between them (FreeNoise, turned on for you).")
+
+
+def describe(update: Text2VideoUpdate):
+    """Progress text for the whole clip: every frame is denoised together, one step at a time."""
+    return update.fraction, f"Step {update.step}/{update.steps}, all frames together", update.preview
+
+
+def outputs(result: Text2VideoResult, estimate: str):
+    """Video, frames, downloads (MP4, GIF, settings), frame 0, info, and the refreshed time estimate."""
+    files = [str(p) for p in (result.video, result.gif, result.settings) if p and p.exists()]
+    info = [*result.notes, f"Seed: {result.seed}"]
+    if result.seconds_per_step:
+        info.append(f"{result.seconds_per_step:.2f} s a step for {len(result.frames)} frames.")
+    if result.video is None:
+        info.append("No step was finished, so there is no clip.")
+    gallery = [str(p) for p in result.frames]
+    return (str(result.video) if result.video else None, gallery, files, gallery[0] if gallery else None,
+            "\n\n".join(info), estimate)
+
+
+def build(manager) -> SimpleNamespace:
+    """The tab's widgets and events; returns the size sliders."""
+    start = defaults_for(manager.device, manager.defaults())
+
+    # 1. handlers
+    def request(prompt, negative_prompt, frame_prompts, num_frames, fps, num_inference_steps, guidance_scale, seed,
+                width, height, sampler, free_noise, gif, motion_adapter_name) -> Text2VideoRequest:
+        return Text2VideoRequest(
+            prompt=prompt or "", negative_prompt=negative_prompt or "", frame_prompts=frame_prompts or "",
+            num_frames=num_frames, fps=fps, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+            seed=-1 if seed is None else int(seed), width=width, height=height, sampler=sampler,
+            free_noise=bool(free_noise), gif=bool(gif), motion_adapter=motion_adapter_name or None)
+
+    def text2video_run(prompt, negative_prompt, frame_prompts, num_frames, fps, num_inference_steps, guidance_scale,
+                       seed, width, height, sampler, free_noise, gif, motion_adapter, control, progress=gr.Progress()):
+        req = request(prompt, negative_prompt, frame_prompts, num_frames, fps, num_inference_steps, guidance_scale,
+                      seed, width, height, sampler, free_noise, gif, motion_adapter)
+        with user_errors():
+            check_text2video(req)
+            paths = new_run_paths(TASK)
+        job = lambda on_step, ctl: text_to_video(manager, req, paths, on_step, ctl)  # noqa: E731
+        for preview, result in stream(job, control, progress, manager.gate, describe=describe):
+            if result is None:
+                yield gr.skip(), gr.skip(), gr.skip(), preview, gr.skip(), gr.skip()
+            else:
+                yield outputs(result, describe_estimate(manager, req))
+
+    def estimate(prompt, num_frames, fps, num_inference_steps, guidance_scale, width, height):
+        req = Text2VideoRequest(prompt=prompt or "x", num_frames=num_frames, fps=fps,
+                                num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
+                                width=width, height=height)
+        return describe_estimate(manager, req)
+
+    def adapter_note(choice):
+        """Why text to video can't run now and how to fix it, or which adapter it uses."""
+        try:
+            source = motion_adapter.resolve_adapter(choice, manager.model_name, manager.weights_dir)
+        except ValueError as exc:
+            return f"⚠️ {exc}"
+        problem = motion_adapter.availability(source)
+        if problem:
+            return f"⚠️ {problem}"
+        if source.kind == "tiny":
+            return "Motion adapter: tiny (random, for the tiny model: it makes moving noise)."
+        return f"Motion adapter: {source.name}" + (" (downloads 1.8 GB on first use)." if source.kind == "hub" and
+                                                     not motion_adapter.hub_cached(source.location) else ".")
+
+    def opened(choice):
+        return adapter_note(choice), gr.Dropdown(choices=motion_adapter.adapter_choices(manager.weights_dir))
+
+    # 2. layout
+    with gr.Tab("Text to video", id=TASK) as tab:
+        with gr.Row(equal_height=True):
+            with gr.Column(scale=4):
+                prompt = gr.Textbox(label="Prompt", lines=2, value=EXAMPLE_PROMPT, elem_id="text2video-prompt")
+                negative = gr.Textbox(label="Negative prompt", lines=1, value="blurry, low quality")
+            with gr.Column(scale=1, min_width=160):
+                go, stop = run_buttons(TASK, "Make video")
+                gr.Markdown(STOP_NOTE, elem_classes=["ds-status"], elem_id="text2video-stop-note")
+        with gr.Row():
+            with gr.Column():
+                note = gr.Markdown(elem_id="text2video-adapter-note")
+                with gr.Row():
+                    frames = gr.Slider(MIN_FRAMES, MAX_FRAMES, value=start.num_frames, step=1, label="Frames")
+                    fps = gr.Slider(1, 30, value=start.fps, step=1, label="Frames per second")
+                with gr.Row():
+                    width = gr.Slider(64, 1024, value=start.width, step=8, label="Width")
+                    height = gr.Slider(64, 1024, value=start.height, step=8, label="Height")
+                with gr.Row():
+                    steps = gr.Slider(1, MAX_STEPS, value=start.num_inference_steps, step=1, label="Steps")
+                    guidance = gr.Slider(1, 30, value=start.guidance_scale, step=0.5, label="Guidance scale (CFG)")
+                length = gr.Markdown(describe_estimate(manager, start), elem_id="text2video-estimate")
+                with gr.Accordion("Frame prompts (longer clips that change over time)", open=False):
+                    frame_prompts = gr.Textbox(label="Frame prompts", lines=3, info=FRAME_PROMPTS_INFO,
+                                               placeholder="8: the fox stops and looks up", elem_id="text2video-frames")
+                with gr.Accordion("More settings", open=False):
+                    with gr.Row():
+                        seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
+                        sampler = gr.Dropdown(motion_samplers(), value=DEFAULT_SAMPLER, label="Sampler",
+                                              info="DDIM with AnimateDiff's settings is diffusers' recommendation")
+                    with gr.Row():
+                        free_noise = gr.Checkbox(label="FreeNoise: sliding 16-frame windows (steadier past 16 frames)")
+                        gif = gr.Checkbox(label="Also make a GIF")
+                    adapter = gr.Dropdown(motion_adapter.adapter_choices(manager.weights_dir), value=None,
+                                          label="Motion adapter (empty: the first in weights/, else the hub's v1-5-2)",
+                                          allow_custom_value=True, elem_id="text2video-adapter")
+            with gr.Column():
+                bar, player, gallery, files, latest, info = video_outputs(TASK)
+        control = gr.State(SessionControl())
+
+    # 3. wiring
+    inputs = {"prompt": prompt, "negative_prompt": negative, "frame_prompts": frame_prompts, "num_frames": frames,
+              "fps": fps, "num_inference_steps": steps, "guidance_scale": guidance, "seed": seed, "width": width,
+              "height": height, "sampler": sampler, "free_noise": free_noise, "gif": gif, "motion_adapter": adapter,
+              "control": control}
+    check_inputs_match(text2video_run, list(inputs))
+    outs = [player, gallery, files, latest, info, length]
+    wire_run(go.click, on_gpu(text2video_run), inputs=list(inputs.values()), api_name=TASK, outputs=outs,
+             control=control, stop=stop, bar=bar)
+    wire_stop(stop, control, "stop_text2video")
+    sizes = [frames, fps, steps, guidance, width, height]
+    for widget in sizes:
+        widget.change(estimate, inputs=[prompt, *sizes], outputs=length, api_name=False, queue=False,
+                      show_progress="hidden")
+    tab.select(opened, inputs=adapter, outputs=[note, adapter], api_name=False, queue=False, show_progress="hidden")
+    adapter.change(adapter_note, inputs=adapter, outputs=note, api_name=False, queue=False, show_progress="hidden")
+    return SimpleNamespace(sizes=[width, height])
