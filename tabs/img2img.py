@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from engine.generate import ImageRequest, image_to_image
+from engine.xyz import run_plot
 from tabs.common import (
     SessionControl,
     check_inputs_match,
@@ -21,6 +22,7 @@ from tabs.common import (
     wire_run,
     wire_stop,
 )
+from tabs.xyz_common import AXIS_INPUTS, plan_line, plot_outputs, plot_panel, plot_request, wire_plan
 
 TASK = "img2img"
 
@@ -29,15 +31,38 @@ def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the widgets other tabs send to."""
     # 1. handlers
     def img2img(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed,
-                batch_count, sampler, fast, control, progress=gr.Progress()):
+                batch_count, sampler, denoise_video, fast, control, progress=gr.Progress()):
         if not image:
             raise user_error("Upload an image to start from.")
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler,
-                           fast=bool(fast))
+                           denoise_video=bool(denoise_video), fast=bool(fast))
         job = lambda on_step, ctl: image_to_image(manager, req, image, on_step, ctl)  # noqa: E731
-        yield from image_outputs(job, control, progress, manager.gate, TASK)
+        yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
+
+    def plot_base(prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler, fast):
+        return ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength,
+                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=size,
+                            height=size, seed=seed, sampler=sampler, fast=bool(fast))
+
+    def xyz_plot(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
+                 fast, x_type, x_values, y_type, y_values, z_type, z_values, video_axis, control, pace,
+                 progress=gr.Progress()):
+        if not image:
+            raise user_error("Upload an image to start from.")
+        base = plot_base(prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
+                         fast)
+        req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
+        job = lambda on_step, ctl: run_plot(manager, req, image, on_step, ctl, task=TASK)  # noqa: E731
+        yield from plot_outputs(manager, job, req, TASK, control, progress, pace)
+
+    def xyz_plan(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
+                 fast, x_type, x_values, y_type, y_values, z_type, z_values, video_axis, pace):
+        base = plot_base(prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
+                         fast)
+        req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
+        return plan_line(manager, req, TASK, pace)
 
     # 2. layout
     with gr.Tab("Image to image", id=TASK):
@@ -51,8 +76,13 @@ def build(manager) -> SimpleNamespace:
                 size = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Longer side (aspect ratio is kept)")
                 seed, batch = seed_widgets()
                 fast = fast_toggle()
+                denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)",
+                                      elem_id="img2img-denoise-video")
+                plot = plot_panel(TASK, defaults=("Denoising", "0.3, 0.5, 0.7"))
             with gr.Column():
                 bar, gallery, preview, info, params = output_widgets("Images", TASK)
+                steps_video = gr.Video(label="Denoising video", visible=False, height=360, interactive=False,
+                                       elem_id="img2img-steps-video")
                 with gr.Row():
                     to_img2img = gr.Button("Send to image to image", size="sm")
                     to_inpaint = gr.Button("Send to inpaint", size="sm")
@@ -61,11 +91,24 @@ def build(manager) -> SimpleNamespace:
     # 3. wiring
     inputs = {"image": image, "prompt": prompt, "negative_prompt": negative, "strength": strength,
               "num_inference_steps": steps, "guidance_scale": guidance, "size": size, "seed": seed,
-              "batch_count": batch, "sampler": sampler, "fast": fast, "control": control}
+              "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast, "control": control}
     check_inputs_match(img2img, list(inputs))
-    wire_run(run.click, on_gpu(img2img), inputs=list(inputs.values()), outputs=[gallery, preview, info, params],
-             api_name="img2img", control=control, stop=stop, bar=bar)
+    wire_run(run.click, on_gpu(img2img), inputs=list(inputs.values()),
+             outputs=[gallery, preview, info, params, steps_video], api_name="img2img", control=control, stop=stop,
+             bar=bar)
     wire_stop(stop, control, "stop_img2img")
+    # the Denoising video box shows only when there is a video in it
+    steps_video.change(lambda v: gr.Video(visible=bool(v)), inputs=steps_video, outputs=steps_video, api_name=False,
+                       queue=False, show_progress="hidden")
+    plot_inputs = {"image": image, "prompt": prompt, "negative_prompt": negative, "strength": strength,
+                   "num_inference_steps": steps, "guidance_scale": guidance, "size": size, "seed": seed,
+                   "sampler": sampler, "fast": fast, **{name: plot.widgets[name] for name in AXIS_INPUTS}}
+    check_inputs_match(xyz_plot, [*plot_inputs, "control", "pace"])
+    check_inputs_match(xyz_plan, [*plot_inputs, "pace"])
+    wire_run(plot.run.click, on_gpu(xyz_plot), inputs=[*plot_inputs.values(), control, plot.pace],
+             outputs=[gallery, preview, info, params, plot.video, plot.plan, plot.pace], api_name="xyz_plot_img2img",
+             control=control, stop=stop, bar=bar)
+    wire_plan(plot, xyz_plan, [*plot_inputs.values(), plot.pace], api_name="xyz_plan_img2img")
     check_uploads(image)
     return SimpleNamespace(image=image, prompt=prompt, negative=negative, gallery=gallery,
                            to_img2img=to_img2img, to_inpaint=to_inpaint, sizes=[size])

@@ -50,16 +50,16 @@ def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the widgets other tabs send to."""
     # 1. handlers
     def inpaint_run(editor, prompt, negative_prompt, strength, mask_blur, inpaint_area, padding,
-                    num_inference_steps, guidance_scale, size, seed, batch_count, sampler, fast, control,
-                    progress=gr.Progress()):
+                    num_inference_steps, guidance_scale, size, seed, batch_count, sampler, denoise_video, fast,
+                    control, progress=gr.Progress()):
         image, mask = editor_image_and_mask(editor)
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength, mask_blur=mask_blur,
                            only_masked=inpaint_area == AREAS[1], only_masked_padding=padding,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler,
-                           fast=bool(fast))
+                           denoise_video=bool(denoise_video), fast=bool(fast))
         job = lambda on_step, ctl: inpaint(manager, req, image, mask, on_step, ctl)  # noqa: E731
-        yield from image_outputs(job, control, progress, manager.gate, TASK)
+        yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
     def upload_photo(file):
         """The Upload button: the engine reads the file first, so a non-image gets one sentence, not a blank."""
@@ -103,10 +103,14 @@ def build(manager) -> SimpleNamespace:
                 size = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Work size (longer side)")
                 seed, batch = seed_widgets()
                 fast = fast_toggle()
+                denoise = gr.Checkbox(label="Also make a denoising video (the whole photo, the predicted area "
+                                            "pasted back at every step)", elem_id="inpaint-denoise-video")
             with gr.Column():
                 preview_mask = gr.Image(label="Mask preview", interactive=False, height=240,
                                         elem_id="inpaint-mask-preview")
                 bar, gallery, preview, info, params = output_widgets("Images", TASK)
+                steps_video = gr.Video(label="Denoising video", visible=False, height=360, interactive=False,
+                                       elem_id="inpaint-steps-video")
                 with gr.Row():
                     to_img2img = gr.Button("Send to image to image", size="sm")
                     to_inpaint = gr.Button("Send to inpaint", size="sm")
@@ -116,11 +120,15 @@ def build(manager) -> SimpleNamespace:
     inputs = {"editor": editor, "prompt": prompt, "negative_prompt": negative, "strength": strength,
               "mask_blur": mask_blur, "inpaint_area": area, "padding": padding, "num_inference_steps": steps,
               "guidance_scale": guidance, "size": size, "seed": seed, "batch_count": batch, "sampler": sampler,
-              "fast": fast, "control": control}
+              "denoise_video": denoise, "fast": fast, "control": control}
     check_inputs_match(inpaint_run, list(inputs))
-    wire_run(run.click, on_gpu(inpaint_run), inputs=list(inputs.values()), outputs=[gallery, preview, info, params],
-             api_name="inpaint", control=control, stop=stop, bar=bar)
+    wire_run(run.click, on_gpu(inpaint_run), inputs=list(inputs.values()),
+             outputs=[gallery, preview, info, params, steps_video], api_name="inpaint", control=control, stop=stop,
+             bar=bar)
     wire_stop(stop, control, "stop_inpaint")
+    # the Denoising video box shows only when there is a video in it
+    steps_video.change(lambda v: gr.Video(visible=bool(v)), inputs=steps_video, outputs=steps_video, api_name=False,
+                       queue=False, show_progress="hidden")
     upload.upload(upload_photo, inputs=upload, outputs=editor, api_name=False, show_progress="hidden")
     preview_inputs = [editor, mask_blur, area, padding, size]
     for trigger in (editor.change, mask_blur.release, area.change, padding.release):

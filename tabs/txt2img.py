@@ -7,6 +7,7 @@ import gradio as gr
 
 from engine import pnginfo
 from engine.generate import ImageRequest, request_from_parameters, text_to_image
+from engine.xyz import run_plot
 from tabs.common import (
     SessionControl,
     check_inputs_match,
@@ -25,6 +26,7 @@ from tabs.common import (
     wire_run,
     wire_stop,
 )
+from tabs.xyz_common import AXIS_INPUTS, plan_line, plot_outputs, plot_panel, plot_request, wire_plan
 
 TASK = "txt2img"
 
@@ -40,6 +42,27 @@ def build(manager) -> SimpleNamespace:
                            denoise_video=bool(denoise_video), fast=bool(fast))
         job = lambda on_step, ctl: text_to_image(manager, req, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
+
+    def plot_base(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler, fast):
+        return ImageRequest(prompt=prompt, negative_prompt=negative_prompt, num_inference_steps=num_inference_steps,
+                            guidance_scale=guidance_scale, width=width, height=height, seed=seed, sampler=sampler,
+                            fast=bool(fast))
+
+    def xyz_plot(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler, fast,
+                 x_type, x_values, y_type, y_values, z_type, z_values, video_axis, control, pace,
+                 progress=gr.Progress()):
+        base = plot_base(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler,
+                         fast)
+        req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
+        job = lambda on_step, ctl: run_plot(manager, req, None, on_step, ctl, task=TASK)  # noqa: E731
+        yield from plot_outputs(manager, job, req, TASK, control, progress, pace)
+
+    def xyz_plan(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler, fast,
+                 x_type, x_values, y_type, y_values, z_type, z_values, video_axis, pace):
+        base = plot_base(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler,
+                         fast)
+        req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
+        return plan_line(manager, req, TASK, pace)
 
     def png_info(png):  # the raw upload (preprocess=False): the engine reads it, so a non-image gets a sentence
         path, problem = readable(*upload_path(png))
@@ -68,6 +91,7 @@ def build(manager) -> SimpleNamespace:
                 seed, batch = seed_widgets()
                 fast = fast_toggle()
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)")
+                plot = plot_panel(TASK)
                 with gr.Accordion("PNG info: load parameters from an image", open=False):
                     png = gr.Image(type="filepath", label="Drop a PNG", height=200, image_mode=None,
                                    elem_id="txt2img-png-info")
@@ -93,6 +117,15 @@ def build(manager) -> SimpleNamespace:
     wire_run(run.click, on_gpu(txt2img), api_name="txt2img", **event)
     wire_run(prompt.submit, on_gpu(txt2img), api_name=False, **event)
     wire_stop(stop, control, "stop_txt2img")
+    plot_inputs = {"prompt": prompt, "negative_prompt": negative, "num_inference_steps": steps,
+                   "guidance_scale": guidance, "width": width, "height": height, "seed": seed, "sampler": sampler,
+                   "fast": fast, **{name: plot.widgets[name] for name in AXIS_INPUTS}}
+    check_inputs_match(xyz_plot, [*plot_inputs, "control", "pace"])
+    check_inputs_match(xyz_plan, [*plot_inputs, "pace"])
+    wire_run(plot.run.click, on_gpu(xyz_plot), inputs=[*plot_inputs.values(), control, plot.pace],
+             outputs=[gallery, preview, info, params, plot.video, plot.plan, plot.pace], api_name="xyz_plot",
+             control=control, stop=stop, bar=bar)
+    wire_plan(plot, xyz_plan, [*plot_inputs.values(), plot.pace], api_name="xyz_plan")
     # the Denoising video box shows only when there is a video in it
     steps_video.change(lambda v: gr.Video(visible=bool(v)), inputs=steps_video, outputs=steps_video, api_name=False,
                        queue=False, show_progress="hidden")

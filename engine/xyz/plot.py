@@ -25,8 +25,8 @@ from engine.generate import (
     pick_seed,
     text_to_image,
 )
-from engine.xyz.axes import MAX_CELLS, PLOT_GUIDANCE, Axis, format_value, parse_axis_spec
 from engine.video import MAX_FPS
+from engine.xyz.axes import MAX_CELLS, PLOT_GUIDANCE, Axis, parse_axis_spec
 from engine.xyz.grid import draw_grid
 
 SLOTS = ("X", "Y", "Z")
