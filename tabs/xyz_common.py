@@ -59,7 +59,7 @@ def plot_panel(task: str, defaults: tuple[str, str] = ("CFG Scale", "3, 7, 11"))
                                                        elem_id=f"{task}-xyz-{slot}-values")
         widgets["video_axis"] = gr.Radio([NO_VIDEO, "X", "Y", "Z"], value=NO_VIDEO,
                                          label="Also render one axis as a video (one captioned frame per value)")
-        plan = gr.Markdown(elem_id=f"{task}-xyz-plan", elem_classes=["ds-info"])
+        plan = gr.Markdown(elem_id=f"{task}-xyz-plan", elem_classes=["ds-xyz-plan"])
         run = gr.Button("Run X/Y/Z plot", variant="primary", elem_id=f"{task}-xyz-run")
         video = gr.Video(label="Sweep video", visible=False, height=320, interactive=False,
                          elem_id=f"{task}-xyz-video")
