@@ -50,7 +50,9 @@ def plot_panel(task: str, defaults: tuple[str, str] = ("CFG Scale", "3, 7, 11"))
     names = [NOTHING, *axis_names(task)]
     widgets: dict = {}
     with gr.Accordion("X/Y/Z plot", open=False, elem_id=f"{task}-xyz") as accordion:
-        gr.Markdown(HELP, elem_classes=["ds-xyz-help"])
+        note = "" if task == "txt2img" else (" Here Width and Height both set the longer side (the aspect ratio is "
+                                              "kept), and Denoising is the denoising strength.")
+        gr.Markdown(HELP + note, elem_classes=["ds-xyz-help"])
         for slot, (kind, values) in zip("xyz", (defaults, (NOTHING, ""), (NOTHING, ""))):
             with gr.Row(equal_height=True):
                 widgets[f"{slot}_type"] = gr.Dropdown(names, value=kind, label=f"{slot.upper()} type", scale=1,
