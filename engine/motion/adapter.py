@@ -187,6 +187,13 @@ _loaded: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[AdapterSource, torch.
 _lock = threading.Lock()
 
 
+def hold_adapter(unet, source: AdapterSource, adapter) -> None:
+    """Use an adapter built elsewhere (e.g. random weights in a benchmark) as `source` for the model of `unet`."""
+    check_fits(adapter, unet)
+    with _lock:
+        _loaded[unet] = (source, adapter)
+
+
 def shared_adapter(unet, source: AdapterSource, dtype: torch.dtype):
     """The adapter for the model whose UNet is `unet`, loaded once; another source replaces it (one adapter held)."""
     with _lock:

@@ -150,8 +150,9 @@ def _explicit_keys(text: str) -> set[int]:
 
 # 2. timing: the estimate shown before a run
 _step_costs: dict[str, float] = {}  # seconds a step per frame-pixel-pass, measured, by model/device/dtype
-# From bench/text2video.py: full-size SD 1.5 with v1-5-2's architecture, fp32, 2 CPU cores (BENCHMARKS.md).
-BENCH_CPU_COST = 2.0e-6
+# From bench/text2video.py: full-size SD 1.5 with v1-5-2's architecture, bf16, 2 busy CPU cores: 55 s a step for
+# 8 frames at 256 px with CFG. Used until this machine has measured its own.
+BENCH_CPU_COST = 5.2e-5
 
 
 def _timing_key(manager) -> str:
@@ -192,7 +193,7 @@ def estimate_seconds(manager, req: Text2VideoRequest) -> tuple[float, str] | Non
             pass
     if key in _step_costs:
         cost, source = _step_costs[key], "this machine's last run"
-    elif manager.device == "cpu" and manager.model_name != "tiny" and manager.dtype == torch.float32:
+    elif manager.device == "cpu" and manager.model_name != "tiny":
         cost, source = BENCH_CPU_COST, "the benchmark on 2 CPU cores"
     else:
         return None
