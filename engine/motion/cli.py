@@ -19,7 +19,7 @@ def add_parser(jobs, add_model_flags) -> None:
     p.add_argument("--frames", type=int, default=None,
                    help=f"{MIN_FRAMES} to {MAX_FRAMES} (default: 8 on CPU, 16 on GPU)")
     p.add_argument("--fps", type=float, default=8)
-    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--steps", type=int, default=None, help="default: 10 on a CPU, 20 on a GPU")
     p.add_argument("--guidance", type=float, default=7.5)
     p.add_argument("--seed", type=int, default=-1, help="-1 picks a random seed")
     p.add_argument("--scheduler", default=DEFAULT_SAMPLER,
@@ -45,7 +45,7 @@ def run(args, make_manager, check_writable, cli_error) -> int:
     start = defaults_for(manager.device, manager.defaults())
     req = replace(start, prompt=args.prompt, negative_prompt=args.negative_prompt,
                   frame_prompts="\n".join(args.frame_prompt), num_frames=args.frames or start.num_frames,
-                  fps=args.fps, num_inference_steps=args.steps, guidance_scale=args.guidance, seed=args.seed,
+                  fps=args.fps, num_inference_steps=args.steps or start.num_inference_steps, guidance_scale=args.guidance, seed=args.seed,
                   width=args.width or start.width, height=args.height or start.height, sampler=args.scheduler,
                   free_noise=args.free_noise, gif=args.gif, motion_adapter=args.motion_adapter)
     paths = RunPaths(frames=out.with_name(f"{out.stem}-frames"), video=out)
