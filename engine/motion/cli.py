@@ -45,7 +45,8 @@ def run(args, make_manager, check_writable, cli_error) -> int:
     start = defaults_for(manager.device, manager.defaults())
     req = replace(start, prompt=args.prompt, negative_prompt=args.negative_prompt,
                   frame_prompts="\n".join(args.frame_prompt), num_frames=args.frames or start.num_frames,
-                  fps=args.fps, num_inference_steps=args.steps or start.num_inference_steps, guidance_scale=args.guidance, seed=args.seed,
+                  fps=args.fps, num_inference_steps=args.steps or start.num_inference_steps,
+                  guidance_scale=args.guidance, seed=args.seed,
                   width=args.width or start.width, height=args.height or start.height, sampler=args.scheduler,
                   free_noise=args.free_noise, gif=args.gif, motion_adapter=args.motion_adapter)
     paths = RunPaths(frames=out.with_name(f"{out.stem}-frames"), video=out)
