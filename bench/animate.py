@@ -46,10 +46,10 @@ def main(argv=None) -> int:
     p.add_argument("--strength", type=float, default=0.65, help="Deforum strength: share of the frame kept")
     args = p.parse_args(argv)
 
-    from engine.animate import AnimateRequest, animate
     from engine.devices import dtype_name
     from engine.generate import ImageRequest, text_to_image
-    from engine.walk import RunPaths
+    from engine.video.animate import AnimateRequest, animate
+    from engine.video.walk import RunPaths
 
     manager = full_size_manager()
     manager.base()

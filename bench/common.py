@@ -111,7 +111,7 @@ def reset_peak() -> bool:
 
 
 def settle() -> None:
-    from engine import fastpath
+    from engine.backends import fastpath
 
     gc.collect()
     fastpath.trim_memory()
@@ -182,7 +182,7 @@ def bench_manager():
     Bench-only: it builds from presets/sd15 instead of loading a checkpoint, records each run's final latent,
     and can turn the fast toggle on for requests that do not carry it yet.
     """
-    from engine import fastpath
+    from engine.backends import fastpath
     from engine.components import SD15_CONFIG_DIR, build_from_configs
     from engine.manager import PipelineManager, RuntimeOptions
 

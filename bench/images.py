@@ -56,7 +56,7 @@ def child_plain_fp32(args) -> dict:
 
 def child_allocator(args) -> dict:
     """Time UNet steps and a short pipeline under whichever allocator this process was started with."""
-    from engine import fastpath
+    from engine.backends import fastpath
     from engine.components import SD15_CONFIG_DIR, build_from_configs
     from engine.devices import pick_dtype
     from engine.schedulers import make_scheduler
@@ -80,7 +80,7 @@ def child_allocator(args) -> dict:
 
 def child_compile(args) -> dict:
     """torch.compile of the UNet: warm-up time, step time against eager, and the memory it holds."""
-    from engine import fastpath
+    from engine.backends import fastpath
     from engine.components import SD15_CONFIG_DIR, build_from_configs
     from engine.devices import pick_dtype
 

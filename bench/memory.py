@@ -49,7 +49,7 @@ def run_all_tabs(manager, size: int, steps: int, folder: Path) -> dict:
     from PIL import Image, ImageDraw
 
     from engine.generate import image_to_image, inpaint, text_to_image
-    from engine.walk import RunPaths, dream_request, latent_walk
+    from engine.video.walk import RunPaths, dream_request, latent_walk
 
     notes = {}
     photo = Image.open(EXAMPLE_PHOTO).convert("RGB")
@@ -63,23 +63,24 @@ def run_all_tabs(manager, size: int, steps: int, folder: Path) -> dict:
                                        height=size, sampler=SAMPLER, fps=8),
                 RunPaths.in_folder(folder / "dream", "dream"))
     try:
-        from engine.aging import AgingRequest, aging_timelapse
+        from engine.faces.aging import AgingRequest, aging_timelapse
 
         aging_timelapse(manager, AgingRequest(ages=[20, 70], num_inference_steps=steps, transition_frames=0,
                                               seed=SEED, size=size), photo, folder / "aging")
-        notes["aging"] = "engine.aging.aging_timelapse, 2 ages"
+        notes["aging"] = "engine.faces.aging.aging_timelapse, 2 ages"
     except Exception as exc:  # the module is new or its face detector is missing: same work, by hand
         face_inpaint(manager, photo, size, steps, "portrait photo of a 70 year old person", 2)
-        notes["aging"] = f"engine.aging failed ({type(exc).__name__}: {exc}); ran 2 inpaint calls on the face instead"
+        notes["aging"] = f"engine.faces.aging failed ({type(exc).__name__}: {exc}); ran 2 inpaint calls on the face instead"
     try:
-        from engine.gender import GenderRequest, gender_swap
+        from engine.faces.gender import GenderRequest, gender_swap
 
         gender_swap(manager, GenderRequest(direction="woman", num_inference_steps=steps, seed=SEED, variants=1,
                                            size=size), photo)
-        notes["gender_swap"] = "engine.gender.gender_swap, 1 variant"
+        notes["gender_swap"] = "engine.faces.gender.gender_swap, 1 variant"
     except Exception as exc:
         face_inpaint(manager, photo, size, steps, "portrait photo of a woman", 1)
-        notes["gender_swap"] = f"engine.gender failed ({type(exc).__name__}: {exc}); ran 1 inpaint call on the face instead"
+        notes["gender_swap"] = (f"engine.faces.gender failed ({type(exc).__name__}: {exc}); "
+                                "ran 1 inpaint call on the face instead")
     return notes
 
 

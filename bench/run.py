@@ -61,7 +61,7 @@ CHILDREN = {"plain": child_plain_fp32, "naive": child_naive, "allocator": child_
 
 # 5. the run
 def main_run(settings: Settings, progress) -> dict:
-    from engine import fastpath
+    from engine.backends import fastpath
 
     size, steps = settings.size, settings.steps
     out: dict = {"settings": asdict(settings), "machine": machine(), "cpu_pressure_start": cpu_pressure()}

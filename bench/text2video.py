@@ -44,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from engine.cli import quiet_libraries
     from engine.generate import ImageRequest, text_to_image
-    from engine.motion import adapter as motion_adapter
-    from engine.motion.text2video import Text2VideoRequest, text_to_video
-    from engine.walk import RunPaths
+    from engine.video.motion import adapter as motion_adapter
+    from engine.video.motion.text2video import Text2VideoRequest, text_to_video
+    from engine.video.walk import RunPaths
 
     quiet_libraries()
     out = {"size": args.size, "steps": args.steps, "frames": args.frames, "threads": torch.get_num_threads()}

@@ -79,9 +79,9 @@ def build_parser() -> Parser:
         p.add_argument("--gif", action="store_true", help="also write a GIF beside the MP4")
         p.add_argument("--resume", metavar="PLAN", help="continue a stopped run from its .json plan")
         p.add_argument("--out", help="MP4 to write; frames go to <name>-frames/ and the plan to <name>.json")
-    from engine.animate import cli as animate_cli
+    from engine.video.animate import cli as animate_cli
     animate_cli.add_parser(jobs, add_model_flags)
-    from engine.motion import cli as motion_cli
+    from engine.video.motion import cli as motion_cli
     motion_cli.add_parser(jobs, add_model_flags)
     p = jobs.add_parser("aging", help="aging timelapse of a face photo, as an MP4")
     add_face_flags(p)
@@ -151,7 +151,7 @@ def with_preset_defaults(args, defaults: dict) -> argparse.Namespace:
 def run_aging(args) -> int:
     import shutil
 
-    from engine.aging import AgingRequest, aging_timelapse, parse_ages
+    from engine.faces.aging import AgingRequest, aging_timelapse, parse_ages
     from engine.presets import aging_preset
 
     out = check_writable(Path(args.out))
@@ -172,7 +172,7 @@ def run_aging(args) -> int:
 
 def run_gender_swap(args) -> int:
     from engine import pnginfo
-    from engine.gender import GenderRequest, gender_swap
+    from engine.faces.gender import GenderRequest, gender_swap
     from engine.presets import gender_preset
 
     out = check_writable(Path(args.out))
@@ -253,7 +253,7 @@ def walk_seeds(seeds: list[int] | None, count: int) -> list[int | None]:
 
 
 def run_video_job(args) -> int:
-    from engine import walk
+    from engine.video import walk
 
     if args.resume:
         _, plan = walk.read_plan(Path(args.resume))
@@ -292,12 +292,12 @@ def run_xyz(args) -> int:
 
 
 def run_animate(args) -> int:
-    from engine.animate import cli as animate_cli
+    from engine.video.animate import cli as animate_cli
     return animate_cli.run(args, make_manager, check_writable, CliError)
 
 
 def run_text2video(args) -> int:
-    from engine.motion import cli as motion_cli
+    from engine.video.motion import cli as motion_cli
     return motion_cli.run(args, make_manager, check_writable, CliError)
 
 

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from engine import images, masks, pnginfo, provenance
-from engine.denoise_video import decode_frames, record_predictions
 from engine.preview import latents_to_preview
 from engine.schedulers import DEFAULT_SAMPLER, a1111_fields, check_sampler
+from engine.video.denoise import decode_frames, record_predictions
 
 MAX_STEPS = 150
 MIN_GUIDANCE, MAX_GUIDANCE = 1.0, 30.0
@@ -43,7 +43,7 @@ class ImageRequest:
     only_masked: bool = False  # inpaint: work on the masked area at full resolution, then paste back
     only_masked_padding: int = 32  # inpaint: context around the mask in "only masked" mode
     denoise_video: bool = False  # also keep the predicted image at every step, for a video (inpaint: pasted back)
-    fast: bool = False  # reuse deep UNet features between steps (engine.fastpath): ~2x faster, slightly different
+    fast: bool = False  # reuse deep UNet features between steps (engine.backends.fastpath): ~2x faster, slightly different
 
 
 @dataclass

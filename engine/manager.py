@@ -10,9 +10,11 @@ from pathlib import Path
 
 import torch
 
-from engine import backends, fastpath, identity
+from engine import backends
+from engine.backends import fastpath
 from engine.backends import openvino as ov_backend
 from engine.devices import dtype_name, pick_device, pick_dtype
+from engine.faces import identity
 from engine.gate import Gate
 from engine.models import (
     DEFAULT_HUB_MODEL,
@@ -84,7 +86,7 @@ class PipelineManager:
         self.backend_choice: backends.Choice | None = None  # made when the weights load
         self._embeds: OrderedDict = OrderedDict()
         self._lock = threading.RLock()
-        self.threads = fastpath.DEFAULT_THREADS  # fitted to the model's size when it loads (engine.fastpath)
+        self.threads = fastpath.DEFAULT_THREADS  # fitted to the model's size when it loads (engine.backends.fastpath)
         self.gate = Gate(self.options.concurrency, self.options.queue_size)
 
     # 1. choosing and loading
@@ -188,7 +190,7 @@ class PipelineManager:
     def pipeline(self, task: str, sampler: str, fast: bool = False, identity: bool = False):
         """A task pipeline over the shared weights with its own fresh scheduler, for one request.
 
-        `fast` gives it its own UNet wrapper that reuses deep features between steps (engine.fastpath).
+        `fast` gives it its own UNet wrapper that reuses deep features between steps (engine.backends.fastpath).
         `identity` runs it on the identity adapter's UNet (same weights) with its image encoder.
         """
         base = self.base()

@@ -12,9 +12,9 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
 from engine import pnginfo
-from engine.aging import AgingRequest, aging_timelapse, parse_ages
+from engine.faces.aging import AgingRequest, aging_timelapse, parse_ages
+from engine.faces.gender import GenderRequest, gender_swap
 from engine.gate import BUSY, Busy
-from engine.gender import GenderRequest, gender_swap
 from engine.generate import ImageRequest, text_to_image
 from engine.outputs import next_path, output_root, task_dir
 from engine.presets import aging_preset, gender_preset

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine.aging import AgingRequest, AgingUpdate, aging_timelapse, parse_ages
+from engine.faces.aging import AgingRequest, AgingUpdate, aging_timelapse, parse_ages
+from engine.faces.portrait import FaceStep
 from engine.outputs import next_path, task_dir
-from engine.portrait import FaceStep
 from engine.presets import aging_preset
 from engine.schedulers import sampler_names
 from tabs.common import (

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine.animate import MAX_FRAMES, AnimateRequest, depth
-from engine.animate import deforum_settings as deforum
-from engine.animate.request import MAX_CADENCE
-from engine.animate.run import AnimateResult, AnimateUpdate, animate, resume
-from engine.animate.schedules import format_prompts, parse_prompts
 from engine.generate import MAX_STEPS
 from engine.schedulers import DEFAULT_SAMPLER, sampler_names
+from engine.video.animate import MAX_FRAMES, AnimateRequest, depth
+from engine.video.animate import deforum_settings as deforum
+from engine.video.animate.request import MAX_CADENCE
+from engine.video.animate.run import AnimateResult, AnimateUpdate, animate, resume
+from engine.video.animate.schedules import format_prompts, parse_prompts
 from tabs.common import (
     SessionControl,
     check_inputs_match,

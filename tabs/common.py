@@ -14,11 +14,11 @@ from typing import Callable, Iterator
 import gradio as gr
 
 from engine import images, pnginfo
-from engine.denoise_video import write_denoise_video
 from engine.gate import BUSY, Busy, Gate
 from engine.generate import MAX_BATCH, MAX_STEPS, RunControl, RunResult, StepUpdate
 from engine.outputs import next_path, task_dir
 from engine.schedulers import DEFAULT_SAMPLER, sampler_names
+from engine.video.denoise import write_denoise_video
 
 QUEUE_ID = "generate"  # every generating listener shares this queue
 log = logging.getLogger("diffusion_studio")

@@ -5,9 +5,9 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from engine import walk
 from engine.schedulers import is_stochastic
-from engine.walk import dream_request
+from engine.video import walk
+from engine.video.walk import dream_request
 from tabs.common import (
     SessionControl,
     check_inputs_match,

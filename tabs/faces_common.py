@@ -5,7 +5,8 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine import faces, identity, images
+from engine import faces, images
+from engine.faces import identity
 from tabs.common import readable, upload_path
 
 EXAMPLE_PHOTO = str(Path(__file__).resolve().parent.parent / "presets" / "examples" / "astronaut.jpg")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from engine.gender import GenderRequest, gender_swap
-from engine.portrait import FaceStep
+from engine.faces.gender import GenderRequest, gender_swap
+from engine.faces.portrait import FaceStep
 from engine.presets import gender_preset
 from engine.schedulers import sampler_names
 from tabs.common import (

@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from engine import walk
-from engine.walk import WalkRequest, parse_prompts, parse_seeds
+from engine.video import walk
+from engine.video.walk import WalkRequest, parse_prompts, parse_seeds
 from tabs.common import (
     SessionControl,
     check_inputs_match,

@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import gradio as gr
 
 from engine.generate import MAX_STEPS
-from engine.motion import adapter as motion_adapter
-from engine.motion.text2video import (
+from engine.video.motion import adapter as motion_adapter
+from engine.video.motion.text2video import (
     DEFAULT_SAMPLER,
     MAX_FRAMES,
     MIN_FRAMES,

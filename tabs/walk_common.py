@@ -6,8 +6,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine import video, walk
+from engine import video
 from engine.outputs import output_root, task_dir
+from engine.video import walk
 from tabs.common import progress_bar, result_gallery, stream, user_error, user_errors
 
 

@@ -182,7 +182,7 @@ def test_walk_can_also_write_a_gif(client):
 
 def test_all_faces_over_the_api_keeps_everything_outside_the_faces(client, tmp_path):
     """A group photo: every face regenerated in its own region; the background byte for byte."""
-    from engine.portrait import find_face_area
+    from engine.faces.portrait import find_face_area
 
     photo = Image.open(EXAMPLE).convert("RGB")
     group = Image.new("RGB", (1024, 512))

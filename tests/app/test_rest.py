@@ -72,7 +72,7 @@ def test_gender_swap_returns_variants_of_the_input_size(http):
 def test_face_edits_keep_every_pixel_outside_the_masks_and_take_all_faces(http):
     import numpy as np
 
-    from engine.portrait import find_face_area
+    from engine.faces.portrait import find_face_area
 
     photo = Image.open(io.BytesIO(example_bytes())).convert("RGB")
     pair = Image.new("RGB", (1024, 512))

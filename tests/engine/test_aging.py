@@ -3,7 +3,7 @@ import pytest
 from PIL import Image
 
 from engine import video
-from engine.aging import (
+from engine.faces.aging import (
     BLEND_FRAMES,
     AgingRequest,
     aging_timelapse,
@@ -13,8 +13,8 @@ from engine.aging import (
     parse_ages,
     timeline,
 )
+from engine.faces.portrait import find_face_area
 from engine.generate import RunControl
-from engine.portrait import find_face_area
 
 FAST = dict(num_inference_steps=3, strength=0.6, size=64, sampler="Euler", seed=9, fps=4)
 

@@ -9,12 +9,12 @@ import pytest
 from PIL import Image
 
 from engine import video
-from engine.animate import AnimateRequest, animate, resume
-from engine.animate.color import mean_lab
-from engine.animate.deforum_settings import read_settings
-from engine.animate.run import AnimateUpdate
 from engine.generate import RunControl
-from engine.walk import RunPaths
+from engine.video.animate import AnimateRequest, animate, resume
+from engine.video.animate.color import mean_lab
+from engine.video.animate.deforum_settings import read_settings
+from engine.video.animate.run import AnimateUpdate
+from engine.video.walk import RunPaths
 
 FAST = dict(width=64, height=64, num_inference_steps=3, sampler="Euler", seed=3, fps=8, noise="0:(0.02)")
 
@@ -199,10 +199,10 @@ def test_a_source_that_isnt_a_video_or_is_too_long_gets_a_sentence(tiny_manager,
     (tmp_path / "notes.mp4").write_text("not a video")
     refused(tmp_path / "notes.mp4", "notes.mp4 is not a video that can be read")
     clip = write_test_video(tmp_path / "clip.mp4", 5, sound=False)
-    monkeypatch.setattr("engine.animate.video_input.MAX_SOURCE_FRAMES", 3)
+    monkeypatch.setattr("engine.video.animate.video_input.MAX_SOURCE_FRAMES", 3)
     refused(clip, "clip.mp4 has more than 3 frames")
-    monkeypatch.setattr("engine.animate.request.MAX_FRAMES", 2)
-    monkeypatch.setattr("engine.animate.video_input.MAX_SOURCE_FRAMES", 100)
+    monkeypatch.setattr("engine.video.animate.request.MAX_FRAMES", 2)
+    monkeypatch.setattr("engine.video.animate.video_input.MAX_SOURCE_FRAMES", 100)
     refused(clip, "over the 2 limit; set nth to at least 3")
 
 
@@ -223,6 +223,6 @@ def test_3d_without_a_depth_model_says_how_to_get_one(tiny_manager, tmp_path, mo
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("STUDIO_DEPTH_MODEL", raising=False)
     monkeypatch.setattr(tiny_manager, "weights_dir", tmp_path / "empty-weights", raising=False)
-    monkeypatch.setattr("engine.animate.depth._hub_cached", lambda repo: False)
+    monkeypatch.setattr("engine.video.animate.depth._hub_cached", lambda repo: False)
     with pytest.raises(ValueError, match="3D mode needs a depth model.*weights/.*use 2D mode"):
         animate(tiny_manager, AnimateRequest(mode="3d", **FAST), paths(tmp_path))

@@ -3,9 +3,9 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.animate import color, schedules, warp
-from engine.animate.deforum_settings import parse_settings, to_settings, unused_note
-from engine.animate.request import AnimateRequest, check_animation, frame_seed
+from engine.video.animate import color, schedules, warp
+from engine.video.animate.deforum_settings import parse_settings, to_settings, unused_note
+from engine.video.animate.request import AnimateRequest, check_animation, frame_seed
 
 
 def test_keyframes_are_interpolated_linearly_and_held_at_the_ends():

@@ -132,7 +132,7 @@ def test_openvino_matches_torch_fp32_on_the_tiny_model(ov_manager, tiny_manager)
 
 
 def test_fast_and_lora_requests_take_the_torch_path(ov_manager, monkeypatch):
-    from engine import fastpath
+    from engine.backends import fastpath
 
     runner = ov_manager.openvino()
     fast_pipe = ov_manager.pipeline("txt2img", DEFAULT_SAMPLER, fast=True)

@@ -106,7 +106,7 @@ def test_fast_flag_changes_the_image_and_is_recorded(tmp_path):
 
 
 def test_face_counts_from_1_and_all_takes_every_face(tmp_path, capsys):
-    from engine.portrait import find_face_area
+    from engine.faces.portrait import find_face_area
 
     pair = Image.new("RGB", (1024, 512))
     pair.paste(Image.open(EXAMPLE), (0, 0))
@@ -127,7 +127,7 @@ def test_face_counts_from_1_and_all_takes_every_face(tmp_path, capsys):
 
 
 def test_keep_identity_without_the_adapter_exits_2_saying_how_to_get_it(tmp_path, capsys, monkeypatch):
-    from engine import identity
+    from engine.faces import identity
 
     monkeypatch.setattr(identity, "find_adapter", lambda weights_dir: None)
     assert main(["gender-swap", *FACE, "--image", EXAMPLE, "--to", "woman", "--keep-identity", "0.6",

@@ -8,7 +8,7 @@ import threading
 import pytest
 import torch
 
-from engine import fastpath
+from engine.backends import fastpath
 from engine.schedulers import DEFAULT_SAMPLER
 
 STEPS = 12
@@ -40,7 +40,7 @@ def test_fast_is_off_by_default(tiny_manager):
     assert not fastpath.is_fast(pipe)
     assert fastpath.apply_fast(pipe, enabled=False) is pipe
     from engine.generate import ImageRequest
-    from engine.walk import WalkRequest
+    from engine.video.walk import WalkRequest
 
     # once the requests carry the toggle, it must default to off
     assert getattr(ImageRequest(), "fast", False) is False
@@ -186,7 +186,7 @@ def test_fast_request_reaches_the_pipeline(tiny_manager):
 def test_small_models_run_on_one_thread_and_full_size_ones_on_all(tiny_manager):
     import torch
 
-    from engine import fastpath
+    from engine.backends import fastpath
 
     assert fastpath.threads_for(tiny_manager.base().unet) == 1
     big = torch.nn.Linear(5000, 5000)  # 25M parameters

@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from engine import identity
-from engine.gender import GenderRequest, gender_swap
+from engine.faces import identity
+from engine.faces.gender import GenderRequest, gender_swap
 from engine.generate import ImageRequest, text_to_image
 from engine.manager import PipelineManager, RuntimeOptions
 
@@ -136,8 +136,8 @@ def test_keep_identity_brings_the_face_closer_with_real_weights(astronaut):
 def test_keep_identity_with_all_faces_in_a_timelapse(adapter_manager, astronaut, tmp_path):
     from PIL import Image
 
-    from engine.aging import AgingRequest, aging_timelapse
-    from engine.portrait import find_face_area
+    from engine.faces.aging import AgingRequest, aging_timelapse
+    from engine.faces.portrait import find_face_area
 
     pair = Image.new("RGB", (1024, 512))
     pair.paste(astronaut, (0, 0))

@@ -1,10 +1,10 @@
-"""engine.interpolation: slerp/lerp, frame placement without repeated boundaries, and smooth re-spacing."""
+"""engine.video.interpolation: slerp/lerp, frame placement without repeated boundaries, and smooth re-spacing."""
 
 import numpy as np
 import pytest
 import torch
 
-from engine import interpolation as ip
+from engine.video import interpolation as ip
 
 # ---------------------------------------------------------------- slerp / lerp
 

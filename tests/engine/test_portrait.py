@@ -1,4 +1,4 @@
-"""engine.portrait: every face of a group photo, the saved file kept byte for byte outside the masks, step
+"""engine.faces.portrait: every face of a group photo, the saved file kept byte for byte outside the masks, step
 progress, and the identity distance read on the edited face itself."""
 import importlib.util
 
@@ -7,11 +7,10 @@ import pytest
 from PIL import Image
 
 from engine import faces, pnginfo, provenance
-from engine.aging import AgingRequest, aging_timelapse
 from engine.faces import Face, face_identity_distance
-from engine.gender import GenderRequest, gender_swap
-from engine.masks import paste_back
-from engine.portrait import (
+from engine.faces.aging import AgingRequest, aging_timelapse
+from engine.faces.gender import GenderRequest, gender_swap
+from engine.faces.portrait import (
     NO_FACE_IN_RESULT,
     FacePart,
     _merge_overlapping,
@@ -19,6 +18,7 @@ from engine.portrait import (
     identity_note,
     mark_box,
 )
+from engine.masks import paste_back
 
 FAST = dict(num_inference_steps=3, size=64, sampler="Euler", seed=4)
 

@@ -14,7 +14,7 @@ def real_manager():
 
 
 def test_aging_keeps_the_person_recognisable(real_manager, astronaut, tmp_path):
-    from engine.aging import AgingRequest, aging_timelapse
+    from engine.faces.aging import AgingRequest, aging_timelapse
 
     pytest.importorskip("dlib")
     result = aging_timelapse(real_manager, AgingRequest(ages=[30, 70], subject="woman", seed=1,
@@ -23,7 +23,7 @@ def test_aging_keeps_the_person_recognisable(real_manager, astronaut, tmp_path):
 
 
 def test_gender_swap_changes_the_face_but_keeps_the_person_close(real_manager, astronaut):
-    from engine.gender import GenderRequest, gender_swap
+    from engine.faces.gender import GenderRequest, gender_swap
 
     pytest.importorskip("dlib")
     variant = gender_swap(real_manager, GenderRequest(direction="man", variants=1, seed=1), astronaut).variants[0]

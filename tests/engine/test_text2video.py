@@ -9,16 +9,16 @@ from PIL import Image
 
 from engine import video
 from engine.generate import RunControl
-from engine.motion import adapter as motion_adapter
-from engine.motion.text2video import (
+from engine.video.motion import adapter as motion_adapter
+from engine.video.motion.text2video import (
     Text2VideoRequest,
     check_text2video,
     describe_estimate,
     motion_samplers,
     text_to_video,
 )
-from engine.motion.unet import motion_unet, shares_weights
-from engine.walk import RunPaths
+from engine.video.motion.unet import motion_unet, shares_weights
+from engine.video.walk import RunPaths
 
 SMALL = dict(num_frames=8, num_inference_steps=2, width=64, height=64, seed=1)
 

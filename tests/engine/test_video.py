@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import video
+from engine.video import writer as video
 
 
 def _frames(n, width=32, height=24, seed=0):

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import interpolation, video
+from engine import video
 from engine.generate import RunControl
-from engine.walk import (
+from engine.video import interpolation
+from engine.video.walk import (
     MAX_FRAMES,
     RunPaths,
     WalkRequest,

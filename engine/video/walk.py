@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine import interpolation, pnginfo, video
+from engine import pnginfo, video
 from engine.generate import MAX_SEED, ImageRequest, RunControl, check_request
 from engine.prompts import prompt_chunks
 from engine.schedulers import DEFAULT_SAMPLER, is_stochastic
+from engine.video import interpolation
 
 MAX_FRAMES = 600  # 50 s at 12 fps; longer runs belong in several resumable pieces
 MAX_BATCH_SIZE = 8
@@ -46,7 +47,7 @@ class WalkRequest:
     quality: int = 18  # x264 CRF: lower is better and bigger
     gif: bool = False  # also write a GIF beside the MP4
     kind: str = "walk"  # "walk" or "dream", recorded in the plan and the video's metadata
-    fast: bool = False  # reuse deep UNet features between steps (engine.fastpath): ~2x faster, slightly different
+    fast: bool = False  # reuse deep UNet features between steps (engine.backends.fastpath): ~2x faster, slightly different
 
 
 @dataclass

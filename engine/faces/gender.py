@@ -7,8 +7,7 @@ from typing import Callable
 from PIL import Image
 
 from engine import pnginfo
-from engine.generate import MAX_BATCH, ImageRequest, RunControl, check_request, pick_seed
-from engine.portrait import (
+from engine.faces.portrait import (
     FaceStep,
     Regenerator,
     check_keep_identity,
@@ -16,6 +15,7 @@ from engine.portrait import (
     identity_distances,
     identity_note,
 )
+from engine.generate import MAX_BATCH, ImageRequest, RunControl, check_request, pick_seed
 from engine.presets import gender_preset
 from engine.schedulers import DEFAULT_SAMPLER, a1111_fields
 

@@ -14,9 +14,7 @@ from typing import Callable
 from PIL import Image
 
 from engine import pnginfo, video
-from engine.generate import ImageRequest, RunControl, check_request, pick_seed
-from engine.interpolation import lerp
-from engine.portrait import (
+from engine.faces.portrait import (
     FaceArea,
     FaceStep,
     Regenerator,
@@ -25,9 +23,11 @@ from engine.portrait import (
     identity_distances,
     identity_note,
 )
+from engine.generate import ImageRequest, RunControl, check_request, pick_seed
 from engine.presets import aging_preset
 from engine.prompts import prompt_chunks
 from engine.schedulers import DEFAULT_SAMPLER
+from engine.video.interpolation import lerp
 
 MIN_AGE, MAX_AGE = 1, 100
 MAX_TRANSITION_FRAMES = 24

@@ -15,16 +15,17 @@ from typing import Callable
 import torch
 from PIL import Image
 
-from engine import fastpath, pnginfo, video
-from engine.animate.schedules import parse_prompts
+from engine import pnginfo, video
+from engine.backends import fastpath
 from engine.backends import openvino as ov_backend
 from engine.generate import ImageRequest, RunControl, check_request, pick_seed
-from engine.motion import adapter as motion_adapter
-from engine.motion.unet import motion_unet
 from engine.outputs import output_root
 from engine.preview import latents_to_preview
 from engine.schedulers import check_sampler, make_scheduler, sampler_names
-from engine.walk import RunPaths
+from engine.video.animate.schedules import parse_prompts
+from engine.video.motion import adapter as motion_adapter
+from engine.video.motion.unet import motion_unet
+from engine.video.walk import RunPaths
 
 KIND = "text2video"
 MIN_FRAMES, MAX_FRAMES = 8, 32
@@ -224,8 +225,8 @@ def text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
                   control: RunControl | None = None) -> Text2VideoResult:
     """Make a clip with AnimateDiff on the manager's model; frames, MP4 (and GIF) go to `paths`.
 
-    The motion UNet shares the model's 2D weights and the adapter's temporal weights (engine.motion.unet);
-    the adapter is loaded once per model (engine.motion.adapter). Raises ValueError with the fix when no
+    The motion UNet shares the model's 2D weights and the adapter's temporal weights (engine.video.motion.unet);
+    the adapter is loaded once per model (engine.video.motion.adapter). Raises ValueError with the fix when no
     adapter can be had.
     """
     control = control or RunControl()

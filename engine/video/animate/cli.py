@@ -62,8 +62,8 @@ def schedule_text(value: str) -> str:
 
 def request_from_args(args, manager):
     """The request: Deforum's defaults, then the settings file, then the flags given; plus notes."""
-    from engine.animate import deforum_settings, schedules
-    from engine.animate.request import AnimateRequest
+    from engine.video.animate import deforum_settings, schedules
+    from engine.video.animate.request import AnimateRequest
 
     defaults = manager.defaults()
     req, notes = AnimateRequest(width=defaults.width, height=defaults.height), []
@@ -94,8 +94,8 @@ def request_from_args(args, manager):
 
 
 def run(args, make_manager, check_writable, cli_error) -> int:
-    from engine.animate import run as animate_run
-    from engine.walk import RunPaths
+    from engine.video.animate import run as animate_run
+    from engine.video.walk import RunPaths
 
     notes: list[str] = []
     if args.resume:

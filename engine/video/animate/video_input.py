@@ -94,7 +94,7 @@ def add_sound(video_path: Path, source: Path, seconds: float) -> bool:
 
     Returns False, leaving the video silent, when ffmpeg can't do it (the reason is not worth failing the run for).
     """
-    from engine.video import _ffmpeg_exe
+    from engine.video.writer import _ffmpeg_exe
 
     temp = video_path.with_name(f".{video_path.stem}.sound.mp4")
     command = [_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-i", str(video_path), "-i", str(source),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 def add_parser(jobs, add_model_flags) -> None:
     """The `text2video` sub-command; sizes and frames left out take the device's defaults (256 px, 8 frames on CPU)."""
-    from engine.motion.text2video import DEFAULT_SAMPLER, MAX_FRAMES, MIN_FRAMES
+    from engine.video.motion.text2video import DEFAULT_SAMPLER, MAX_FRAMES, MIN_FRAMES
 
     p = jobs.add_parser("text2video", help="a short clip from a prompt with an AnimateDiff motion adapter, as an MP4")
     add_model_flags(p)
@@ -35,8 +35,8 @@ def add_parser(jobs, add_model_flags) -> None:
 
 
 def run(args, make_manager, check_writable, cli_error) -> int:
-    from engine.motion.text2video import defaults_for, text_to_video
-    from engine.walk import RunPaths
+    from engine.video.motion.text2video import defaults_for, text_to_video
+    from engine.video.walk import RunPaths
 
     out = check_writable(Path(args.out))
     if out.suffix.lower() != ".mp4":

@@ -9,5 +9,5 @@
 - `deforum_settings`: the Deforum extension's settings files;
 - `run`: making, stopping and resuming an animation.
 """
-from engine.animate.request import MAX_FRAMES, AnimateRequest, check_animation  # noqa: F401
-from engine.animate.run import AnimateResult, AnimateUpdate, animate, read_plan, resume  # noqa: F401
+from engine.video.animate.request import MAX_FRAMES, AnimateRequest, check_animation  # noqa: F401
+from engine.video.animate.run import AnimateResult, AnimateUpdate, animate, read_plan, resume  # noqa: F401

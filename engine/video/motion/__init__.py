@@ -5,7 +5,7 @@
 - `text2video`: the request, its checks, the time estimate, and making a clip;
 - `cli`: `python -m engine text2video`.
 """
-from engine.motion.text2video import (  # noqa: F401
+from engine.video.motion.text2video import (  # noqa: F401
     MAX_FRAMES,
     MIN_FRAMES,
     Text2VideoRequest,

@@ -8,7 +8,7 @@ import json
 from dataclasses import fields
 from pathlib import Path
 
-from engine.animate.request import AnimateRequest, request_to_dict
+from engine.video.animate.request import AnimateRequest, request_to_dict
 
 SCHEDULE_KEYS = {"zoom": "zoom", "angle": "angle", "translation_x": "translation_x",
                  "translation_y": "translation_y", "translation_z": "translation_z",

@@ -8,9 +8,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 
 from engine import video
-from engine.animate import color, schedules, warp
 from engine.generate import MAX_SEED, ImageRequest, check_request
 from engine.schedulers import DEFAULT_SAMPLER
+from engine.video.animate import color, schedules, warp
 
 MAX_FRAMES = 1000  # about 80 s at 12 fps; longer animations belong in several resumable pieces
 MAX_CADENCE = 50
@@ -58,10 +58,10 @@ class AnimateRequest:
     init_image: str | None = None  # start from this picture (2D/3D); None makes frame 0 from the prompt
     video: str | None = None  # video mode: the source video
     nth: int = 1  # video mode: use every nth source frame
-    depth_model: str = ""  # 3D: a depth model folder or hub id; empty finds one (engine.animate.depth)
+    depth_model: str = ""  # 3D: a depth model folder or hub id; empty finds one (engine.video.animate.depth)
     gif: bool = False  # also write a GIF beside the MP4
     quality: int = 18  # x264 CRF
-    fast: bool = False  # reuse deep UNet features between steps (engine.fastpath)
+    fast: bool = False  # reuse deep UNet features between steps (engine.backends.fastpath)
 
 
 def request_from_dict(data: dict) -> AnimateRequest:

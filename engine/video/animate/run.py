@@ -25,9 +25,11 @@ import torch
 from PIL import Image
 
 from engine import images, pnginfo, video
-from engine.animate import color, depth, schedules, video_input, warp
-from engine.animate.deforum_settings import to_settings
-from engine.animate.request import (
+from engine.generate import MIN_SIDE, RunControl
+from engine.prompts import prompt_chunks
+from engine.video.animate import color, depth, schedules, video_input, warp
+from engine.video.animate.deforum_settings import to_settings
+from engine.video.animate.request import (
     AnimateRequest,
     check_animation,
     frame_seed,
@@ -35,9 +37,7 @@ from engine.animate.request import (
     request_to_dict,
     series_for,
 )
-from engine.generate import MIN_SIDE, RunControl
-from engine.prompts import prompt_chunks
-from engine.walk import RunPaths
+from engine.video.walk import RunPaths
 
 PLAN_VERSION = 1
 KIND = "animate"
@@ -98,7 +98,7 @@ def prepare(req: AnimateRequest, weights_dir: Path | None = None) -> tuple[Anima
         info = video_input.source_info(req.video)
         nth = req.nth if isinstance(req.nth, int) and req.nth >= 1 else 1
         count = -(-info.frames // nth)
-        from engine.animate.request import MAX_FRAMES
+        from engine.video.animate.request import MAX_FRAMES
 
         if count > MAX_FRAMES:
             raise ValueError(f"The video has {info.frames} frames: every {nth} of them makes {count} frames, over the "
