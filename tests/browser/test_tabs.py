@@ -32,11 +32,24 @@ def open_tab(page: Page, name: str, run_id: str) -> Locator:
 
 
 def set_slider(panel: Locator, label: str, value: int) -> None:
-    """Type into the number box beside a slider and commit it, then check the slider moved."""
+    """Type into the number box beside a slider and commit it, then check the slider moved.
+
+    A box in an accordion that has just opened can take the typing before its handlers are attached (a person
+    is never that fast), so the typing is repeated, at most three times, until the slider follows.
+    """
     box = panel.get_by_label(f"number input for {label}", exact=True)
+    slider = panel.get_by_label(f"range slider for {label}", exact=True)
+    for _ in range(2):
+        box.fill(str(value))
+        box.press("Enter")
+        try:
+            expect(slider).to_have_value(str(value), timeout=3_000)
+            return
+        except AssertionError:
+            continue
     box.fill(str(value))
     box.press("Enter")
-    expect(panel.get_by_label(f"range slider for {label}", exact=True)).to_have_value(str(value))
+    expect(slider).to_have_value(str(value))
 
 
 def make_photo(path, size=(96, 64)) -> str:
