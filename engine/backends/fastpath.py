@@ -30,6 +30,8 @@ import threading
 
 import torch
 
+from engine.backends.standin import BorrowedUNet
+
 FAST_INTERVAL = 3  # fast toggle: a full UNet pass every 3rd step, the shallow branch alone in between
 ALLOCATOR_TRIM_BYTES = 1 << 30  # glibc keeps up to this much freed memory at the heap's top instead of returning it
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # mallopt parameter numbers from glibc's malloc.h
@@ -109,7 +111,7 @@ def supports_feature_cache(unet) -> bool:
             and unet.encoder_hid_proj is None and not config.center_input_sample)
 
 
-class FeatureCacheUNet(torch.nn.Module):
+class FeatureCacheUNet(BorrowedUNet):
     """A per-request view of a shared UNet that reuses its deep features between full steps (DeepCache).
 
     Args:
@@ -122,10 +124,9 @@ class FeatureCacheUNet(torch.nn.Module):
     """
 
     def __init__(self, unet, interval: int = FAST_INTERVAL):
-        super().__init__()
         if int(interval) < 1:
             raise ValueError(f"The feature-cache interval must be a whole number of at least 1; got {interval}.")
-        self.unet = unet
+        super().__init__(unet)
         self.interval = int(interval)
         self.supported = supports_feature_cache(unet)
         self.full_calls = 0  # counters, for tests and the benchmark
@@ -134,28 +135,6 @@ class FeatureCacheUNet(torch.nn.Module):
         self._calls = 0
         self._last_t: float | None = None
         self._key: tuple | None = None
-
-    # what pipelines read from their UNet
-    @property
-    def config(self):
-        return self.unet.config
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.unet.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.unet.device
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            inner = self.__dict__.get("_modules", {}).get("unet")
-            if inner is None:
-                raise
-            return getattr(inner, name)
 
     def reset(self) -> None:
         """Forget the cached features; the next call runs in full."""

@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from engine.backends import INSTALL_HINT, say_once
+from engine.backends.standin import BorrowedUNet
 
 CACHE_ENV = "STUDIO_OPENVINO_CACHE"  # overrides the disk cache folder
 MAX_SHAPES = 1  # compiled shapes kept in memory at once; each holds a copy of the weights (1.7 GB for SD 1.5)
@@ -319,7 +320,7 @@ class OpenVINOUNetRunner:
         return OpenVINOUNet(unet if unet is not None else self.unet, self)
 
 
-class OpenVINOUNet(torch.nn.Module):
+class OpenVINOUNet(BorrowedUNet):
     """A per-request stand-in for the shared UNet that runs it on OpenVINO when the shape is compiled.
 
     It owns no weights: the PyTorch UNet is borrowed for its config and for every call OpenVINO can't serve.
@@ -327,35 +328,12 @@ class OpenVINOUNet(torch.nn.Module):
     """
 
     def __init__(self, unet, runner: OpenVINOUNetRunner):
-        super().__init__()
-        self.unet = unet
+        super().__init__(unet)
         self.runner = runner
         self.ov_calls = 0  # counters, for tests and the benchmark
         self.torch_calls = 0
         self._chosen: dict[Shape, object] = {}
         self._requests: dict[Shape, object] = {}
-
-    # what pipelines read from their UNet
-    @property
-    def config(self):
-        return self.unet.config
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.unet.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.unet.device
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            inner = self.__dict__.get("_modules", {}).get("unet")
-            if inner is None:
-                raise
-            return getattr(inner, name)
 
     def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor, timestep_cond=None,
                 cross_attention_kwargs=None, added_cond_kwargs=None, return_dict: bool = True, **extra):

@@ -250,7 +250,7 @@ def _render(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl,
             _write_json(paths.plan, plan)
     if plan["positions"] is not None:
         interrupted = not _render_frames(keys, req, plan["positions"], paths, on_frame, control)
-    frames = _frame_paths(paths, req.num_frames)
+    frames = frame_paths(paths, req.num_frames)
     if interrupted:
         notes.append(f"Stopped after {len(frames)} of {req.num_frames} frames; resume from {paths.plan}.")
     parameters = _parameters(plan)
@@ -273,7 +273,7 @@ def _render_frames(keys: "_Keyframes", req: WalkRequest, positions: list[float],
     total = len(positions)
     for start in range(0, total, req.batch_size):
         indices = list(range(start, min(total, start + req.batch_size)))
-        if all(_frame_path(paths, i).exists() for i in indices):
+        if all(frame_path(paths, i).exists() for i in indices):
             continue
         if control.stopped:
             return False
@@ -281,7 +281,7 @@ def _render_frames(keys: "_Keyframes", req: WalkRequest, positions: list[float],
         if images is None:
             return False
         for i, image in zip(indices, images):
-            _save_frame(image, _frame_path(paths, i))
+            _save_frame(image, frame_path(paths, i))
             if on_frame:
                 on_frame(FrameUpdate(i + 1, total, image))
     return True
@@ -352,15 +352,16 @@ class _Keyframes:
 
 
 # 3. files
-def _frame_path(paths: RunPaths, index: int) -> Path:
+def frame_path(paths: RunPaths, index: int) -> Path:
+    """Where frame `index` of a run is saved (walks, dreams and animations name them alike)."""
     return paths.frames / f"{index:05d}.png"
 
 
-def _frame_paths(paths: RunPaths, total: int) -> list[Path]:
+def frame_paths(paths: RunPaths, total: int) -> list[Path]:
     """Frames on disk, in order, up to the first gap."""
     found = []
     for i in range(total):
-        path = _frame_path(paths, i)
+        path = frame_path(paths, i)
         if not path.exists():
             break
         found.append(path)

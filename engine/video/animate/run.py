@@ -37,7 +37,7 @@ from engine.video.animate.request import (
     request_to_dict,
     series_for,
 )
-from engine.video.walk import RunPaths
+from engine.video.walk import RunPaths, frame_path, frame_paths
 
 PLAN_VERSION = 1
 KIND = "animate"
@@ -206,7 +206,7 @@ def _render(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl,
         init = np.asarray(images.load_image(folder / req.init_image).convert("RGB").resize(
             (req.width, req.height), Image.LANCZOS)) if req.init_image else None
         finished = maker.chain_frames(init)
-    frames = _frame_paths(paths, req.num_frames)
+    frames = frame_paths(paths, req.num_frames)
     interrupted = not finished
     if interrupted:
         notes.append(f"Stopped after {len(frames)} of {req.num_frames} frames; resume from {paths.plan}.")
@@ -259,7 +259,7 @@ class _FrameMaker:
         self.calls = 0
         self.diffused = 0
         self.planned = len(diffusion_frames(req))
-        self.written = len(_frame_paths(paths, req.num_frames))
+        self.written = len(frame_paths(paths, req.num_frames))
         self.reference: np.ndarray | None = None
         self._embeds: dict[str, torch.Tensor] = {}
         self._negative: torch.Tensor | None = None
@@ -368,7 +368,7 @@ class _FrameMaker:
 
     def _segment_done(self, a: int, b: int) -> bool:
         next_ready = b >= self.req.num_frames or self._key_path(b).exists()
-        return next_ready and self._key_path(a).exists() and all(_frame_path(self.paths, i).exists()
+        return next_ready and self._key_path(a).exists() and all(frame_path(self.paths, i).exists()
                                                                   for i in range(a, b))
 
     def _chain(self, image: np.ndarray) -> _Chain:
@@ -384,10 +384,10 @@ class _FrameMaker:
     def video_frames(self, source: Path) -> bool:
         """Every nth source frame through img2img; False when stopped."""
         req = self.req
-        start = len(_frame_paths(self.paths, req.num_frames))
+        start = len(frame_paths(self.paths, req.num_frames))
         self.diffused = start
         if start > 0:
-            self.reference = np.asarray(Image.open(_frame_path(self.paths, 0)).convert("RGB"))
+            self.reference = np.asarray(Image.open(frame_path(self.paths, 0)).convert("RGB"))
         for index, frame in video_input.read_frames(source, req.nth, (req.width, req.height), start):
             if index >= req.num_frames:
                 break
@@ -403,7 +403,7 @@ class _FrameMaker:
 
     # files
     def _write_frame(self, index: int, frame: np.ndarray) -> None:
-        path = _frame_path(self.paths, index)
+        path = frame_path(self.paths, index)
         if path.exists():
             return
         self._save(frame, path)
@@ -429,21 +429,6 @@ def _add_noise(image: np.ndarray, amount: float, seed: int) -> np.ndarray:
 
 
 # 3. files
-def _frame_path(paths: RunPaths, index: int) -> Path:
-    return paths.frames / f"{index:05d}.png"
-
-
-def _frame_paths(paths: RunPaths, total: int) -> list[Path]:
-    """Frames on disk, in order, up to the first gap."""
-    found = []
-    for i in range(total):
-        path = _frame_path(paths, i)
-        if not path.exists():
-            break
-        found.append(path)
-    return found
-
-
 def _write_json(path: Path, data: dict) -> None:
     temp = path.with_suffix(".json.tmp")
     temp.write_text(json.dumps(data, indent=1))
