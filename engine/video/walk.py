@@ -172,7 +172,7 @@ def latent_walk(manager, req: WalkRequest, paths: RunPaths, on_frame: Callable[[
                 control: RunControl | None = None) -> WalkResult:
     """Render a walk from scratch: check it, write its plan, then render and encode."""
     req = check_walk(req)
-    _prepare_folders(paths)
+    prepare_folder(paths.frames)
     plan = {"version": PLAN_VERSION, "request": asdict(req), "model": manager.model_label,
             "model_name": manager.model_name,
             "frames_dir": os.path.relpath(paths.frames, paths.plan.parent),
@@ -219,18 +219,19 @@ def resume(manager, plan_path: Path, on_frame: Callable[[FrameUpdate], None] | N
                          f"(the model now is {manager.model_name}).")
     paths = RunPaths(frames=(plan_path.parent / plan["frames_dir"]).resolve(),
                      video=plan_path.parent / plan["video"])
-    _prepare_folders(paths)
+    prepare_folder(paths.frames)
     return _render(manager, plan, paths, on_frame, control or RunControl(), notes_for(req))
 
 
-def _prepare_folders(paths: RunPaths) -> None:
+def prepare_folder(folder: Path) -> None:
+    """Create a run's frame folder and prove it can be written, before any work is spent on frames."""
     try:
-        paths.frames.mkdir(parents=True, exist_ok=True)
-        probe = paths.frames / ".write-test"
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise ValueError(f"The output folder {paths.frames} can't be written ({exc.strerror}); "
+        raise ValueError(f"The output folder {folder} can't be written ({exc.strerror}); "
                          "choose another folder.") from exc
 
 

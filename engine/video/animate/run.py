@@ -37,7 +37,7 @@ from engine.video.animate.request import (
     request_to_dict,
     series_for,
 )
-from engine.video.walk import RunPaths, frame_path, frame_paths
+from engine.video.walk import RunPaths, frame_path, frame_paths, prepare_folder
 
 PLAN_VERSION = 1
 KIND = "animate"
@@ -128,7 +128,7 @@ def animate(manager, req: AnimateRequest, paths: RunPaths, on_frame: Callable[[A
     """Make an animation from scratch: check it, write its plan and settings, then render and encode."""
     # 1. check inputs
     req, notes = prepare(req, getattr(manager, "weights_dir", None))
-    _prepare_folders(paths)
+    prepare_folder(paths.frames / "diffused")  # the frames' folder and its diffused keyframes
     # 2. keep the inputs beside the run, so Resume never depends on an upload's temp file
     if req.mode == "video":
         source = paths.video.with_name(f"{paths.video.stem}-source{Path(req.video).suffix.lower() or '.mp4'}")
@@ -180,19 +180,8 @@ def resume(manager, plan_path: Path, on_frame: Callable[[AnimateUpdate], None] |
         raise ValueError(f"This animation was made with the model {made_with}; switch to it to resume the run "
                          f"(the model now is {manager.model_name}).")
     paths = RunPaths(frames=(plan_path.parent / plan["frames_dir"]).resolve(), video=plan_path.parent / plan["video"])
-    _prepare_folders(paths)
+    prepare_folder(paths.frames / "diffused")  # the frames' folder and its diffused keyframes
     return _render(manager, plan, paths, on_frame, control or RunControl(), list(plan.get("notes", [])))
-
-
-def _prepare_folders(paths: RunPaths) -> None:
-    try:
-        (paths.frames / "diffused").mkdir(parents=True, exist_ok=True)
-        probe = paths.frames / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ValueError(f"The output folder {paths.frames} can't be written ({exc.strerror}); "
-                         "choose another folder.") from exc
 
 
 # 2. rendering
