@@ -255,17 +255,30 @@ def _render(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl,
     if interrupted:
         notes.append(f"Stopped after {len(frames)} of {req.num_frames} frames; resume from {paths.plan}.")
     parameters = _parameters(plan)
-    video_path = None
-    if frames:
-        try:
-            video_path = video.write_mp4([Image.open(p) for p in frames], paths.video, req.fps, req.quality,
-                                         metadata=parameters)
-            if req.gif:
-                video.write_gif([Image.open(p) for p in frames], paths.video.with_suffix(".gif"), req.fps)
-        except RuntimeError as exc:
-            raise ValueError(f"The video could not be encoded ({exc}); the {len(frames)} frames are kept in "
-                             f"{paths.frames}, and Resume tries the video again.") from exc
+    video_path = encode_frames(frames, paths, req.fps, req.quality, parameters, req.gif)
     return WalkResult(video_path, frames, paths.plan, parameters, interrupted, notes)
+
+
+def encode_frames(frames: list[Path], paths: RunPaths, fps: float, quality: int, metadata: dict, gif: bool,
+                  finish_mp4: Callable[[Path], None] | None = None) -> Path | None:
+    """A run's frames as its MP4 (and GIF, at most `GIF_MAX_FPS`); None when there are none yet.
+
+    `finish_mp4(path)` may add to the MP4 (Animate puts the source's sound back). An encoder failure keeps the
+    frames on disk and says so, so Resume can try the video again.
+    """
+    if not frames:
+        return None
+    try:
+        video_path = video.write_mp4([Image.open(p) for p in frames], paths.video, fps, quality, metadata=metadata)
+        if finish_mp4:
+            finish_mp4(video_path)
+        if gif:
+            video.write_gif([Image.open(p) for p in frames], paths.video.with_suffix(".gif"),
+                            min(fps, video.GIF_MAX_FPS))
+    except RuntimeError as exc:
+        raise ValueError(f"The video could not be encoded ({exc}); the {len(frames)} frames are kept in "
+                         f"{paths.frames}, and Resume tries the video again.") from exc
+    return video_path
 
 
 def _render_frames(keys: "_Keyframes", req: WalkRequest, positions: list[float], paths: RunPaths, on_frame,

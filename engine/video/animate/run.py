@@ -37,7 +37,7 @@ from engine.video.animate.request import (
     request_to_dict,
     series_for,
 )
-from engine.video.walk import RunPaths, frame_path, frame_paths, prepare_folder
+from engine.video.walk import RunPaths, encode_frames, frame_path, frame_paths, prepare_folder
 
 PLAN_VERSION = 1
 KIND = "animate"
@@ -200,22 +200,17 @@ def _render(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl,
     if interrupted:
         notes.append(f"Stopped after {len(frames)} of {req.num_frames} frames; resume from {paths.plan}.")
     parameters = _parameters(plan)
-    video_path = None
-    if frames:
-        try:
-            video_path = video.write_mp4([Image.open(p) for p in frames], paths.video, req.fps, req.quality,
-                                         metadata=parameters)
-            if req.mode == "video" and not interrupted:
-                source = folder / req.video
-                if video_input.source_info(source).has_audio:
-                    if not video_input.add_sound(video_path, source, len(frames) / req.fps):
-                        notes.append("The source's sound could not be copied; the video is silent.")
-            if req.gif:
-                video.write_gif([Image.open(p) for p in frames], paths.video.with_suffix(".gif"),
-                                min(req.fps, video.GIF_MAX_FPS))
-        except RuntimeError as exc:
-            raise ValueError(f"The video could not be encoded ({exc}); the {len(frames)} frames are kept in "
-                             f"{paths.frames}, and Resume tries the video again.") from exc
+
+    def add_sound(video_path: Path) -> None:
+        """Video input keeps the source's sound, once every frame is made."""
+        if req.mode != "video" or interrupted:
+            return
+        source = folder / req.video
+        if video_input.source_info(source).has_audio:
+            if not video_input.add_sound(video_path, source, len(frames) / req.fps):
+                notes.append("The source's sound could not be copied; the video is silent.")
+
+    video_path = encode_frames(frames, paths, req.fps, req.quality, parameters, req.gif, add_sound)
     return AnimateResult(video_path, frames, paths.plan, settings_path(paths), parameters, interrupted, notes,
                          maker.calls)
 
