@@ -19,8 +19,12 @@ from engine.models import DEFAULT_HUB_MODEL, TINY, WEIGHTS_DIR, model_defaults
 from engine.outputs import delete_older_than, output_root
 from tabs import aging, animate, dream, gender_swap, img2img, inpaint, latent_walk, send, text2video, txt2img
 from tabs.common import QUEUE_ID, user_errors
+from tabs.gpu import zero_gpu
 
 TITLE = "Diffusion Studio"
+ZEROGPU_NOTE = ("On ZeroGPU the model is loaded once at start-up, so the menu holds only it; set STUDIO_MODEL in the "
+                "Space's settings to change it.")
+log = logging.getLogger("diffusion_studio")
 CSS = """
 .ds-header h1 {margin-bottom: 0}
 .ds-status {font-size: 0.9em}
@@ -41,17 +45,25 @@ CSS = """
 
 def build_demo(manager: PipelineManager) -> gr.Blocks:
     """The whole app: a model bar over one tab per feature, all served by one manager."""
+    pinned = getattr(manager, "pinned", False)  # ZeroGPU: the start-up model is the only one
+
+    def status():
+        return manager.status() + (f" {ZEROGPU_NOTE}" if pinned else "")
+
     def select_model(name):
         with user_errors():
+            if pinned and name != manager.model_name:
+                raise ValueError(f"On ZeroGPU only the start-up model can be used ({manager.model_name}); set "
+                                 "STUDIO_MODEL in the Space's settings to choose another.")
             manager.select(name)
-        return manager.status()
+        return status()
 
     with gr.Blocks(title=TITLE) as demo:
         with gr.Row(elem_classes=["ds-header"]):
             gr.Markdown(f"# {TITLE}\nStable Diffusion photo and video work.")
-            model = gr.Dropdown(manager.choices(), value=manager.model_name, label="Model",
-                                allow_custom_value=False, elem_id="model-select")
-        status = gr.Markdown(manager.status(), elem_classes=["ds-status"], elem_id="model-status")
+            model = gr.Dropdown([manager.model_name] if pinned else manager.choices(), value=manager.model_name,
+                                label="Model", allow_custom_value=False, elem_id="model-select")
+        status_line = gr.Markdown(status(), elem_classes=["ds-status"], elem_id="model-status")
         with gr.Tabs() as tabs:
             aging.build(manager)
             gender_swap.build(manager)
@@ -64,11 +76,11 @@ def build_demo(manager: PipelineManager) -> gr.Blocks:
             text2video.build(manager)
         send.wire(tabs, [t2i, i2i, inp], i2i, inp)
         sizes = [*t2i.sizes, *i2i.sizes, *inp.sizes, *dreams.sizes, *walks.sizes]
-        model.change(select_model, inputs=model, outputs=status, api_name="select_model",
+        model.change(select_model, inputs=model, outputs=status_line, api_name="select_model",
                      concurrency_id=QUEUE_ID)
         model.change(follow_model_size, inputs=[model, *sizes], outputs=sizes, api_name=False, queue=False,
                      show_progress="hidden")
-        demo.load(manager.status, inputs=None, outputs=status, api_name=False, queue=False)
+        demo.load(status, inputs=None, outputs=status_line, api_name=False, queue=False)
     demo.queue(max_size=manager.options.queue_size, default_concurrency_limit=manager.options.concurrency)
     return demo
 
@@ -143,7 +155,8 @@ def credentials(args: argparse.Namespace) -> list[tuple[str, str]] | None:
 
 
 def manager_from(args: argparse.Namespace) -> PipelineManager:
-    options = RuntimeOptions(device=args.device, dtype=args.dtype, cpu_offload=args.cpu_offload,
+    device = "cuda" if args.device == "auto" and zero_gpu() else args.device  # ZeroGPU: cuda even before a GPU is held
+    options = RuntimeOptions(device=device, dtype=args.dtype, cpu_offload=args.cpu_offload,
                              vae_tiling=args.vae_tiling, attention_slicing=args.attention_slicing,
                              concurrency=args.concurrency, queue_size=args.queue_size,
                              compile_unet=args.compile, backend=args.backend)
@@ -189,8 +202,22 @@ def prepare(args: argparse.Namespace):
     if args.keep_outputs_hours > 0:
         delete_older_than(args.keep_outputs_hours * 3600)
     manager = manager_from(args)
-    manager.preload()  # the page opens at once; the weights load meanwhile
+    if zero_gpu():
+        load_for_zero_gpu(manager)
+    else:
+        manager.preload()  # the page opens at once; the weights load meanwhile
     return auth, manager
+
+
+def load_for_zero_gpu(manager: PipelineManager) -> None:
+    """ZeroGPU's pattern: load the model now, in this thread, onto `cuda`, before the app starts. ZeroGPU packs
+    what is on `cuda` at start-up and hands it to each GPU call, so a model loaded later could not be used: the
+    menu keeps to this one. A model that fails to load is reported in the status line, as elsewhere."""
+    manager.pinned = True
+    try:
+        manager.base()
+    except ValueError as exc:
+        log.warning("The model %s could not be loaded: %s", manager.model_name, exc)
 
 
 def launch(args: argparse.Namespace, block: bool = True) -> gr.Blocks:

@@ -19,6 +19,7 @@ from engine.generate import MAX_BATCH, MAX_STEPS, RunControl, RunResult, StepUpd
 from engine.outputs import next_path, task_dir
 from engine.schedulers import DEFAULT_SAMPLER, sampler_names
 from engine.video.denoise import write_denoise_video
+from tabs import gpu
 
 QUEUE_ID = "generate"  # every generating listener shares this queue
 log = logging.getLogger("diffusion_studio")
@@ -49,9 +50,22 @@ class SessionControl(RunControl):
     def __init__(self):
         super().__init__()
         self.progress = RunProgress()
+        self.stop_file = gpu.new_stop_file()  # how Stop reaches a ZeroGPU worker, which gets a copy of the session
 
     def __deepcopy__(self, memo):
         return SessionControl()
+
+    def __reduce__(self):
+        """Pickled (into a ZeroGPU worker) as a Stop switch that watches this session's stop file."""
+        return gpu.StopFileControl, (self.stop_file,)
+
+    def stop(self) -> None:
+        super().stop()
+        gpu.touch(self.stop_file)
+
+    def reset(self) -> None:
+        super().reset()
+        Path(self.stop_file).unlink(missing_ok=True)
 
     def clicked(self) -> None:
         """The run button was pressed; a run that already began is left alone."""
@@ -114,13 +128,10 @@ def _bar(fraction: float, text: str, done: bool = False) -> str:
             f'</div><div class="ds-bar-text">{html.escape(text)}</div>')
 
 
-def on_gpu(fn: Callable) -> Callable:
-    """On Hugging Face ZeroGPU hardware, hold a GPU for each call; anywhere else, leave the function alone."""
-    try:
-        import spaces
-    except ImportError:
-        return fn
-    return spaces.GPU(fn)
+def on_gpu(fn: Callable, seconds: Callable[..., int] | str | None = None, inner: bool = False) -> Callable:
+    """On Hugging Face ZeroGPU hardware, hold a GPU for each call, asking `seconds(*args)` (or a tab's estimate, by
+    name); anywhere else, leave the function alone (tabs.gpu)."""
+    return gpu.on_gpu(fn, seconds, inner)
 
 
 def user_error(message: str) -> gr.Error:

@@ -12,14 +12,13 @@ from tabs.common import (
     SessionControl,
     check_inputs_match,
     fast_toggle,
-    on_gpu,
     run_buttons,
     sampling_widgets,
     user_errors,
     wire_run,
     wire_stop,
 )
-from tabs.walk_common import length_note, resume_job, run, run_new, video_outputs
+from tabs.walk_common import handler, length_note, run_new, run_resume, video_outputs
 
 TASK = "dream"
 
@@ -46,7 +45,7 @@ def build(manager) -> SimpleNamespace:
         yield from run_new(manager, req, control, progress)
 
     def dream_resume(plan, control, progress=gr.Progress()):
-        yield from run(resume_job(manager, plan), control, progress, manager.gate)
+        yield from run_resume(manager, plan, control, progress)
 
     # 2. layout
     with gr.Tab("Dream video", id=TASK):
@@ -89,8 +88,8 @@ def build(manager) -> SimpleNamespace:
     check_inputs_match(dream_run, list(inputs))
     outs = [player, gallery, files, latest, info, plan]
     common = dict(outputs=outs, control=control, stop=stop, bar=bar)
-    wire_run(go.click, on_gpu(dream_run), inputs=list(inputs.values()), api_name="dream", **common)
-    wire_run(resume.click, on_gpu(dream_resume), inputs=[plan, control], api_name="dream_resume", **common)
+    wire_run(go.click, handler(manager, dream_run), inputs=list(inputs.values()), api_name="dream", **common)
+    wire_run(resume.click, handler(manager, dream_resume), inputs=[plan, control], api_name="dream_resume", **common)
     wire_stop(stop, control, "stop_dream")
     sampler.change(sampler_warning, inputs=sampler, outputs=warning, api_name=False, queue=False)
     for widget in (frames, fps):

@@ -130,7 +130,7 @@ def build(manager) -> None:
               "face": face, "all_faces": all_faces, "padding": padding, "whole_photo": whole,
               "keep_identity": keep_identity, "control": control}
     check_inputs_match(swap, list(inputs))
-    wire_run(run.click, on_gpu(swap), inputs=list(inputs.values()), outputs=[gallery, slider, latest, info],
+    wire_run(run.click, on_gpu(swap, "gender_swap"), inputs=list(inputs.values()), outputs=[gallery, slider, latest, info],
              api_name="gender_swap", control=control, stop=stop, bar=bar)
     wire_stop(stop, control, "stop_gender_swap")
     check_uploads(photo)

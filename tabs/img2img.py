@@ -93,7 +93,7 @@ def build(manager) -> SimpleNamespace:
               "num_inference_steps": steps, "guidance_scale": guidance, "size": size, "seed": seed,
               "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast, "control": control}
     check_inputs_match(img2img, list(inputs))
-    wire_run(run.click, on_gpu(img2img), inputs=list(inputs.values()),
+    wire_run(run.click, on_gpu(img2img, "img2img"), inputs=list(inputs.values()),
              outputs=[gallery, preview, info, params, steps_video], api_name="img2img", control=control, stop=stop,
              bar=bar)
     wire_stop(stop, control, "stop_img2img")
@@ -105,7 +105,7 @@ def build(manager) -> SimpleNamespace:
                    "sampler": sampler, "fast": fast, **{name: plot.widgets[name] for name in AXIS_INPUTS}}
     check_inputs_match(xyz_plot, [*plot_inputs, "control", "pace"])
     check_inputs_match(xyz_plan, [*plot_inputs, "pace"])
-    wire_run(plot.run.click, on_gpu(xyz_plot), inputs=[*plot_inputs.values(), control, plot.pace],
+    wire_run(plot.run.click, on_gpu(xyz_plot, "xyz_plot_img2img"), inputs=[*plot_inputs.values(), control, plot.pace],
              outputs=[gallery, preview, info, params, plot.video, plot.plan, plot.pace], api_name="xyz_plot_img2img",
              control=control, stop=stop, bar=bar)
     wire_plan(plot, xyz_plan, [*plot_inputs.values(), plot.pace], api_name="xyz_plan_img2img")

@@ -122,7 +122,7 @@ def build(manager) -> SimpleNamespace:
               "guidance_scale": guidance, "size": size, "seed": seed, "batch_count": batch, "sampler": sampler,
               "denoise_video": denoise, "fast": fast, "control": control}
     check_inputs_match(inpaint_run, list(inputs))
-    wire_run(run.click, on_gpu(inpaint_run), inputs=list(inputs.values()),
+    wire_run(run.click, on_gpu(inpaint_run, "inpaint"), inputs=list(inputs.values()),
              outputs=[gallery, preview, info, params, steps_video], api_name="inpaint", control=control, stop=stop,
              bar=bar)
     wire_stop(stop, control, "stop_inpaint")

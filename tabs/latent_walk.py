@@ -11,14 +11,13 @@ from tabs.common import (
     SessionControl,
     check_inputs_match,
     fast_toggle,
-    on_gpu,
     run_buttons,
     sampling_widgets,
     user_errors,
     wire_run,
     wire_stop,
 )
-from tabs.walk_common import length_note, resume_job, run, run_new, video_outputs
+from tabs.walk_common import handler, length_note, run_new, run_resume, video_outputs
 
 TASK = "latent_walk"
 EXAMPLE_PROMPTS = "a misty pine forest at dawn, photo\na snowy mountain lake at noon, photo\na desert canyon at sunset, photo"
@@ -39,7 +38,7 @@ def build(manager) -> SimpleNamespace:
         yield from run_new(manager, req, control, progress)
 
     def walk_resume(plan, control, progress=gr.Progress()):
-        yield from run(resume_job(manager, plan), control, progress, manager.gate)
+        yield from run_resume(manager, plan, control, progress)
 
     # 2. layout
     with gr.Tab("Latent walk", id=TASK):
@@ -82,8 +81,8 @@ def build(manager) -> SimpleNamespace:
     check_inputs_match(walk_run, list(inputs))
     outs = [player, gallery, files, latest, info, plan]
     common = dict(outputs=outs, control=control, stop=stop, bar=bar)
-    wire_run(go.click, on_gpu(walk_run), inputs=list(inputs.values()), api_name="latent_walk", **common)
-    wire_run(resume.click, on_gpu(walk_resume), inputs=[plan, control], api_name="latent_walk_resume", **common)
+    wire_run(go.click, handler(manager, walk_run), inputs=list(inputs.values()), api_name="latent_walk", **common)
+    wire_run(resume.click, handler(manager, walk_resume), inputs=[plan, control], api_name="latent_walk_resume", **common)
     wire_stop(stop, control, "stop_latent_walk")
     for widget in (frames, fps):
         widget.change(length_note, inputs=[frames, fps], outputs=length, api_name=False, queue=False)

@@ -145,7 +145,7 @@ def build(manager) -> SimpleNamespace:
               "control": control}
     check_inputs_match(text2video_run, list(inputs))
     outs = [player, gallery, files, latest, info, length]
-    wire_run(go.click, on_gpu(text2video_run), inputs=list(inputs.values()), api_name=TASK, outputs=outs,
+    wire_run(go.click, on_gpu(text2video_run, "text2video"), inputs=list(inputs.values()), api_name=TASK, outputs=outs,
              control=control, stop=stop, bar=bar)
     wire_stop(stop, control, "stop_text2video")
     sizes = [frames, fps, steps, guidance, width, height]

@@ -114,15 +114,15 @@ def build(manager) -> SimpleNamespace:
     check_inputs_match(txt2img, list(inputs))
     event = dict(inputs=list(inputs.values()), outputs=[gallery, preview, info, params, steps_video],
                  control=control, stop=stop, bar=bar)
-    wire_run(run.click, on_gpu(txt2img), api_name="txt2img", **event)
-    wire_run(prompt.submit, on_gpu(txt2img), api_name=False, **event)
+    wire_run(run.click, on_gpu(txt2img, "txt2img"), api_name="txt2img", **event)
+    wire_run(prompt.submit, on_gpu(txt2img, "txt2img"), api_name=False, **event)
     wire_stop(stop, control, "stop_txt2img")
     plot_inputs = {"prompt": prompt, "negative_prompt": negative, "num_inference_steps": steps,
                    "guidance_scale": guidance, "width": width, "height": height, "seed": seed, "sampler": sampler,
                    "fast": fast, **{name: plot.widgets[name] for name in AXIS_INPUTS}}
     check_inputs_match(xyz_plot, [*plot_inputs, "control", "pace"])
     check_inputs_match(xyz_plan, [*plot_inputs, "pace"])
-    wire_run(plot.run.click, on_gpu(xyz_plot), inputs=[*plot_inputs.values(), control, plot.pace],
+    wire_run(plot.run.click, on_gpu(xyz_plot, "xyz_plot"), inputs=[*plot_inputs.values(), control, plot.pace],
              outputs=[gallery, preview, info, params, plot.video, plot.plan, plot.pace], api_name="xyz_plot",
              control=control, stop=stop, bar=bar)
     wire_plan(plot, xyz_plan, [*plot_inputs.values(), plot.pace], api_name="xyz_plan")

@@ -1,15 +1,18 @@
 """What the two video tabs share: running or resuming a walk with per-frame progress, and the video outputs."""
 from __future__ import annotations
 
+import functools
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import gradio as gr
 
-from engine import video
+from engine import gpu_time, video
 from engine.outputs import output_root, task_dir
 from engine.video import walk
-from tabs.common import progress_bar, result_gallery, stream, user_error, user_errors
+from tabs import gpu
+from tabs.common import on_gpu, progress_bar, result_gallery, stream, user_error, user_errors
 
 
 def describe_frame(update: walk.FrameUpdate):
@@ -46,7 +49,12 @@ def checked_plan(path_text: str | None) -> Path:
 
 def run(job, control, progress, gate):
     """Stream frames to the preview, then hand back every output of the finished (or stopped) walk."""
-    for preview, result in stream(job, control, progress, gate, describe=describe_frame):
+    yield from show(stream(job, control, progress, gate, describe=describe_frame))
+
+
+def show(events):
+    """The video outputs for a stream of (preview, None) ... (None, result)."""
+    for preview, result in events:
         if result is None:
             yield gr.skip(), gr.skip(), gr.skip(), preview, gr.skip(), gr.skip()
         else:
@@ -82,10 +90,15 @@ def video_outputs(task: str):
 
 
 def run_new(manager, req: walk.WalkRequest, control, progress):
-    """Check a new walk or dream, give it a fresh folder, and stream it."""
+    """Check a new walk or dream, give it a fresh folder, and stream it (on ZeroGPU, in chunks)."""
     with user_errors():
         walk.check_walk(req)
         paths = new_run_paths(req.kind)
+    if gpu.zero_gpu():
+        with user_errors():
+            plan = walk.start(manager, req, paths)
+        yield from run_chunked(manager, plan, control, progress)
+        return
     job = lambda on_frame, ctl: walk.latent_walk(manager, req, paths, on_frame, ctl)  # noqa: E731
     yield from run(job, control, progress, manager.gate)
 
@@ -95,3 +108,55 @@ def resume_job(manager, plan_text: str):
     plan = checked_plan(plan_text)
     return lambda on_frame, ctl: walk.resume(manager, plan, on_frame, ctl)
 
+
+
+def run_resume(manager, plan_text: str, control, progress):
+    """The Resume button: continue a stopped walk or dream (on ZeroGPU, in chunks)."""
+    if gpu.zero_gpu():
+        yield from run_chunked(manager, checked_plan(plan_text), control, progress)
+        return
+    yield from run(resume_job(manager, plan_text), control, progress, manager.gate)
+
+
+# ZeroGPU: a walk as one GPU call per chunk of frames, from its plan; the video is encoded after, without the GPU
+def handler(manager, fn):
+    """A walk tab's run or resume handler: on ZeroGPU it stays in the server's process and calls the chunk
+    function (which holds the GPU) once per chunk; elsewhere it is wrapped as a whole."""
+    if gpu.zero_gpu():
+        fn.gpu_chunks = chunk_call(manager)
+        return fn
+    return on_gpu(fn)
+
+
+@functools.cache
+def chunk_call(manager):
+    """The GPU function rendering one chunk of a planned walk; made once per manager, before any GPU call."""
+    def walk_chunk(plan: str, frames: int, control):
+        job = lambda on_frame, ctl: walk.render_chunk(manager, Path(plan), frames, on_frame, ctl)  # noqa: E731
+        yield from gpu.pump(job, control)
+    return on_gpu(walk_chunk, chunk_seconds, inner=True)
+
+
+def chunk_work(plan_path) -> tuple[gpu_time.Work, int, int]:
+    """One frame's work, the batch size and the probe frames still to render (smooth mode's first pass)."""
+    _, plan = walk.read_plan(Path(plan_path))
+    req = walk.WalkRequest(**plan["request"])
+    probes = req.num_frames + int(req.loop) if req.smooth and plan["positions"] is None else 0
+    work = gpu_time.Work(steps=req.num_inference_steps, width=req.width, height=req.height)
+    return work, req.batch_size, probes
+
+
+def chunk_seconds(plan: str, frames: int, control=None) -> int:
+    """What one chunk asks ZeroGPU for: its frames (and smooth mode's probe pass, in the first chunk)."""
+    work, _, probes = chunk_work(plan)
+    return gpu_time.seconds_for(replace(work, images=int(frames) + probes))
+
+
+def run_chunked(manager, plan: Path, control, progress):
+    """Render a planned walk in ZeroGPU calls of a few frames each, then encode it."""
+    work, batch, _ = chunk_work(plan)
+    frames = gpu_time.frames_per_call(work, batch)
+    note = (f"This video is made {frames} frames per GPU call; each call asks ZeroGPU for up to "
+            f"{chunk_seconds(str(plan), frames)} s.")
+    yield from show(gpu.run_chunks(chunk_call(manager), (str(plan), frames), control, progress, manager.gate,
+                                   describe_frame, lambda: walk.finish(plan), note))

@@ -171,6 +171,13 @@ class RunPaths:
 def latent_walk(manager, req: WalkRequest, paths: RunPaths, on_frame: Callable[[FrameUpdate], None] | None = None,
                 control: RunControl | None = None) -> WalkResult:
     """Render a walk from scratch: check it, write its plan, then render and encode."""
+    plan_path = start(manager, req, paths)
+    _, plan = read_plan(plan_path)
+    return _render(manager, plan, paths, on_frame, control or RunControl(), notes_for(WalkRequest(**plan["request"])))
+
+
+def start(manager, req: WalkRequest, paths: RunPaths) -> Path:
+    """Check a walk and write its plan, rendering nothing: the frames follow in one run or in several chunks."""
     req = check_walk(req)
     prepare_folder(paths.frames)
     plan = {"version": PLAN_VERSION, "request": asdict(req), "model": manager.model_label,
@@ -178,7 +185,7 @@ def latent_walk(manager, req: WalkRequest, paths: RunPaths, on_frame: Callable[[
             "frames_dir": os.path.relpath(paths.frames, paths.plan.parent),
             "video": paths.video.name, "positions": None}
     _write_json(paths.plan, plan)
-    return _render(manager, plan, paths, on_frame, control or RunControl(), notes_for(req))
+    return paths.plan
 
 
 def read_plan(plan_path: Path) -> tuple[Path, dict]:
@@ -211,16 +218,45 @@ def resume(manager, plan_path: Path, on_frame: Callable[[FrameUpdate], None] | N
     The plan's model, size, sampler and every other setting are used; a run can only continue on the model
     it was started with, or its new frames would not match the old ones.
     """
+    plan_path, plan, paths = _open_run(manager, plan_path)
+    return _render(manager, plan, paths, on_frame, control or RunControl(), notes_for(WalkRequest(**plan["request"])))
+
+
+def render_chunk(manager, plan_path: Path, max_frames: int, on_frame: Callable[[FrameUpdate], None] | None = None,
+                 control: RunControl | None = None) -> tuple[int, int]:
+    """Render up to `max_frames` more of a planned run's missing frames (whole batches) and encode nothing.
+
+    Returns (frames on disk, frames in the run). Calling it until the two agree, then `finish`, makes the same
+    frames and video as one uninterrupted run: each frame depends only on its position and its batch.
+    """
+    plan_path, plan, paths = _open_run(manager, plan_path)
+    _render_missing(manager, plan, paths, on_frame, control or RunControl(), limit=max(int(max_frames), 1))
+    total = WalkRequest(**plan["request"]).num_frames
+    return len(frame_paths(paths, total)), total
+
+
+def finish(plan_path: Path) -> WalkResult:
+    """Encode the frames a planned run has on disk into its video, without the model (after `render_chunk`)."""
     plan_path, plan = read_plan(plan_path)
     req = WalkRequest(**plan["request"])
+    paths = _run_paths(plan_path, plan)
+    return _finish(plan, paths, len(frame_paths(paths, req.num_frames)) < req.num_frames, notes_for(req))
+
+
+def _run_paths(plan_path: Path, plan: dict) -> RunPaths:
+    return RunPaths(frames=(plan_path.parent / plan["frames_dir"]).resolve(), video=plan_path.parent / plan["video"])
+
+
+def _open_run(manager, plan_path: Path) -> tuple[Path, dict, RunPaths]:
+    """A stopped or planned run's plan and paths, checked against the model now loaded."""
+    plan_path, plan = read_plan(plan_path)
     made_with = plan_model(plan)
     if made_with != manager.model_name and not (plan.get("model_name") is None and made_with == manager.model_label):
         raise ValueError(f"This run was made with the model {made_with}; switch to it to resume the run "
                          f"(the model now is {manager.model_name}).")
-    paths = RunPaths(frames=(plan_path.parent / plan["frames_dir"]).resolve(),
-                     video=plan_path.parent / plan["video"])
+    paths = _run_paths(plan_path, plan)
     prepare_folder(paths.frames)
-    return _render(manager, plan, paths, on_frame, control or RunControl(), notes_for(req))
+    return plan_path, plan, paths
 
 
 def prepare_folder(folder: Path) -> None:
@@ -237,20 +273,31 @@ def prepare_folder(folder: Path) -> None:
 
 def _render(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl, notes: list[str]) -> WalkResult:
     """Render every frame not yet on disk, batch by batch, then encode whatever exists."""
+    finished = _render_missing(manager, plan, paths, on_frame, control)
+    return _finish(plan, paths, not finished, notes)
+
+
+def _render_missing(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl,
+                    limit: int | None = None) -> bool:
+    """Render the frames not yet on disk (at most `limit`, in whole batches); False when stopped or limited."""
     req = WalkRequest(**plan["request"])
+    if plan["positions"] is not None and len(frame_paths(paths, req.num_frames)) == req.num_frames:
+        return True  # nothing to render: the weights are not touched
     keys = _Keyframes(manager, req)
-    interrupted = False
     if plan["positions"] is None:
         positions = [s + t for s, t in interpolation.keyframe_positions(len(req.prompts), req.num_frames, req.loop)]
         if req.smooth:
             positions = _smooth_positions(keys, req, positions, on_frame, control)
             if positions is None:
-                interrupted = True
-        if positions is not None:
-            plan["positions"] = [float(p) for p in positions]
-            _write_json(paths.plan, plan)
-    if plan["positions"] is not None:
-        interrupted = not _render_frames(keys, req, plan["positions"], paths, on_frame, control)
+                return False
+        plan["positions"] = [float(p) for p in positions]
+        _write_json(paths.plan, plan)
+    return _render_frames(keys, req, plan["positions"], paths, on_frame, control, limit)
+
+
+def _finish(plan: dict, paths: RunPaths, interrupted: bool, notes: list[str]) -> WalkResult:
+    """Encode whatever frames exist into the video, with the note on how to resume a stopped run."""
+    req = WalkRequest(**plan["request"])
     frames = frame_paths(paths, req.num_frames)
     if interrupted:
         notes.append(f"Stopped after {len(frames)} of {req.num_frames} frames; resume from {paths.plan}.")
@@ -282,15 +329,17 @@ def encode_frames(frames: list[Path], paths: RunPaths, fps: float, quality: int,
 
 
 def _render_frames(keys: "_Keyframes", req: WalkRequest, positions: list[float], paths: RunPaths, on_frame,
-                   control: RunControl) -> bool:
-    """Render the missing frames in aligned batches; False when stopped."""
-    total = len(positions)
+                   control: RunControl, limit: int | None = None) -> bool:
+    """Render the missing frames in aligned batches; False when stopped, or when `limit` frames were rendered
+    and more are missing."""
+    total, rendered = len(positions), 0
     for start in range(0, total, req.batch_size):
         indices = list(range(start, min(total, start + req.batch_size)))
         if all(frame_path(paths, i).exists() for i in indices):
             continue
-        if control.stopped:
+        if control.stopped or (limit is not None and rendered >= limit):
             return False
+        rendered += len(indices)
         images = keys.render([positions[i] for i in indices], control, seed_offset=start)
         if images is None:
             return False

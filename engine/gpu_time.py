@@ -1,0 +1,85 @@
+"""How many seconds of GPU a job asks Hugging Face ZeroGPU for, and how many video frames fit in one call.
+
+ZeroGPU attaches a GPU only while a `@spaces.GPU` function runs, for the duration the call asks (60 s when it asks
+nothing), and refuses a request above its maximum. Asking too little cuts a job off mid-run; asking too much is
+checked against the visitor's remaining daily quota (only the time used is charged, but a long ask can be refused
+outright and waits longer in the queue). So each call asks for an estimate with a margin, bounded by the maximum.
+
+The numbers:
+- `ZEROGPU_DEFAULT_SECONDS` 60: the `spaces` package's DEFAULT_SCHEDULE_DURATION (spaces 0.51.3, zero/client.py).
+- `ZEROGPU_MAX_SECONDS` 300: the longest call ZeroGPU grants to a logged-in visitor, per Hugging Face staff in the
+  zero-gpu-explorers forum ("5 minutes is the maximum time that can be requested at once", README discussion #7;
+  "For logged in users the limit is 300s", bertjiazheng/KoolCogVideoX discussion #2). It is not in the official
+  documentation and may change; anonymous visitors may be allowed less.
+- `STEP_SECONDS_512` 0.04: one classifier-free-guided SD 1.5 UNet step at 512x512 in fp16. fal.ai's published
+  stable-diffusion-benchmarks measured plain diffusers (torch 2.1, SDPA) at 31.2 it/s on an A100 80G, 1.60 s for a
+  50-step image with its VAE decode, i.e. 0.032 s a step; ZeroGPU's slice is half an H200 (60 SMs, spaces'
+  zero/configs.json), taken here as A100-class, so 0.04 s. This is an estimate, not a measurement on ZeroGPU.
+- `CALL_OVERHEAD_SECONDS` 10: a call starts a worker process and moves the weights (about 2 GB for SD 1.5 in
+  fp16) to the GPU before the job runs, and the text encoder, VAE and saving run inside it too. An estimate.
+- `MARGIN` 1.5 on the work, so a slower slice or a busy moment does not cut the job off.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+ZEROGPU_DEFAULT_SECONDS = 60
+ZEROGPU_MAX_SECONDS = 300
+MIN_SECONDS = 15  # nothing asks for less: the worker's start and the weights' move alone take a few seconds
+STEP_SECONDS_512 = 0.04
+DECODE_SECONDS_512 = 0.05  # one VAE decode at 512x512 (an estimate, about one and a half steps)
+CALL_OVERHEAD_SECONDS = 10
+MARGIN = 1.5
+CHUNK_TARGET_SECONDS = ZEROGPU_DEFAULT_SECONDS  # a video's calls each ask about this much (see frames_per_call)
+FACE_SECONDS = 1.0  # finding faces, cropping and pasting back, per rendered frame of a face tab (an estimate)
+MOTION_STEP_FACTOR = 1.3  # an AnimateDiff step per frame against a plain step: the motion modules' extra layers
+
+
+@dataclass(frozen=True)
+class Work:
+    """What a call renders: `images` pictures of `width` x `height`, each `steps` denoising steps.
+
+    `strength` below 1 runs only that share of the steps (img2img, inpaint, the face tabs); `extra_seconds` is
+    per-image work that is not denoising (face detection and paste-back, warps, depth).
+    """
+
+    images: int = 1
+    steps: int = 20
+    width: int = 512
+    height: int = 512
+    strength: float = 1.0
+    extra_seconds: float = 0.0
+    step_factor: float = 1.0  # cost of a step against a plain SD 1.5 step (text to video's motion modules)
+
+
+def work_seconds(work: Work) -> float:
+    """The GPU time `work` takes by the estimates above, without overhead or margin."""
+    pixels = max(int(work.width), 8) * max(int(work.height), 8) / (512 * 512)
+    steps = max(1, math.ceil(max(int(work.steps), 1) * min(max(float(work.strength), 0.0), 1.0)))
+    per_image = steps * STEP_SECONDS_512 * pixels * work.step_factor + DECODE_SECONDS_512 * pixels
+    return max(int(work.images), 0) * (per_image + max(float(work.extra_seconds), 0.0))
+
+
+def seconds_for(*works: Work, maximum: int = ZEROGPU_MAX_SECONDS) -> int:
+    """Seconds to ask for a call doing all of `works`: overhead plus the work with its margin, within bounds."""
+    total = CALL_OVERHEAD_SECONDS + MARGIN * sum(work_seconds(w) for w in works)
+    return int(min(max(math.ceil(total), MIN_SECONDS), maximum))
+
+
+def frames_per_call(work_per_frame: Work, batch: int = 1, target: float = CHUNK_TARGET_SECONDS) -> int:
+    """How many frames one call of a long video renders so that it asks for about `target` seconds.
+
+    A whole number of batches (so chunked frames match an uninterrupted run's batches), at least one batch.
+    """
+    batch = max(int(batch), 1)
+    per_frame = MARGIN * work_seconds(Work(**{**work_per_frame.__dict__, "images": 1}))
+    room = max(target - CALL_OVERHEAD_SECONDS, 0.0)
+    frames = int(room // per_frame) if per_frame > 0 else batch
+    return max(batch, frames // batch * batch)
+
+
+def describe(seconds: int) -> str:
+    """The sentence a ZeroGPU visitor sees before a call: what was asked, and that only use is charged."""
+    return (f"Asking ZeroGPU for up to {seconds} s of GPU time for this job (only the time used counts against "
+            "your quota).")

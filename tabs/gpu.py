@@ -1,0 +1,324 @@
+"""Hugging Face ZeroGPU: a GPU per call sized to the job, long videos as several calls, and nothing CUDA crossing.
+
+On ZeroGPU a `@spaces.GPU` function runs in a forked worker that holds the GPU; its arguments and results are
+pickled across. So a GPU function takes and returns only plain values (PIL images, numpy arrays, paths, numbers,
+dataclasses of those), a session's Stop switch crosses as a file both sides can see, and a long video is an outer
+handler (no GPU) that calls a GPU function once per chunk of frames.
+"""
+from __future__ import annotations
+
+import inspect
+import os
+import queue
+import tempfile
+import threading
+import uuid
+from functools import wraps
+from pathlib import Path
+from typing import Callable, Iterator
+
+import gradio as gr
+
+from engine import gpu_time
+from engine.gate import BUSY, Busy
+from engine.generate import RunControl
+
+ENV = "SPACES_ZERO_GPU"  # the variable ZeroGPU hardware sets (the spaces package reads it too)
+STOP_DIR = Path(tempfile.gettempdir()) / "diffusion-studio-stop"
+
+
+# 1. where we run
+def spaces_module():
+    """The `spaces` package when installed (Hugging Face Spaces install it), else None."""
+    try:
+        import spaces
+    except ImportError:
+        return None
+    return spaces
+
+
+def zero_gpu() -> bool:
+    """True on ZeroGPU hardware: the spaces package's own setting when it is installed, else its variable."""
+    spaces = spaces_module()
+    config = getattr(getattr(spaces, "config", None), "Config", None)
+    if config is not None and hasattr(config, "zero_gpu"):
+        return bool(config.zero_gpu)
+    return os.environ.get(ENV, "").strip().lower() in ("1", "t", "true")
+
+
+# 2. Stop across the process boundary
+class StopFileControl(RunControl):
+    """A session's Stop switch as it arrives in a GPU worker: stopped when the session's stop file exists."""
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = path
+
+    def stop(self) -> None:
+        super().stop()
+        touch(self.path)
+
+    def reset(self) -> None:
+        super().reset()
+        Path(self.path).unlink(missing_ok=True)
+
+    @property
+    def stopped(self) -> bool:
+        return super().stopped or os.path.exists(self.path)
+
+    def __reduce__(self):
+        return StopFileControl, (self.path,)
+
+
+def new_stop_file() -> str:
+    return str(STOP_DIR / f"{uuid.uuid4().hex}.stop")
+
+
+def touch(path: str) -> None:
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).touch()
+    except OSError:  # the in-process switch still works
+        pass
+
+
+# 3. wrapping a function for the GPU
+def on_gpu(fn: Callable, seconds: Callable[..., int] | str | None = None, inner: bool = False) -> Callable:
+    """Hold a ZeroGPU GPU for each call of `fn`, asking `seconds(*args)` (the handler's own arguments); elsewhere
+    `spaces.GPU` leaves the function alone, and without the package nothing is wrapped.
+
+    `seconds` may name a tab (a key of ESTIMATES). A ZeroGPU visitor is told what was asked (gr.Info), and a
+    generator handler's progress bar is started and ended here, in the server's process, since the GPU worker only
+    has a copy of the session; an `inner` function (one chunk of a longer job) leaves both to its caller.
+    """
+    spaces = spaces_module()
+    if spaces is None:
+        return fn
+    if isinstance(seconds, str):  # a tab's name: its estimate below
+        seconds = seconds_for_task(seconds, fn)
+    if seconds is None:
+        wrapped = spaces.GPU(fn)
+    else:
+        def duration(*args, **kwargs):
+            asked = int(seconds(*args, **kwargs))
+            if not inner and zero_gpu():
+                gr.Info(gpu_time.describe(asked))
+            return asked
+        wrapped = spaces.GPU(fn, duration=duration)
+    if inner or not (zero_gpu() and inspect.isgeneratorfunction(fn)):
+        return wrapped
+
+    @wraps(fn)
+    def tracked(*args, **kwargs):
+        control = next((a for a in (*args, *kwargs.values()) if hasattr(a, "begin") and hasattr(a, "end")), None)
+        if control is not None:
+            control.reset()
+            control.begin()
+        failed = True
+        try:
+            yield from wrapped(*args, **kwargs)
+            failed = False
+        finally:
+            if control is not None:
+                control.end(failed)
+    tracked.gpu = wrapped
+    return tracked
+
+
+def by_name(fn: Callable, estimate: Callable[[dict], int]) -> Callable[..., int]:
+    """A duration callable for `fn`: its arguments, bound to their names, go to `estimate(values)`."""
+    signature = inspect.signature(fn)
+
+    def seconds(*args, **kwargs) -> int:
+        try:
+            values = signature.bind_partial(*args, **kwargs).arguments
+        except TypeError:
+            return gpu_time.ZEROGPU_DEFAULT_SECONDS
+        try:
+            return estimate(values)
+        except (TypeError, ValueError, KeyError, OSError):  # the handler itself says what is wrong, quickly
+            return gpu_time.MIN_SECONDS
+    return seconds
+
+
+# 4. inside a GPU call: an engine job's callbacks as a stream of plain values
+def pump(job: Callable, control: RunControl) -> Iterator[tuple[str, object]]:
+    """Run `job(on_update, control)` in a thread; yield ("update", u) per callback, then ("result", value).
+
+    An engine ValueError becomes gr.Error here, so its sentence survives the way back from a GPU worker.
+    """
+    from tabs.common import user_errors
+
+    updates: queue.Queue = queue.Queue()
+    outcome: dict = {}
+
+    def work():
+        try:
+            outcome["result"] = job(updates.put, control)
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            outcome["error"] = exc
+        finally:
+            updates.put(None)
+
+    threading.Thread(target=work, daemon=True).start()
+    try:
+        while (update := updates.get()) is not None:
+            yield "update", update
+    finally:
+        if not outcome:  # the caller went away: stop the job
+            control.stop()
+    if "error" in outcome:
+        with user_errors():
+            raise outcome["error"]
+    yield "result", outcome["result"]
+
+
+# 5. outside: a long video as one GPU call per chunk
+def run_chunks(chunk: Callable[..., Iterator], args: tuple, control, progress, gate, describe: Callable,
+               finish: Callable[[], object], note: str | None = None) -> Iterator[tuple[object | None, object | None]]:
+    """Call `chunk(*args, control)` (a GPU generator yielding `pump`'s values, its result (made, total)) until
+    every frame is made, Stop is pressed or a call adds nothing; then `finish()` (no GPU) makes the video.
+
+    Yields (preview, None) while frames come, then (None, result), like tabs.common.stream. The progress bar
+    and Stop span the whole run, across the calls.
+    """
+    from tabs.common import SessionControl, user_error, user_errors
+
+    session = isinstance(control, SessionControl)
+    control.reset()
+    if session:
+        control.begin()
+    if note and zero_gpu():
+        gr.Info(note)
+    failed = True
+    try:
+        with gate.slot():
+            made = -1
+            while not control.stopped:
+                state = None
+                for kind, value in chunk(*args, control):
+                    if kind == "result":
+                        state = value
+                        continue
+                    fraction, text, preview = describe(value)
+                    progress(fraction, desc=text)
+                    if session:
+                        control.update(fraction, text)
+                    if preview is not None:
+                        yield preview, None
+                count, total = state
+                if count >= total or count <= made:
+                    break
+                made = count
+        with user_errors():
+            result = finish()
+        failed = False
+    except Busy:
+        raise user_error(BUSY) from None
+    finally:
+        if session:
+            control.end(failed)
+    yield None, result
+
+
+# 6. what each generating handler asks for, from its own arguments (named as the handler names them)
+FACE_SIZE = 512  # the face tabs work at the model's size: 512 for SD 1.5 (the tiny model's 128 is over-asked)
+ALL_FACES = 3  # faces assumed when "all faces" is on: the count is only known once the photo is read
+
+
+def _int(value, default: int = 1) -> int:
+    try:
+        return max(int(float(value)), 0)
+    except (TypeError, ValueError):
+        return default
+
+
+def _float(value, default: float = 1.0) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+def _image(v: dict, strength: bool = False) -> gpu_time.Work:
+    side = v.get("size")
+    return gpu_time.Work(images=_int(v.get("batch_count"), 1), steps=_int(v.get("num_inference_steps"), 20),
+                         width=_int(v.get("width", side), 512), height=_int(v.get("height", side), 512),
+                         strength=_float(v.get("strength"), 1.0) if strength else 1.0)
+
+
+def _faces(v: dict, images: int) -> gpu_time.Work:
+    faces = ALL_FACES if v.get("all_faces") else 1
+    return gpu_time.Work(images=images * faces, steps=_int(v.get("num_inference_steps"), 25), width=FACE_SIZE,
+                         height=FACE_SIZE, strength=1.0 if v.get("whole_photo") else _float(v.get("strength"), 0.55),
+                         extra_seconds=gpu_time.FACE_SECONDS)
+
+
+def _aging(v: dict) -> list[gpu_time.Work]:
+    from engine.faces.aging import parse_ages
+
+    ages = len(parse_ages(v.get("ages") or ""))
+    frames = ages + max(ages - 1, 0) * _int(v.get("transition_frames"), 0)
+    return [_faces(v, frames)]
+
+
+def _plot(task: str) -> Callable[[dict], list[gpu_time.Work]]:
+    def works(v: dict) -> list[gpu_time.Work]:
+        from engine.generate import ImageRequest
+        from engine.xyz import plan_plot
+        from tabs.xyz_common import plot_request
+
+        side = v.get("size")
+        base = ImageRequest(prompt=v.get("prompt") or "", negative_prompt=v.get("negative_prompt") or "",
+                            num_inference_steps=v.get("num_inference_steps"), width=v.get("width", side),
+                            height=v.get("height", side), strength=_float(v.get("strength"), 0.75),
+                            guidance_scale=v.get("guidance_scale"), seed=v.get("seed"), sampler=v.get("sampler"))
+        req = plot_request(base, *(v.get(n) for n in ("x_type", "x_values", "y_type", "y_values", "z_type",
+                                                      "z_values", "video_axis")))
+        return [gpu_time.Work(steps=c.request.num_inference_steps, width=c.request.width, height=c.request.height,
+                              strength=c.request.strength if task != "txt2img" else 1.0)
+                for c in plan_plot(req, task).cells]
+    return works
+
+
+def _walk(v: dict) -> list[gpu_time.Work]:
+    frames = _int(v.get("num_frames"), 24)
+    probes = frames + 1 if v.get("smooth") else 0
+    return [gpu_time.Work(images=frames + probes, steps=_int(v.get("num_inference_steps"), 20),
+                          width=_int(v.get("width"), 512), height=_int(v.get("height"), 512))]
+
+
+def _text2video(v: dict) -> list[gpu_time.Work]:
+    return [gpu_time.Work(images=_int(v.get("num_frames"), 16), steps=_int(v.get("num_inference_steps"), 20),
+                          width=_int(v.get("width"), 256), height=_int(v.get("height"), 256),
+                          step_factor=gpu_time.MOTION_STEP_FACTOR)]
+
+
+def _animate(v: dict) -> list[gpu_time.Work]:
+    frames = _int(v.get("num_frames"), 24)
+    diffused = frames if str(v.get("mode", "")).lower().startswith("video") else -(-frames // max(
+        _int(v.get("cadence"), 1), 1))
+    return [gpu_time.Work(images=diffused, steps=_int(v.get("num_inference_steps"), 20),
+                          width=_int(v.get("width"), 512), height=_int(v.get("height"), 512),
+                          extra_seconds=gpu_time.FACE_SECONDS)]
+
+
+ESTIMATES: dict[str, Callable[[dict], list[gpu_time.Work]]] = {
+    "txt2img": lambda v: [_image(v)],
+    "img2img": lambda v: [_image(v, strength=True)],
+    "inpaint": lambda v: [_image(v, strength=True)],
+    "xyz_plot": _plot("txt2img"),
+    "xyz_plot_img2img": _plot("img2img"),
+    "gender_swap": lambda v: [_faces(v, _int(v.get("variants"), 2))],
+    "aging": _aging,
+    "latent_walk": _walk,
+    "dream": _walk,
+    "animate": _animate,
+    "text2video": _text2video,
+}
+
+
+def seconds_for_task(task: str, fn: Callable) -> Callable[..., int]:
+    """The duration callable of a tab's handler: its arguments to the work they make, to seconds (engine.gpu_time)."""
+    works = ESTIMATES[task]
+    return by_name(fn, lambda values: gpu_time.seconds_for(*works(values)))
