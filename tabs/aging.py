@@ -1,18 +1,29 @@
 """Aging timelapse: one face photo in, the same person at rising ages out, as stills, a grid and an MP4."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
-from engine.faces.aging import AgingRequest, AgingUpdate, aging_timelapse, parse_ages
+from engine import gpu_time
+from engine.faces.aging import (
+    AgingRequest,
+    AgingUpdate,
+    aging_timelapse,
+    check_aging,
+    finish,
+    parse_ages,
+    render_chunk,
+)
 from engine.faces.portrait import FaceStep
 from engine.outputs import next_path, task_dir
 from engine.presets import aging_preset
 from engine.schedulers import sampler_names
+from tabs import gpu
 from tabs.common import (
     SessionControl,
     check_inputs_match,
     check_uploads,
-    on_gpu,
     progress_bar,
     result_gallery,
     run_buttons,
@@ -64,13 +75,34 @@ def build(manager) -> None:
             folder = next_path(task_dir(TASK), "timelapse", "")
             job = lambda on_update, ctl: aging_timelapse(  # noqa: E731
                 manager, req, photo, folder, on_update, ctl, on_step=on_update)
-            for preview, result in stream(job, control, progress, manager.gate, describe=describe):
+            events = (chunked(req, photo, folder, control, progress) if gpu.zero_gpu() else
+                      stream(job, control, progress, manager.gate, describe=describe))
+            for preview, result in events:
                 if result is None:
                     yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), preview, gr.skip()
                 else:
                     yield outputs(result)
         except (gr.Error, ValueError) as exc:
             raise user_error(with_face_hint(str(getattr(exc, "message", exc)))) from exc
+
+    # ZeroGPU: a timelapse as one GPU call per few frames, then assembled without the GPU
+    def aging_chunk(req, photo, folder, frames, control):
+        job = lambda on_update, ctl: render_chunk(  # noqa: E731
+            manager, req, photo, Path(folder), frames, on_update, ctl, on_step=on_update)
+        yield from gpu.pump(job, control)
+
+    def chunk_seconds(req, photo, folder, frames, control=None):
+        return gpu_time.seconds_for(gpu.face_work(req, int(frames)))
+
+    chunk = gpu.on_gpu(aging_chunk, chunk_seconds, inner=True)
+
+    def chunked(req, photo, folder, control, progress):
+        req = check_aging(req)  # the seed is picked once, for every chunk
+        frames = gpu_time.frames_per_call(gpu.face_work(req))
+        note = (f"This timelapse is made {frames} frames per GPU call; each call asks ZeroGPU for up to "
+                f"{chunk_seconds(req, photo, folder, frames)} s.")
+        return gpu.run_chunks(chunk, (req, photo, str(folder), frames), control, progress, manager.gate, describe,
+                              lambda: finish(req, photo, folder), note)
 
     def outputs(result):
         stills = [(str(result.still_path(age)), f"Age {age}") for age, _ in result.keyframes]
@@ -139,7 +171,7 @@ def build(manager) -> None:
               "padding": padding, "whole_photo": whole, "keep_identity": keep_identity,
               "control": control}
     check_inputs_match(aging, list(inputs))
-    wire_run(run.click, on_gpu(aging), inputs=list(inputs.values()),
+    wire_run(run.click, gpu.outer(aging, chunk, TASK), inputs=list(inputs.values()),
              outputs=[video, stills, grid, compare, latest, info], api_name="aging", control=control, stop=stop,
              bar=bar)
     wire_stop(stop, control, "stop_aging")

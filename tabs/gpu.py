@@ -125,6 +125,15 @@ def on_gpu(fn: Callable, seconds: Callable[..., int] | str | None = None, inner:
     return tracked
 
 
+def outer(fn: Callable, chunk: Callable, task: str | None = None) -> Callable:
+    """A long job's handler: on ZeroGPU it stays in the server's process and calls `chunk` (a GPU function made
+    with `on_gpu(..., inner=True)`) once per chunk; elsewhere it is wrapped as a whole."""
+    if zero_gpu():
+        fn.gpu_chunks = chunk
+        return fn
+    return on_gpu(fn, task)
+
+
 def by_name(fn: Callable, estimate: Callable[[dict], int]) -> Callable[..., int]:
     """A duration callable for `fn`: its arguments, bound to their names, go to `estimate(values)`."""
     signature = inspect.signature(fn)
@@ -252,6 +261,12 @@ def _faces(v: dict, images: int) -> gpu_time.Work:
     return gpu_time.Work(images=images * faces, steps=_int(v.get("num_inference_steps"), 25), width=FACE_SIZE,
                          height=FACE_SIZE, strength=1.0 if v.get("whole_photo") else _float(v.get("strength"), 0.55),
                          extra_seconds=gpu_time.FACE_SECONDS)
+
+
+def face_work(req, images: int = 1) -> gpu_time.Work:
+    """The work of `images` frames of a face tab's checked request (AgingRequest, GenderRequest)."""
+    return _faces({"all_faces": req.all_faces, "whole_photo": req.whole_photo, "strength": req.strength,
+                   "num_inference_steps": req.num_inference_steps}, images)
 
 
 def _aging(v: dict) -> list[gpu_time.Work]:

@@ -122,10 +122,7 @@ def run_resume(manager, plan_text: str, control, progress):
 def handler(manager, fn):
     """A walk tab's run or resume handler: on ZeroGPU it stays in the server's process and calls the chunk
     function (which holds the GPU) once per chunk; elsewhere it is wrapped as a whole."""
-    if gpu.zero_gpu():
-        fn.gpu_chunks = chunk_call(manager)
-        return fn
-    return on_gpu(fn)
+    return gpu.outer(fn, chunk_call(manager) if gpu.zero_gpu() else None)
 
 
 @functools.cache

@@ -186,12 +186,60 @@ def aging_timelapse(manager, req: AgingRequest, image, folder: Path,
     """
     # 1. check inputs and find the face(s)
     req = check_aging(req)
-    control = control or RunControl()
     area = find_face_area(image, req.face_index, req.padding, req.whole_photo, req.all_faces)
     folder = _writable(folder)
-    notes = [n for n in (area.note,) if n]
+    # 2. render, keyframes first; 3. assemble what exists
+    made = _render(manager, req, area, folder, None, on_frame, control or RunControl(), on_step, resume=False)
+    return _assemble_folder(req, area, folder, made)
 
-    # 2. encode each age's prompt once, all to the same length so they can be blended
+
+def render_order(req: AgingRequest) -> list[tuple[int, float]]:
+    """The frames in the order they are rendered: keyframes first, so a Stop keeps whole ages; then in-betweens."""
+    plan = frame_plan(req.ages, req.transition_frames)
+    return [p for p in plan if p[1] == 0] + [p for p in plan if p[1] > 0]
+
+
+def render_chunk(manager, req: AgingRequest, image, folder: Path, max_frames: int,
+                 on_frame: Callable[[AgingUpdate], None] | None = None, control: RunControl | None = None,
+                 on_step: Callable[[FaceStep], None] | None = None) -> tuple[int, int]:
+    """Render up to `max_frames` of a timelapse's frames not yet in `folder`, and assemble nothing.
+
+    `req` must be checked already (`check_aging`), so every chunk uses the same seed. Returns (frames in the
+    folder, frames in the timelapse). Calling it until the two agree, then `finish`, gives the same stills, grid
+    and video as one uninterrupted run: every frame depends only on its age and the seed.
+    """
+    area = find_face_area(image, req.face_index, req.padding, req.whole_photo, req.all_faces)
+    folder = _writable(folder)
+    _render(manager, req, area, folder, max(int(max_frames), 1), on_frame, control or RunControl(), on_step,
+            resume=True)
+    order = render_order(req)
+    return sum((folder / _frame_name(req, i, t)).exists() for i, t in order), len(order)
+
+
+def finish(req: AgingRequest, image, folder: Path) -> AgingResult:
+    """Assemble the frames `render_chunk` wrote into the stills, grid and video, without the model."""
+    area = find_face_area(image, req.face_index, req.padding, req.whole_photo, req.all_faces)
+    return _assemble_folder(req, area, _writable(folder))
+
+
+def _frame_name(req: AgingRequest, i: int, t: float) -> str:
+    if t == 0:
+        return f"age_{req.ages[i]:03d}.png"
+    j = min(i + 1, len(req.ages) - 1)
+    return f"between_{req.ages[i] + (req.ages[j] - req.ages[i]) * t:06.2f}.png"
+
+
+def _render(manager, req: AgingRequest, area: FaceArea, folder: Path, limit: int | None, on_frame,
+            control: RunControl, on_step, resume: bool) -> set[str]:
+    """Render the frames (with `resume`, only those not yet in `folder`), at most `limit` of them, in
+    `render_order`; return the names of the frames written."""
+    order = render_order(req)
+    todo = [(count, i, t) for count, (i, t) in enumerate(order, 1)
+            if not (resume and (folder / _frame_name(req, i, t)).exists())]
+    made: set[str] = set()
+    if not todo:
+        return made
+    # encode each age's prompt once, all to the same length so they can be blended
     preset = aging_preset()
     prompts = [preset.prompt_for(age, req.subject) for age in req.ages]
     chunks = prompt_chunks(manager.base().tokenizer, *prompts, preset.negative_prompt)
@@ -200,12 +248,7 @@ def aging_timelapse(manager, req: AgingRequest, image, folder: Path,
     regenerator = Regenerator(manager, area, req.sampler, req.num_inference_steps, req.guidance_scale,
                               req.strength, req.size or manager.defaults().width, req.fast,
                               req.keep_identity)
-
-    # 3. keyframes first, so a Stop keeps whole ages; then the in-between frames
-    plan = frame_plan(req.ages, req.transition_frames)
-    order = [p for p in plan if p[1] == 0] + [p for p in plan if p[1] > 0]
-    done: dict[tuple[int, float], Image.Image] = {}
-    for count, (i, t) in enumerate(order, 1):
+    for count, i, t in todo[:limit]:
         if control.stopped:
             break
         j = min(i + 1, len(req.ages) - 1)
@@ -220,14 +263,25 @@ def aging_timelapse(manager, req: AgingRequest, image, folder: Path,
         result = regenerator.render(prompt_embeds, negative, req.seed, control, report)
         if result is None:
             break
-        done[(i, t)] = result
-        name = f"age_{req.ages[i]:03d}.png" if t == 0 else f"between_{age:06.2f}.png"
-        pnginfo.save_png(result, folder / name, _still_parameters(req, age))
+        pnginfo.save_png(result, folder / _frame_name(req, i, t), _still_parameters(req, age))
+        made.add(_frame_name(req, i, t))
         if on_frame:
             on_frame(AgingUpdate(count, len(order), age, result))
+    return made
 
-    # 4. assemble what exists
-    return _assemble(req, area, plan, done, folder, notes, interrupted=len(done) < len(order))
+
+def _assemble_folder(req: AgingRequest, area: FaceArea, folder: Path, only: set[str] | None = None) -> AgingResult:
+    """The outputs from the frames in `folder` (all of the plan's, or `only` these), read back as saved, so one
+    run and a run in chunks agree."""
+    plan = frame_plan(req.ages, req.transition_frames)
+    done = {}
+    for i, t in plan:
+        path = folder / _frame_name(req, i, t)
+        if path.exists() and (only is None or path.name in only):
+            with Image.open(path) as saved:
+                done[(i, t)] = saved.convert("RGB")
+    notes = [n for n in (area.note,) if n]
+    return _assemble(req, area, plan, done, folder, notes, interrupted=len(done) < len(plan))
 
 
 def _assemble(req: AgingRequest, area: FaceArea, plan, done: dict, folder: Path, notes: list[str],

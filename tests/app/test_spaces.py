@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import gradio as gr
 import numpy as np
 import pytest
 from PIL import Image
@@ -70,7 +71,7 @@ def test_every_generating_handler_holds_a_gpu_and_asks_for_a_duration(spaces):
     for w in spaces.wrappings:
         assert callable(w.duration), f"{w.fn.__name__} asks for ZeroGPU's default 60 s"
     chunked = {name for name in GENERATING if hasattr(endpoints[name], "gpu_chunks")}
-    assert {"dream", "dream_resume", "latent_walk", "latent_walk_resume"} <= chunked
+    assert {"dream", "dream_resume", "latent_walk", "latent_walk_resume", "aging"} <= chunked
     assert not any(gpu_function(endpoints[name]) for name in ("select_model", "png_info", "xyz_plan"))
 
 
@@ -157,6 +158,34 @@ def test_stop_between_chunks_keeps_the_frames_and_resume_finishes_in_chunks(spac
     *_, last = walk_common.run_resume(tiny_manager, plan, resumed, lambda *a, **k: None)
     assert len(last[1]) == 7 and last[5] == ""
     assert len(wrapping_of(spaces, "walk_chunk").asked) == 4  # 2 more calls for the last 3 frames
+
+
+def test_an_aging_timelapse_in_several_gpu_calls_equals_one_run(spaces, tiny_manager, astronaut, tmp_path,
+                                                                 monkeypatch):
+    from engine.faces.aging import AgingRequest, aging_timelapse
+    from tabs import aging
+
+    monkeypatch.setattr(gpu_time, "frames_per_call", lambda work, batch=1: 2)
+    photo = tmp_path / "photo.png"
+    astronaut.save(photo)
+    with gr.Blocks() as blocks:
+        aging.build(tiny_manager)
+    handler = handlers(blocks)["aging"]
+    control = SessionControl()
+    *_, last = handler(str(photo), "20, 50, 80", "person", 0.6, 3, 5, 9, "Euler", 1, 4, True, None, False, 0.5,
+                       False, 0, control)
+    video, stills, grid, _, _, _ = last
+    assert len(wrapping_of(spaces, "aging_chunk").asked) == 3  # 5 frames, 2 a call
+    assert control.progress.finished is not None and not control.progress.failed
+
+    req = AgingRequest(ages=[20, 50, 80], strength=0.6, num_inference_steps=3, guidance_scale=5, seed=9,
+                       sampler="Euler", transition_frames=1, fps=4)
+    alone = aging_timelapse(tiny_manager, req, str(photo), tmp_path / "alone")
+    assert [Path(p).name for p, _ in stills] == [alone.still_path(a).name for a, _ in alone.keyframes]
+    for (path, _), (_, image) in zip(stills, alone.keyframes):
+        assert np.array_equal(np.asarray(Image.open(path).convert("RGB")), np.asarray(image))
+    assert Path(video).read_bytes() == alone.video.read_bytes()
+    assert spaces.tensors == []
 
 
 def test_the_model_loads_at_start_up_on_zerogpu_and_the_menu_keeps_to_it(spaces):
