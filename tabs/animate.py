@@ -1,20 +1,34 @@
 """Animate: Deforum-style 2D and 3D camera moves and video-to-video, every frame made from the one before."""
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
 import gradio as gr
 
+from engine import gpu_time
 from engine.generate import MAX_STEPS
 from engine.schedulers import DEFAULT_SAMPLER, sampler_names
 from engine.video.animate import MAX_FRAMES, AnimateRequest, depth
 from engine.video.animate import deforum_settings as deforum
-from engine.video.animate.request import MAX_CADENCE
-from engine.video.animate.run import AnimateResult, AnimateUpdate, animate, resume
+from engine.video.animate.request import MAX_CADENCE, request_from_dict
+from engine.video.animate.run import (
+    AnimateResult,
+    AnimateUpdate,
+    animate,
+    diffusion_frames,
+    finish,
+    read_plan,
+    render_chunk,
+    resume,
+    start,
+)
 from engine.video.animate.schedules import format_prompts, parse_prompts
+from tabs import gpu
 from tabs.common import (
     SessionControl,
     check_inputs_match,
     fast_toggle,
-    on_gpu,
     run_buttons,
     stream,
     user_errors,
@@ -67,11 +81,36 @@ def outputs(result: AnimateResult):
 
 def run(job, control, progress, gate):
     """Stream frames to the preview, then hand back every output of the finished (or stopped) animation."""
-    for preview, result in stream(job, control, progress, gate, describe=describe):
+    yield from show(stream(job, control, progress, gate, describe=describe))
+
+
+def show(events):
+    """The video outputs for a stream of (preview, None) ... (None, result)."""
+    for preview, result in events:
         if result is None:
             yield gr.skip(), gr.skip(), gr.skip(), preview, gr.skip(), gr.skip()
         else:
             yield outputs(result)
+
+
+def chunk_work(plan) -> tuple[gpu_time.Work, float]:
+    """One diffused frame's work, and the share of frames that are diffused (1 / cadence; every frame for video)."""
+    _, data = read_plan(Path(plan))
+    req = request_from_dict(data["request"])
+    work = gpu_time.Work(steps=req.num_inference_steps, width=req.width, height=req.height,
+                         extra_seconds=gpu_time.FACE_SECONDS)  # warps, colour matching and depth, as for a face
+    return work, len(diffusion_frames(req)) / max(req.num_frames, 1)
+
+
+def chunk_seconds(plan, frames) -> int:
+    work, share = chunk_work(plan)
+    return gpu_time.seconds_for(replace(work, images=max(1, round(int(frames) * share)) + 1))
+
+
+def frames_per_call(plan) -> int:
+    """Frames per GPU call: as many as keep a call near ZeroGPU's default ask (whole cadence segments follow)."""
+    work, share = chunk_work(plan)
+    return max(1, int(gpu_time.frames_per_call(work) / share))
 
 
 def build(manager) -> None:
@@ -94,12 +133,34 @@ def build(manager) -> None:
                 prompt_blend=prompt_blend, init_image=init_image or None, video=video or None, nth=nth,
                 gif=bool(gif), fast=bool(fast))
             paths = new_run_paths(TASK)
+        if gpu.zero_gpu():
+            with user_errors():
+                plan = start(manager, req, paths)
+            yield from chunked(plan, control, progress)
+            return
         job = lambda on_frame, ctl: animate(manager, req, paths, on_frame, ctl)  # noqa: E731
         yield from run(job, control, progress, manager.gate)
 
     def animate_resume(plan, control, progress=gr.Progress()):
         path = checked_plan(plan)
+        if gpu.zero_gpu():
+            yield from chunked(path, control, progress)
+            return
         yield from run(lambda on_frame, ctl: resume(manager, path, on_frame, ctl), control, progress, manager.gate)
+
+    # ZeroGPU: an animation as one GPU call per few frames, from its plan; encoded after, without the GPU
+    def animate_chunk(plan, frames, control):
+        job = lambda on_frame, ctl: render_chunk(manager, Path(plan), frames, on_frame, ctl)  # noqa: E731
+        yield from gpu.pump(job, control)
+
+    chunk = gpu.on_gpu(animate_chunk, lambda plan, frames, control=None: chunk_seconds(plan, frames), inner=True)
+
+    def chunked(plan, control, progress):
+        frames = frames_per_call(plan)
+        note = (f"This animation is made about {frames} frames per GPU call; each call asks ZeroGPU for up to "
+                f"{chunk_seconds(plan, frames)} s.")
+        yield from show(gpu.run_chunks(chunk, (str(plan), frames), control, progress, manager.gate, describe,
+                                       lambda: finish(plan), note))
 
     def load_settings(file):
         """Fill the form from a Deforum settings file; keys it doesn't use are named."""
@@ -214,8 +275,10 @@ def build(manager) -> None:
     form = [name for name in inputs if name not in ("init_image", "video", "gif", "fast", "control")]
     outs = [player, gallery, files, latest, info, plan]
     common = dict(outputs=outs, control=control, stop=stop, bar=bar)
-    wire_run(go.click, on_gpu(animate_run), inputs=list(inputs.values()), api_name="animate", **common)
-    wire_run(again.click, on_gpu(animate_resume), inputs=[plan, control], api_name="animate_resume", **common)
+    wire_run(go.click, gpu.outer(animate_run, chunk, TASK), inputs=list(inputs.values()), api_name="animate",
+             **common)
+    wire_run(again.click, gpu.outer(animate_resume, chunk), inputs=[plan, control], api_name="animate_resume",
+             **common)
     wire_stop(stop, control, "stop_animate")
     settings_file.upload(load_settings, inputs=settings_file, outputs=[inputs[n] for n in form] + [settings_note],
                          api_name="animate_load_settings", queue=False)

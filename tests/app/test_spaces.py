@@ -71,7 +71,8 @@ def test_every_generating_handler_holds_a_gpu_and_asks_for_a_duration(spaces):
     for w in spaces.wrappings:
         assert callable(w.duration), f"{w.fn.__name__} asks for ZeroGPU's default 60 s"
     chunked = {name for name in GENERATING if hasattr(endpoints[name], "gpu_chunks")}
-    assert {"dream", "dream_resume", "latent_walk", "latent_walk_resume", "aging"} <= chunked
+    assert {"dream", "dream_resume", "latent_walk", "latent_walk_resume", "aging", "animate",
+            "animate_resume"} <= chunked
     assert not any(gpu_function(endpoints[name]) for name in ("select_model", "png_info", "xyz_plan"))
 
 

@@ -126,6 +126,12 @@ def prepare(req: AnimateRequest, weights_dir: Path | None = None) -> tuple[Anima
 def animate(manager, req: AnimateRequest, paths: RunPaths, on_frame: Callable[[AnimateUpdate], None] | None = None,
             control: RunControl | None = None) -> AnimateResult:
     """Make an animation from scratch: check it, write its plan and settings, then render and encode."""
+    plan = _plan(manager, req, paths)
+    return _render(manager, plan, paths, on_frame, control or RunControl(), list(plan["notes"]))
+
+
+def _plan(manager, req: AnimateRequest, paths: RunPaths) -> dict:
+    """Check a request, keep its inputs beside the run and write its plan and Deforum settings."""
     # 1. check inputs
     req, notes = prepare(req, getattr(manager, "weights_dir", None))
     prepare_folder(paths.frames / "diffused")  # the frames' folder and its diffused keyframes
@@ -144,7 +150,38 @@ def animate(manager, req: AnimateRequest, paths: RunPaths, on_frame: Callable[[A
             "video": paths.video.name, "settings": settings_path(paths).name, "notes": notes}
     _write_json(paths.plan, plan)
     _write_json(settings_path(paths), to_settings(req))
-    return _render(manager, plan, paths, on_frame, control or RunControl(), list(notes))
+    return plan
+
+
+def start(manager, req: AnimateRequest, paths: RunPaths) -> Path:
+    """Check an animation and write its plan, rendering nothing: the frames follow in one run or in chunks."""
+    _plan(manager, req, paths)
+    return paths.plan
+
+
+def render_chunk(manager, plan_path: Path, max_frames: int, on_frame: Callable[[AnimateUpdate], None] | None = None,
+                 control: RunControl | None = None) -> tuple[int, int]:
+    """Render up to about `max_frames` more frames of a planned animation (whole cadence segments), encoding nothing.
+
+    Returns (frames on disk, frames in the animation). Calling it until the two agree, then `finish`, makes the
+    same frames and video as one uninterrupted run, as Resume does.
+    """
+    plan_path, plan, paths = _open_run(manager, plan_path)
+    req = request_from_dict(plan["request"])
+    maker = _FrameMaker(manager, req, paths, on_frame, control or RunControl(), limit=max(int(max_frames), 1))
+    _make_frames(maker, req, paths.plan.parent)
+    return len(frame_paths(paths, req.num_frames)), req.num_frames
+
+
+def finish(plan_path: Path) -> AnimateResult:
+    """Encode the frames a planned animation has on disk into its video, without the model."""
+    plan_path, plan = read_plan(plan_path)
+    paths = RunPaths(frames=(plan_path.parent / plan["frames_dir"]).resolve(), video=plan_path.parent / plan["video"])
+    req = request_from_dict(plan["request"])
+    made = len(frame_paths(paths, req.num_frames))
+    diffused = made if req.mode == "video" else sum(
+        (paths.frames / "diffused" / f"{k:05d}.png").exists() for k in diffusion_frames(req))
+    return _finish(plan, paths, made == req.num_frames, list(plan.get("notes", [])), diffused)
 
 
 def read_plan(plan_path: Path) -> tuple[Path, dict]:
@@ -174,6 +211,12 @@ def resume(manager, plan_path: Path, on_frame: Callable[[AnimateUpdate], None] |
 
     It runs on the model the run was started with, with every setting of the plan.
     """
+    plan_path, plan, paths = _open_run(manager, plan_path)
+    return _render(manager, plan, paths, on_frame, control or RunControl(), list(plan.get("notes", [])))
+
+
+def _open_run(manager, plan_path: Path) -> tuple[Path, dict, RunPaths]:
+    """A stopped or planned animation's plan and paths, checked against the model now loaded."""
     plan_path, plan = read_plan(plan_path)
     made_with = plan.get("model_name") or plan.get("model")
     if made_with != manager.model_name:
@@ -181,20 +224,30 @@ def resume(manager, plan_path: Path, on_frame: Callable[[AnimateUpdate], None] |
                          f"(the model now is {manager.model_name}).")
     paths = RunPaths(frames=(plan_path.parent / plan["frames_dir"]).resolve(), video=plan_path.parent / plan["video"])
     prepare_folder(paths.frames / "diffused")  # the frames' folder and its diffused keyframes
-    return _render(manager, plan, paths, on_frame, control or RunControl(), list(plan.get("notes", [])))
+    return plan_path, plan, paths
 
 
 # 2. rendering
 def _render(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl, notes: list[str]) -> AnimateResult:
     req = request_from_dict(plan["request"])
-    folder = paths.plan.parent
     maker = _FrameMaker(manager, req, paths, on_frame, control)
+    finished = _make_frames(maker, req, paths.plan.parent)
+    return _finish(plan, paths, finished, notes, maker.calls)
+
+
+def _make_frames(maker: "_FrameMaker", req: AnimateRequest, folder: Path) -> bool:
+    """Every missing frame (up to the maker's limit); False when stopped or limited."""
     if req.mode == "video":
-        finished = maker.video_frames(folder / req.video)
-    else:
-        init = np.asarray(images.load_image(folder / req.init_image).convert("RGB").resize(
-            (req.width, req.height), Image.LANCZOS)) if req.init_image else None
-        finished = maker.chain_frames(init)
+        return maker.video_frames(folder / req.video)
+    init = np.asarray(images.load_image(folder / req.init_image).convert("RGB").resize(
+        (req.width, req.height), Image.LANCZOS)) if req.init_image else None
+    return maker.chain_frames(init)
+
+
+def _finish(plan: dict, paths: RunPaths, finished: bool, notes: list[str], diffusions: int) -> AnimateResult:
+    """Encode the frames on disk (video input: with the source's sound once every frame is made)."""
+    req = request_from_dict(plan["request"])
+    folder = paths.plan.parent
     frames = frame_paths(paths, req.num_frames)
     interrupted = not finished
     if interrupted:
@@ -212,7 +265,7 @@ def _render(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl,
 
     video_path = encode_frames(frames, paths, req.fps, req.quality, parameters, req.gif, add_sound)
     return AnimateResult(video_path, frames, paths.plan, settings_path(paths), parameters, interrupted, notes,
-                         maker.calls)
+                         diffusions)
 
 
 class _Chain:
@@ -237,8 +290,10 @@ class _Chain:
 class _FrameMaker:
     """Diffuses frames (prompt embeddings computed once per keyframe prompt) and writes them."""
 
-    def __init__(self, manager, req: AnimateRequest, paths: RunPaths, on_frame, control: RunControl):
+    def __init__(self, manager, req: AnimateRequest, paths: RunPaths, on_frame, control: RunControl,
+                 limit: int | None = None):
         self.manager, self.req, self.paths, self.on_frame, self.control = manager, req, paths, on_frame, control
+        self.limit, self.new_frames = limit, 0  # frames to write in this call at most (None: all), and written
         self.series = series_for(req)
         self.calls = 0
         self.diffused = 0
@@ -323,7 +378,7 @@ class _FrameMaker:
                     previous.step(i)
             if self.reference is None and a > 0:
                 self.reference = self._load_key(0)
-            if self.control.stopped:
+            if self.control.stopped or self._limited():
                 return False
             image = self._load_key(a) if self._key_path(a).exists() else None
             if image is None:
@@ -331,6 +386,7 @@ class _FrameMaker:
                 if image is None:
                     return False
                 self._save(image, self._key_path(a))
+                image = self._load_key(a)  # as saved, so a resumed or chunked run continues from the same pixels
             else:
                 self.diffused += 1
             if a == 0:
@@ -375,15 +431,18 @@ class _FrameMaker:
         for index, frame in video_input.read_frames(source, req.nth, (req.width, req.height), start):
             if index >= req.num_frames:
                 break
-            if self.control.stopped:
+            if self.control.stopped or self._limited():
                 return False
             image = self.diffuse(frame, index)
             if image is None:
                 return False
-            if index == 0:
-                self.reference = image
             self._write_frame(index, image)
+            if index == 0:  # as saved, as a resumed run reads it
+                self.reference = np.asarray(Image.open(frame_path(self.paths, 0)).convert("RGB"))
         return True
+
+    def _limited(self) -> bool:
+        return self.limit is not None and self.new_frames >= self.limit
 
     # files
     def _write_frame(self, index: int, frame: np.ndarray) -> None:
@@ -392,6 +451,7 @@ class _FrameMaker:
             return
         self._save(frame, path)
         self.written = index + 1
+        self.new_frames += 1
         if self.on_frame:
             self.on_frame(AnimateUpdate(index + 1, self.req.num_frames, Image.fromarray(frame), self.diffused,
                                         self.planned))
