@@ -19,7 +19,7 @@ from engine.models import DEFAULT_HUB_MODEL, TINY, WEIGHTS_DIR, model_defaults
 from engine.outputs import delete_older_than, output_root
 from tabs import aging, animate, dream, gender_swap, img2img, inpaint, latent_walk, send, text2video, txt2img
 from tabs.common import QUEUE_ID, user_errors
-from tabs.gpu import zero_gpu
+from tabs.gpu import spaces_module, zero_gpu
 
 TITLE = "Diffusion Studio"
 ZEROGPU_NOTE = ("On ZeroGPU the model is loaded once at start-up, so the menu holds only it; set STUDIO_MODEL in the "
@@ -213,6 +213,9 @@ def load_for_zero_gpu(manager: PipelineManager) -> None:
     """ZeroGPU's pattern: load the model now, in this thread, onto `cuda`, before the app starts. ZeroGPU packs
     what is on `cuda` at start-up and hands it to each GPU call, so a model loaded later could not be used: the
     menu keeps to this one. A model that fails to load is reported in the status line, as elsewhere."""
+    spaces = spaces_module()
+    if spaces is not None and hasattr(spaces, "disable_gradio_auto_wrap"):
+        spaces.disable_gradio_auto_wrap()  # each handler is wrapped with its own duration; long videos must not be
     manager.pinned = True
     try:
         manager.base()

@@ -89,6 +89,22 @@ def test_durations_grow_with_steps_frames_and_batch_and_stay_within_bounds(space
     assert image(steps=20, batch=1, size=512) == gpu_time.MIN_SECONDS  # one ordinary image: a short ask
     assert image(steps=1, size=64) == gpu_time.MIN_SECONDS
     assert image(steps=150, batch=16, size=1024) == gpu_time.ZEROGPU_MAX_SECONDS
+    plot = wrapping_of(spaces, "xyz_plot").duration
+
+    def cells(values):
+        return plot("a cat", "", 40, 7, 512, 512, 1, "Euler", False, "CFG Scale", values, "Nothing", "", "Nothing", "",
+                    "No video", SessionControl(), None)
+
+    assert cells("3, 7, 11") < cells("3, 5, 7, 9, 11") < cells("1-30 [30]")
+    swap = wrapping_of(spaces, "swap").duration
+    variants = [swap("p.png", "to woman", 0.6, n, 30, 7, -1, "Euler", None, False, 0.5, False, 0, SessionControl())
+                for n in (1, 4)]
+    assert variants[0] < variants[1]
+    from engine.faces.aging import AgingRequest, check_aging
+
+    aging = wrapping_of(spaces, "aging_chunk").duration
+    req = check_aging(AgingRequest(ages=[20, 40, 60], num_inference_steps=40))
+    assert aging(req, "p.png", "f", 1) < aging(req, "p.png", "f", 6) <= gpu_time.ZEROGPU_MAX_SECONDS
     text2video = wrapping_of(spaces, "text2video_run").duration
     clip = [text2video("a fox", "", "", frames, 8, 20, 7.5, -1, 256, 256, "DDIM", False, False, None,
                        SessionControl()) for frames in (8, 16, 32)]
@@ -234,3 +250,30 @@ def test_readme_carries_the_spaces_front_matter():
     front = readme.split("---")[1]
     for line in ("sdk: gradio", "app_file: app.py", "sdk_version:"):
         assert line in front
+
+
+def test_served_on_zerogpu_images_and_a_chunked_walk_come_back_over_the_api(spaces, monkeypatch):
+    from gradio_client import Client
+
+    from tests.app.conftest import free_port
+
+    monkeypatch.setattr(gpu_time, "frames_per_call", lambda work, batch: 2 * batch)
+    _, demo = tiny_demo()
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        gallery, _, info, _, _ = client.predict(prompt="a red apple", negative_prompt="", num_inference_steps=2,
+                                                guidance_scale=7, width=64, height=64, seed=11, batch_count=2,
+                                                sampler="Euler", api_name="/txt2img")
+        assert len(gallery) == 2 and "11, 12" in info
+        assert wrapping_of(spaces, "txt2img").asked == [gpu_time.MIN_SECONDS]
+        video, frames, _, _, info, plan = client.predict(
+            prompts="a cat\na dog", seeds="1, 2", negative_prompt="", num_frames=5, fps=8, num_inference_steps=2,
+            guidance_scale=7, sampler="Euler", width=64, height=64, loop=False, smooth=False, batch_size=1,
+            gif=False, fast=False, api_name="/latent_walk")
+        assert video and len(frames) == 5 and plan == ""
+        assert len(wrapping_of(spaces, "walk_chunk").asked) == 3  # 2 + 2 + 1 frames
+        assert spaces.tensors == []
+    finally:
+        demo.close()
