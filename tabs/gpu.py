@@ -199,28 +199,37 @@ def run_chunks(chunk: Callable[..., Iterator], args: tuple, control, progress, g
         control.begin()
     if note and zero_gpu():
         gr.Info(note)
-    failed = True
+    failed, refused = True, None
     try:
         with gate.slot():
             made = -1
             while not control.stopped:
                 state = None
-                for kind, value in chunk(*args, control):
-                    if kind == "result":
-                        state = value
-                        continue
-                    fraction, text, preview = describe(value)
-                    progress(fraction, desc=text)
-                    if session:
-                        control.update(fraction, text)
-                    if preview is not None:
-                        yield preview, None
+                try:
+                    for kind, value in chunk(*args, control):
+                        if kind == "result":
+                            state = value
+                            continue
+                        fraction, text, preview = describe(value)
+                        progress(fraction, desc=text)
+                        if session:
+                            control.update(fraction, text)
+                        if preview is not None:
+                            yield preview, None
+                except gr.Error as exc:  # ZeroGPU refused a call (quota, queue): keep what the calls before made
+                    if made <= 0:
+                        raise
+                    refused = str(exc.message)
+                    break
                 count, total = state
                 if count >= total or count <= made:
                     break
                 made = count
         with user_errors():
             result = finish()
+        if refused and isinstance(getattr(result, "notes", None), list):
+            result.notes.append(f"The next GPU call was refused ({refused}); the frames made are kept, and "
+                                "Resume continues from them.")
         failed = False
     except Busy:
         raise user_error(BUSY) from None

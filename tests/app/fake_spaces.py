@@ -50,6 +50,7 @@ class FakeSpaces(types.ModuleType):
         self.wrappings: list[Wrapping] = []
         self.tensors: list[str] = []  # tensors that would have crossed the boundary
         self.calls = 0
+        self.refuse_after: int | None = None  # refuse every call after this many, as an exhausted quota does
 
     def GPU(self, task=None, *, duration=None, size=None):  # noqa: N802 (the package's name)
         if task is None:
@@ -58,6 +59,8 @@ class FakeSpaces(types.ModuleType):
         self.wrappings.append(record)
 
         def enter(args, kwargs):
+            if self.refuse_after is not None and self.calls >= self.refuse_after:
+                raise gr.Error("You have exceeded your GPU quota (20s left vs. 60s requested).")
             self.calls += 1
             asked = duration(*args, **kwargs) if callable(duration) else duration
             record.asked.append(asked)

@@ -177,6 +177,19 @@ def test_stop_between_chunks_keeps_the_frames_and_resume_finishes_in_chunks(spac
     assert len(wrapping_of(spaces, "walk_chunk").asked) == 4  # 2 more calls for the last 3 frames
 
 
+def test_a_call_refused_for_quota_keeps_the_frames_made_and_offers_resume(spaces, tiny_manager, monkeypatch):
+    monkeypatch.setattr(gpu_time, "frames_per_call", lambda work, batch: batch)  # 2 frames a call
+    spaces.refuse_after = 2
+    *_, last = walk_common.run_new(tiny_manager, walk.WalkRequest(**FAST_WALK), SessionControl(),
+                                   lambda *a, **k: None)
+    _, gallery, _, _, info, plan = last
+    assert len(gallery) == 4 and plan
+    assert "exceeded your GPU quota" in info and "Resume continues" in info
+    spaces.refuse_after = None
+    *_, last = walk_common.run_resume(tiny_manager, plan, SessionControl(), lambda *a, **k: None)
+    assert len(last[1]) == 7 and last[5] == ""
+
+
 def test_an_aging_timelapse_in_several_gpu_calls_equals_one_run(spaces, tiny_manager, astronaut, tmp_path,
                                                                  monkeypatch):
     from engine.faces.aging import AgingRequest, aging_timelapse
