@@ -110,7 +110,9 @@ def on_gpu(fn: Callable, seconds: Callable[..., int] | str | None = None, inner:
 
     @wraps(fn)
     def tracked(*args, **kwargs):
-        control = next((a for a in (*args, *kwargs.values()) if hasattr(a, "begin") and hasattr(a, "end")), None)
+        from tabs.common import SessionControl
+
+        control = next((a for a in (*args, *kwargs.values()) if isinstance(a, SessionControl)), None)
         if control is not None:
             control.reset()
             control.begin()

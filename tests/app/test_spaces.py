@@ -246,9 +246,25 @@ def test_elsewhere_the_model_still_loads_lazily(no_spaces, monkeypatch):
 def test_no_handler_hands_a_torch_tensor_across(spaces, tiny_manager):
     _, demo = tiny_demo()
     txt2img = handlers(demo)["txt2img"]
-    results = list(txt2img("a cat", "", 2, 7, 64, 64, 1, 2, "Euler", False, False, SessionControl()))
+    control = SessionControl()
+    results = list(txt2img("a cat", "", 2, 7, 64, 64, 1, 2, "Euler", False, False, control))
     assert results and results[-1][0] and len(results[-1][0]) == 2
     assert spaces.tensors == []
+    # the worker had a copy of the session; the bar in the server's process was still started and ended
+    assert control.progress.started is not None and control.progress.finished is not None
+    assert not control.progress.failed
+
+
+def test_stop_reaches_a_gpu_workers_copy_of_the_session():
+    import pickle
+
+    control = SessionControl()
+    copy = pickle.loads(pickle.dumps(control))  # what a ZeroGPU worker receives
+    assert not isinstance(copy, SessionControl) and not copy.stopped
+    control.stop()
+    assert copy.stopped
+    control.reset()  # the next run starts clean
+    assert not copy.stopped
 
 
 def test_left_alone_without_the_spaces_package(no_spaces):
