@@ -134,24 +134,22 @@ def chunk_call(manager):
     return on_gpu(walk_chunk, chunk_seconds, inner=True)
 
 
-def chunk_work(plan_path) -> tuple[gpu_time.Work, int, int]:
-    """One frame's work, the batch size and the probe frames still to render (smooth mode's first pass)."""
+def chunk_work(plan_path) -> tuple[gpu_time.Work, int]:
+    """One frame's work (a probe of smooth mode costs the same) and the batch size."""
     _, plan = walk.read_plan(Path(plan_path))
     req = walk.WalkRequest(**plan["request"])
-    probes = req.num_frames + int(req.loop) if req.smooth and plan["positions"] is None else 0
-    work = gpu_time.Work(steps=req.num_inference_steps, width=req.width, height=req.height)
-    return work, req.batch_size, probes
+    return gpu_time.Work(steps=req.num_inference_steps, width=req.width, height=req.height), req.batch_size
 
 
 def chunk_seconds(plan: str, frames: int, control=None) -> int:
-    """What one chunk asks ZeroGPU for: its frames (and smooth mode's probe pass, in the first chunk)."""
-    work, _, probes = chunk_work(plan)
-    return gpu_time.seconds_for(replace(work, images=int(frames) + probes))
+    """What one chunk asks ZeroGPU for: its frames, in whole batches (smooth mode's probes count as frames)."""
+    work, batch = chunk_work(plan)
+    return gpu_time.seconds_for(replace(work, images=-(-int(frames) // batch) * batch))
 
 
 def run_chunked(manager, plan: Path, control, progress):
     """Render a planned walk in ZeroGPU calls of a few frames each, then encode it."""
-    work, batch, _ = chunk_work(plan)
+    work, batch = chunk_work(plan)
     frames = gpu_time.frames_per_call(work, batch)
     note = (f"This video is made {frames} frames per GPU call; each call asks ZeroGPU for up to "
             f"{chunk_seconds(str(plan), frames)} s.")

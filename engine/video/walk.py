@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -224,15 +225,16 @@ def resume(manager, plan_path: Path, on_frame: Callable[[FrameUpdate], None] | N
 
 def render_chunk(manager, plan_path: Path, max_frames: int, on_frame: Callable[[FrameUpdate], None] | None = None,
                  control: RunControl | None = None) -> tuple[int, int]:
-    """Render up to `max_frames` more of a planned run's missing frames (whole batches) and encode nothing.
+    """Render up to `max_frames` more of a planned run's missing images (whole batches; smooth mode's probe pass
+    first) and encode nothing.
 
-    Returns (frames on disk, frames in the run). Calling it until the two agree, then `finish`, makes the same
-    frames and video as one uninterrupted run: each frame depends only on its position and its batch.
+    Returns (images made, images in all) as `progress_units` counts them. Calling it until the two agree, then
+    `finish`, makes the same frames and video as one uninterrupted run: each frame depends only on its position
+    and its batch.
     """
     plan_path, plan, paths = _open_run(manager, plan_path)
     _render_missing(manager, plan, paths, on_frame, control or RunControl(), limit=max(int(max_frames), 1))
-    total = WalkRequest(**plan["request"]).num_frames
-    return len(frame_paths(paths, total)), total
+    return progress_units(plan_path)
 
 
 def finish(plan_path: Path) -> WalkResult:
@@ -279,20 +281,37 @@ def _render(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl,
 
 def _render_missing(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl,
                     limit: int | None = None) -> bool:
-    """Render the frames not yet on disk (at most `limit`, in whole batches); False when stopped or limited."""
+    """Render the frames not yet on disk (at most `limit` images, smooth mode's probes included, in whole
+    batches); False when stopped or limited."""
     req = WalkRequest(**plan["request"])
     if plan["positions"] is not None and len(frame_paths(paths, req.num_frames)) == req.num_frames:
         return True  # nothing to render: the weights are not touched
     keys = _Keyframes(manager, req)
+    budget = [limit]  # images this call may still render (None: no limit), shared by the probes and the frames
     if plan["positions"] is None:
         positions = [s + t for s, t in interpolation.keyframe_positions(len(req.prompts), req.num_frames, req.loop)]
         if req.smooth:
-            positions = _smooth_positions(keys, req, positions, on_frame, control)
+            positions = _smooth_positions(keys, req, positions, paths, on_frame, control, budget)
             if positions is None:
                 return False
         plan["positions"] = [float(p) for p in positions]
         _write_json(paths.plan, plan)
-    return _render_frames(keys, req, plan["positions"], paths, on_frame, control, limit)
+        shutil.rmtree(_probe_folder(paths), ignore_errors=True)  # measured; the probes are not part of the video
+    return _render_frames(keys, req, plan["positions"], paths, on_frame, control, budget[0])
+
+
+def progress_units(plan_path: Path) -> tuple[int, int]:
+    """(images made, images in all) of a planned run: its frames, plus smooth mode's probe pass."""
+    plan_path, plan = read_plan(plan_path)
+    req = WalkRequest(**plan["request"])
+    paths = _run_paths(plan_path, plan)
+    made, total = len(frame_paths(paths, req.num_frames)), req.num_frames
+    if req.smooth:
+        probes = req.num_frames + int(req.loop)
+        total += probes
+        made += probes if plan["positions"] is not None else sum(
+            _probe_path(paths, i).exists() for i in range(probes))
+    return made, total
 
 
 def _finish(plan: dict, paths: RunPaths, interrupted: bool, notes: list[str]) -> WalkResult:
@@ -350,24 +369,50 @@ def _render_frames(keys: "_Keyframes", req: WalkRequest, positions: list[float],
     return True
 
 
-def _smooth_positions(keys: "_Keyframes", req: WalkRequest, positions: list[float], on_frame,
-                      control: RunControl) -> list[float] | None:
-    """Render the even walk once, measure the change between neighbours, and re-space for even change."""
+def _smooth_positions(keys: "_Keyframes", req: WalkRequest, positions: list[float], paths: RunPaths, on_frame,
+                      control: RunControl, budget: list) -> list[float] | None:
+    """Render the even walk once, measure the change between neighbours, and re-space for even change.
+
+    The probe frames are kept on disk until the spacing is measured, so a stopped run, or one made in several
+    calls (`budget[0]` images each), picks up where it was. None until every probe exists.
+    """
     probe_positions = list(positions) + ([float(len(req.prompts))] if req.loop else [])
-    probes: list[Image.Image] = []
+    _probe_folder(paths).mkdir(parents=True, exist_ok=True)
     for start in range(0, len(probe_positions), req.batch_size):
         batch = probe_positions[start:start + req.batch_size]
+        if all(_probe_path(paths, i).exists() for i in range(start, start + len(batch))):
+            continue
+        if budget[0] is not None and budget[0] <= 0:
+            return None
         images = keys.render(batch, control, seed_offset=start)
         if images is None:
             return None
-        probes.extend(images)
-        if on_frame:
-            for offset, image in enumerate(images):
+        if budget[0] is not None:
+            budget[0] -= len(images)
+        for offset, image in enumerate(images):
+            _save_probe(image, _probe_path(paths, start + offset))
+            if on_frame:
                 on_frame(FrameUpdate(start + offset + 1, len(probe_positions), image, phase="probe"))
-    distances = [interpolation.frame_distance(np.asarray(a), np.asarray(b)) for a, b in zip(probes, probes[1:])]
+    probes = [np.asarray(Image.open(_probe_path(paths, i)).convert("RGB")) for i in range(len(probe_positions))]
+    distances = [interpolation.frame_distance(a, b) for a, b in zip(probes, probes[1:])]
     count = req.num_frames + (1 if req.loop else 0)
     spaced = interpolation.respace(np.asarray(probe_positions), np.asarray(distances), count)
     return [float(p) for p in spaced[:req.num_frames]]
+
+
+def _probe_folder(paths: RunPaths) -> Path:
+    return paths.frames / "probes"
+
+
+def _probe_path(paths: RunPaths, index: int) -> Path:
+    return _probe_folder(paths) / f"{index:05d}.png"
+
+
+def _save_probe(image: Image.Image, path: Path) -> None:
+    """A plain lossless PNG, read back as the very pixels rendered; removed once the spacing is measured."""
+    temp = path.with_suffix(".tmp")
+    image.save(temp, format="PNG")
+    temp.replace(path)
 
 
 class _Keyframes:

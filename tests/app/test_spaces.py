@@ -122,7 +122,7 @@ def test_a_walk_chunk_asks_for_more_with_more_frames_and_steps(spaces, tiny_mana
     assert walk_common.chunk_seconds(str(small), 8) < walk_common.chunk_seconds(str(many_steps), 8)
     assert walk_common.chunk_seconds(str(many_steps), 600) == gpu_time.ZEROGPU_MAX_SECONDS
     # a call of the frames chosen per call stays near ZeroGPU's default, whatever the settings
-    work, batch, _ = walk_common.chunk_work(many_steps)
+    work, batch = walk_common.chunk_work(many_steps)
     assert walk_common.chunk_seconds(str(many_steps), gpu_time.frames_per_call(work, batch)) <= 60
 
 

@@ -29,7 +29,9 @@ def test_a_smooth_walk_in_chunks_equals_one_run(tiny_manager, tmp_path):
     alone = walk.latent_walk(tiny_manager, req, RunPaths.in_folder(tmp_path / "alone", "walk"))
     plan = walk.start(tiny_manager, req, RunPaths.in_folder(tmp_path / "chunks", "walk"))
     counts = in_chunks(lambda p, n: walk.render_chunk(tiny_manager, p, n), plan, 2)
-    assert counts == [2, 4, 5]  # whole batches of 2; smooth mode's probe pass runs in the first call
+    # 6 probes (5 frames and the loop's end) measure the path, then 5 frames: whole batches of 2 a call
+    assert counts == [2, 4, 6, 8, 10, 11]
+    assert not (plan.parent / "frames" / "probes").exists()  # removed once the spacing is known
     result = walk.finish(plan)
     assert not result.interrupted
     assert all(np.array_equal(a, b) for a, b in zip(pixels(result.frames), pixels(alone.frames), strict=True))
