@@ -347,4 +347,13 @@ ESTIMATES: dict[str, Callable[[dict], list[gpu_time.Work]]] = {
 def seconds_for_task(task: str, fn: Callable) -> Callable[..., int]:
     """The duration callable of a tab's handler: its arguments to the work they make, to seconds (engine.gpu_time)."""
     works = ESTIMATES[task]
-    return by_name(fn, lambda values: gpu_time.seconds_for(*works(values)))
+
+    def estimate(values: dict) -> int:
+        work = works(values)
+        needed = gpu_time.seconds_for(*work, maximum=10 ** 9)
+        if needed > gpu_time.ZEROGPU_MAX_SECONDS and zero_gpu():
+            gr.Warning(f"This job may need about {needed} s of GPU, more than the {gpu_time.ZEROGPU_MAX_SECONDS} s "
+                       "ZeroGPU allows one call, and be cut off: fewer images, frames or steps, or a smaller size, "
+                       "keep it within one call.")
+        return min(needed, gpu_time.ZEROGPU_MAX_SECONDS)
+    return by_name(fn, estimate)
