@@ -221,6 +221,23 @@ def load_for_zero_gpu(manager: PipelineManager) -> None:
         manager.base()
     except ValueError as exc:
         log.warning("The model %s could not be loaded: %s", manager.model_name, exc)
+        return
+    load_local_extras(manager)
+
+
+def load_local_extras(manager: PipelineManager) -> None:
+    """The Keep identity adapter and the motion adapter, when their files are already here (weights/ or the hub
+    cache), also go to `cuda` at start-up; nothing is downloaded for a tab nobody may open."""
+    from engine.video.motion import adapter as motion_adapter
+
+    try:
+        if manager.identity_available():
+            manager.identity_adapter()
+        source = motion_adapter.resolve_adapter(None, manager.model_name, manager.weights_dir)
+        if source.kind != "hub" or motion_adapter.hub_cached(source.location):
+            motion_adapter.shared_adapter(manager.base().unet, source, manager.dtype)
+    except (ValueError, OSError) as exc:  # the tab that needs it says why when it is used
+        log.warning("An adapter could not be loaded at start-up: %s", exc)
 
 
 def launch(args: argparse.Namespace, block: bool = True) -> gr.Blocks:

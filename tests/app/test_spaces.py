@@ -225,6 +225,9 @@ def test_the_model_loads_at_start_up_on_zerogpu_and_the_menu_keeps_to_it(spaces)
     args = app.parse_args(["--model", "tiny", "--device", "cpu", "--dtype", "float32", "--keep-outputs-hours", "0"])
     _, manager = app.prepare(args)
     assert manager._base is not None  # loaded in prepare itself, not in a thread
+    from engine.video.motion import adapter as motion_adapter
+
+    assert manager.base().unet in motion_adapter._loaded  # a motion adapter already here goes with it
     demo = app.build_demo(manager)
     menu = next(b for b in demo.blocks.values() if getattr(b, "elem_id", None) == "model-select")
     assert [c[1] for c in menu.choices] == ["tiny"]
