@@ -109,7 +109,6 @@ def resume_job(manager, plan_text: str):
     return lambda on_frame, ctl: walk.resume(manager, plan, on_frame, ctl)
 
 
-
 def run_resume(manager, plan_text: str, control, progress):
     """The Resume button: continue a stopped walk or dream (on ZeroGPU, in chunks)."""
     if gpu.zero_gpu():
