@@ -56,6 +56,8 @@ def build_parser() -> Parser:
         add_generation_flags(p)
         p.add_argument("--batch-count", type=int, default=1)
         p.add_argument("--out", required=True, help="PNG to write; batches add -2, -3, ...")
+        if job == "txt2img":
+            add_hires_flags(p)
         if job != "txt2img":
             p.add_argument("--image", required=True)
             p.add_argument("--strength", type=float, default=0.75)
@@ -101,6 +103,18 @@ def build_parser() -> Parser:
     from engine.xyz import cli as xyz_cli
     xyz_cli.add_parser(jobs, add_model_flags, add_generation_flags)
     return parser
+
+
+def add_hires_flags(p: argparse.ArgumentParser) -> None:
+    """A1111's Hires. fix: --hires-scale turns it on; the rest have A1111's defaults."""
+    from engine.hires import DEFAULT_STRENGTH, DEFAULT_UPSCALER, UPSCALERS
+
+    p.add_argument("--hires-scale", type=float, default=None,
+                   help="Hires. fix: draw at --width x --height, upscale by this (1 to 4) and redraw")
+    p.add_argument("--hires-upscaler", default=DEFAULT_UPSCALER, help=f"one of: {', '.join(UPSCALERS)}")
+    p.add_argument("--hires-steps", type=int, default=0, help="steps of the second pass (0: the same as --steps)")
+    p.add_argument("--hires-strength", type=float, default=DEFAULT_STRENGTH,
+                   help="denoising strength of the second pass, 0 to 1 (0: upscale only)")
 
 
 def add_face_flags(p: argparse.ArgumentParser) -> None:
@@ -212,7 +226,16 @@ def request_from_args(args) -> ImageRequest:
                         batch_count=getattr(args, "batch_count", 1), sampler=args.scheduler,
                         strength=getattr(args, "strength", 0.75), mask_blur=getattr(args, "mask_blur", 4),
                         only_masked=getattr(args, "only_masked", False),
-                        only_masked_padding=getattr(args, "padding", 32), fast=args.fast)
+                        only_masked_padding=getattr(args, "padding", 32), fast=args.fast,
+                        **hires_fields(args))
+
+
+def hires_fields(args) -> dict:
+    """The request's Hires. fix fields from --hires-* (txt2img only; off unless --hires-scale is given)."""
+    if getattr(args, "hires_scale", None) is None:
+        return {}
+    return dict(hires_scale=args.hires_scale, hires_upscaler=args.hires_upscaler, hires_steps=args.hires_steps,
+                hires_strength=args.hires_strength)
 
 
 def check_writable(path: Path) -> Path:
