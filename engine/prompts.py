@@ -6,7 +6,6 @@ as plain CLIP text in 75-token chunks (nothing past token 75 is cut silently).
 """
 from __future__ import annotations
 
-import math
 import re
 
 import torch
@@ -151,11 +150,6 @@ def _framed(tokenizer, body: list[int]) -> list[int]:
 def prompt_chunks(tokenizer, *texts: str) -> int:
     """How many 77-token windows the longest of these prompts needs (BREAKs included)."""
     return max(1, *(len(weighted_chunks(tokenizer, t or "")) for t in texts))
-
-
-def chunk_count(*id_lists: list[int]) -> int:
-    """Both prompts must have the same number of chunks for classifier-free guidance."""
-    return max(1, *(math.ceil(len(ids) / CHUNK_TOKENS) for ids in id_lists))
 
 
 # 3. encoding
