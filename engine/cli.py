@@ -58,6 +58,10 @@ def build_parser() -> Parser:
         p.add_argument("--out", required=True, help="PNG to write; batches add -2, -3, ...")
         if job == "txt2img":
             add_hires_flags(p)
+        p.add_argument("--style", action="append", metavar="NAME",
+                       help="apply this style from the styles file to the prompts; give it again for more")
+        p.add_argument("--styles", default=os.environ.get("STUDIO_STYLES"), metavar="PATH",
+                       help="an A1111 styles.csv (default: styles.csv in the app folder, else presets/styles.csv)")
         if job != "txt2img":
             p.add_argument("--image", required=True)
             p.add_argument("--strength", type=float, default=0.75)
@@ -220,8 +224,18 @@ def fill_model_defaults(args, manager) -> None:
     args.height = defaults.height if args.height is None else args.height
 
 
+def styled_prompts(args) -> tuple[str, str]:
+    """--prompt and --negative-prompt with the --style entries applied, as the tabs' Styles picker does."""
+    if not getattr(args, "style", None):
+        return args.prompt, args.negative_prompt
+    from engine.styles import open_styles
+
+    return open_styles(args.styles).apply(args.style, args.prompt, args.negative_prompt)
+
+
 def request_from_args(args) -> ImageRequest:
-    return ImageRequest(prompt=args.prompt, negative_prompt=args.negative_prompt, num_inference_steps=args.steps,
+    prompt, negative_prompt = styled_prompts(args)
+    return ImageRequest(prompt=prompt, negative_prompt=negative_prompt, num_inference_steps=args.steps,
                         guidance_scale=args.guidance, width=args.width, height=args.height, seed=args.seed,
                         batch_count=getattr(args, "batch_count", 1), sampler=args.scheduler,
                         strength=getattr(args, "strength", 0.75), mask_blur=getattr(args, "mask_blur", 4),

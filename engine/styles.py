@@ -115,16 +115,23 @@ class StyleFile:
 _active: StyleFile | None = None
 
 
-def use_styles(path: str | Path | None = None) -> StyleFile:
-    """Choose the app's styles file at start-up (None: default_path()) and check it now, so a bad file is
-    reported before the server starts. A chosen path that does not exist is an error; a missing default is not."""
-    global _active
+def open_styles(path: str | Path | None = None) -> StyleFile:
+    """The styles file at `path` (None: default_path()), read now so a bad file is reported at once.
+
+    A chosen path that does not exist is an error; a missing default is not (styles are optional).
+    """
     style_file = StyleFile(path or default_path())
     if path and not style_file.path.is_file():
         raise ValueError(f"The styles file {style_file.path} was not found; check the path given to --styles.")
     style_file.styles()
-    _active = style_file
     return style_file
+
+
+def use_styles(path: str | Path | None = None) -> StyleFile:
+    """Choose the app's styles file at start-up (see open_styles), so a bad file is reported before it serves."""
+    global _active
+    _active = open_styles(path)
+    return _active
 
 
 def active_styles() -> StyleFile:

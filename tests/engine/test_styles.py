@@ -113,3 +113,4 @@ def test_the_shipped_examples_are_valid():
     for style in shipped.values():
         assert "(" not in style.prompt + style.negative_prompt  # plain words, no weights
         assert not style.prompt or "{prompt}" in style.prompt
+
