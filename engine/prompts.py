@@ -15,7 +15,7 @@ BREAK = "BREAK"
 BREAK_WEIGHT = -1.0  # the marker weight A1111's parser gives a BREAK
 ROUND_MULTIPLIER = 1.1
 SQUARE_MULTIPLIER = 1 / 1.1
-MEAN_FLOOR = 1e-3  # a chunk mean below this share of the mean magnitude counts as zero (see apply_weights)
+MEAN_FLOOR = 1e-4  # a chunk mean below this share of the mean magnitude is rounding noise (see apply_weights)
 
 _ATTENTION = re.compile(r"""
 \\\(|
@@ -166,8 +166,9 @@ def apply_weights(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Scale each token's hidden state by its weight, then restore the chunk's mean, as A1111 does.
 
     `hidden` is (chunks, 77, dim) and `weights` (chunks, 77); chunks whose weights are all 1 come back untouched.
-    Where a mean is about zero next to the values (a text encoder whose final layer norm has no bias, such as
-    the tiny test model), dividing by it would blow the states up or flip their sign, so the mean is left as is.
+    Where a mean is rounding noise next to the values (a text encoder whose final layer norm has no bias, such
+    as the tiny test model) or the weights flip its sign (negative weights), dividing by it would blow the states
+    up or flip them all, so there the mean is left as it is.
     """
     out = hidden.clone()
     for i in range(hidden.shape[0]):
