@@ -10,10 +10,13 @@ from engine import pnginfo
 
 
 @pytest.fixture(scope="module")
-def http():
-    import app
+def http(tiny_manager):
+    """The REST routes alone, as app.py mounts them, over the shared tiny model (no UI to build)."""
+    from fastapi import FastAPI
 
-    _, api = app.build_app(app.parse_args(["--model", "tiny", "--dtype", "float32", "--device", "cpu"]))
+    from server import rest
+
+    api = FastAPI(routes=rest.router(tiny_manager).routes, exception_handlers=rest.exception_handlers())
     with TestClient(api) as client:
         yield client
 
