@@ -43,6 +43,7 @@ DEFAULT_UPSCALER = "Latent"
 DEFAULT_SCALE = 2.0
 DEFAULT_STRENGTH = 0.5
 MIN_SCALE, MAX_SCALE = 1.0, 4.0
+READ_BACK = ("Hires upscale", "Hires resize", "Hires steps", "Hires upscaler")  # A1111's Hires fields used here
 LATENT_SHARP_STRENGTH = 0.5  # below this a latent upscale stays visibly soft (A1111's advice)
 
 
@@ -95,7 +96,8 @@ def hires_from_fields(req: ImageRequest, fields: dict[str, str]) -> list[str]:
     """Put A1111's Hires. fix PNG-info fields into `req` (its "Denoising strength" is the hires pass's).
 
     Returns the fields that could not be used. A1111's "Hires resize: WxH" becomes a scale when it keeps the
-    aspect ratio; an upscaler that is not here (an ESRGAN model, say) becomes Lanczos.
+    aspect ratio; an upscaler that is not here (an ESRGAN model, say) becomes Lanczos; A1111's other Hires fields
+    (a second sampler, prompt or checkpoint) are named as not used.
     """
     skipped = []
     if "Hires upscale" in fields:
@@ -111,6 +113,7 @@ def hires_from_fields(req: ImageRequest, fields: dict[str, str]) -> list[str]:
                 skipped.append(key)
             else:
                 setattr(req, attr, kind(value))
+    skipped += [key for key in fields if key.startswith("Hires ") and key not in READ_BACK]  # e.g. Hires sampler
     upscaler = fields.get("Hires upscaler", DEFAULT_UPSCALER)
     req.hires_upscaler = upscaler if upscaler in UPSCALERS else "Latent" if upscaler.startswith("Latent") else "Lanczos"
     if upscaler != req.hires_upscaler:

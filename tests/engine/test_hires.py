@@ -143,6 +143,8 @@ def test_a1111_hires_parameters_load():
     resized, _ = request_from_parameters(text.replace("Hires upscale: 2", "Hires resize: 1024x1536")
                                          .replace("R-ESRGAN 4x+", "Latent (bicubic antialiased)"))
     assert resized.hires_scale == 2.0 and resized.hires_upscaler == "Latent (bicubic antialiased)"
+    other, skipped = request_from_parameters(text.replace("Version", "Hires sampler: Euler, Hires prompt: x, Version"))
+    assert skipped == ["Hires sampler", "Hires prompt", "Hires upscaler R-ESRGAN 4x+ (Lanczos used)"]
     plain, _ = request_from_parameters("a cat\nSteps: 20, Seed: 1, Size: 512x512, Denoising strength: 0.7")
     assert plain.hires_scale is None
 
