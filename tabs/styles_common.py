@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from engine.styles import REPO_ROOT, active_styles
-from tabs.common import user_error, user_errors
+from tabs.common import user_errors
 
 NO_STYLES = "No styles found: put an A1111 styles.csv in the app folder, or start the app with --styles PATH."
 
@@ -37,8 +37,8 @@ def styled(names: list[str] | None, prompt: str, negative_prompt: str) -> tuple[
 
 def apply_to_prompt(names, prompt, negative_prompt):
     """Write the chosen styles into the prompt boxes and clear the choice, so they are not applied twice."""
-    if not names:
-        raise user_error("Choose one or more styles first.")
+    if not names:  # nothing chosen: nothing to write
+        return gr.skip(), gr.skip(), gr.skip()
     prompt, negative_prompt = styled(names, prompt, negative_prompt)
     return prompt, negative_prompt, []
 
