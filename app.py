@@ -17,6 +17,7 @@ import gradio as gr
 from engine.manager import PipelineManager, RuntimeOptions
 from engine.models import DEFAULT_HUB_MODEL, TINY, WEIGHTS_DIR, model_defaults
 from engine.outputs import delete_older_than, output_root
+from engine.styles import use_styles
 from tabs import aging, animate, dream, gender_swap, img2img, inpaint, latent_walk, send, text2video, txt2img
 from tabs.common import QUEUE_ID, user_errors
 from tabs.gpu import spaces_module, zero_gpu
@@ -138,6 +139,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="torch, openvino or auto: where the UNet runs (auto: OpenVINO on x86 CPUs where installed, "
                         "faster there but with a second copy of the UNet's weights; PyTorch on CUDA, MPS and for "
                         "small models)")
+    p.add_argument("--styles", default=env("STYLES"),
+                   help="an A1111 styles.csv (default: styles.csv in the app folder, else presets/styles.csv)")
     return p.parse_args(argv)
 
 
@@ -201,6 +204,7 @@ def prepare(args: argparse.Namespace):
     rest.MAX_UPLOAD_BYTES = args.max_upload_mb * 1024 * 1024
     if args.keep_outputs_hours > 0:
         delete_older_than(args.keep_outputs_hours * 3600)
+    use_styles(args.styles)  # a bad styles file is reported now, in one sentence
     manager = manager_from(args)
     if zero_gpu():
         load_for_zero_gpu(manager)

@@ -56,6 +56,12 @@ def build_parser() -> Parser:
         add_generation_flags(p)
         p.add_argument("--batch-count", type=int, default=1)
         p.add_argument("--out", required=True, help="PNG to write; batches add -2, -3, ...")
+        if job == "txt2img":
+            add_hires_flags(p)
+        p.add_argument("--style", action="append", metavar="NAME",
+                       help="apply this style from the styles file to the prompts; give it again for more")
+        p.add_argument("--styles", default=os.environ.get("STUDIO_STYLES"), metavar="PATH",
+                       help="an A1111 styles.csv (default: styles.csv in the app folder, else presets/styles.csv)")
         if job != "txt2img":
             p.add_argument("--image", required=True)
             p.add_argument("--strength", type=float, default=0.75)
@@ -101,6 +107,18 @@ def build_parser() -> Parser:
     from engine.xyz import cli as xyz_cli
     xyz_cli.add_parser(jobs, add_model_flags, add_generation_flags)
     return parser
+
+
+def add_hires_flags(p: argparse.ArgumentParser) -> None:
+    """A1111's Hires. fix: --hires-scale turns it on; the rest have A1111's defaults."""
+    from engine.hires import DEFAULT_STRENGTH, DEFAULT_UPSCALER, UPSCALERS
+
+    p.add_argument("--hires-scale", type=float, default=None,
+                   help="Hires. fix: draw at --width x --height, upscale by this (1 to 4) and redraw")
+    p.add_argument("--hires-upscaler", default=DEFAULT_UPSCALER, help=f"one of: {', '.join(UPSCALERS)}")
+    p.add_argument("--hires-steps", type=int, default=0, help="steps of the second pass (0: the same as --steps)")
+    p.add_argument("--hires-strength", type=float, default=DEFAULT_STRENGTH,
+                   help="denoising strength of the second pass, 0 to 1 (0: upscale only)")
 
 
 def add_face_flags(p: argparse.ArgumentParser) -> None:
@@ -206,13 +224,32 @@ def fill_model_defaults(args, manager) -> None:
     args.height = defaults.height if args.height is None else args.height
 
 
+def styled_prompts(args) -> tuple[str, str]:
+    """--prompt and --negative-prompt with the --style entries applied, as the tabs' Styles picker does."""
+    if not getattr(args, "style", None):
+        return args.prompt, args.negative_prompt
+    from engine.styles import open_styles
+
+    return open_styles(args.styles).apply(args.style, args.prompt, args.negative_prompt)
+
+
 def request_from_args(args) -> ImageRequest:
-    return ImageRequest(prompt=args.prompt, negative_prompt=args.negative_prompt, num_inference_steps=args.steps,
+    prompt, negative_prompt = styled_prompts(args)
+    return ImageRequest(prompt=prompt, negative_prompt=negative_prompt, num_inference_steps=args.steps,
                         guidance_scale=args.guidance, width=args.width, height=args.height, seed=args.seed,
                         batch_count=getattr(args, "batch_count", 1), sampler=args.scheduler,
                         strength=getattr(args, "strength", 0.75), mask_blur=getattr(args, "mask_blur", 4),
                         only_masked=getattr(args, "only_masked", False),
-                        only_masked_padding=getattr(args, "padding", 32), fast=args.fast)
+                        only_masked_padding=getattr(args, "padding", 32), fast=args.fast,
+                        **hires_fields(args))
+
+
+def hires_fields(args) -> dict:
+    """The request's Hires. fix fields from --hires-* (txt2img only; off unless --hires-scale is given)."""
+    if getattr(args, "hires_scale", None) is None:
+        return {}
+    return dict(hires_scale=args.hires_scale, hires_upscaler=args.hires_upscaler, hires_steps=args.hires_steps,
+                hires_strength=args.hires_strength)
 
 
 def check_writable(path: Path) -> Path:

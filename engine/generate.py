@@ -44,6 +44,10 @@ class ImageRequest:
     only_masked_padding: int = 32  # inpaint: context around the mask in "only masked" mode
     denoise_video: bool = False  # also keep the predicted image at every step, for a video (inpaint: pasted back)
     fast: bool = False  # reuse deep UNet features between steps (engine.backends.fastpath): ~2x faster, slightly different
+    hires_scale: float | None = None  # txt2img Hires. fix (engine.hires): upscale by this, 1..4; None = off
+    hires_upscaler: str = "Latent"  # Hires. fix: "Latent" (and its variants) or "Lanczos"/"Nearest" on the image
+    hires_steps: int = 0  # Hires. fix: denoising steps of the second pass; 0 = the same as num_inference_steps
+    hires_strength: float = 0.5  # Hires. fix: how much of the upscaled image is redrawn, 0..1 (0 = upscale only)
 
 
 @dataclass
@@ -165,6 +169,13 @@ def text_to_image(manager, req: ImageRequest, on_step: StepCallback | None = Non
                   guidance_range: tuple[float, float] = (MIN_GUIDANCE, MAX_GUIDANCE)) -> RunResult:
     """Images from a prompt."""
     req, notes = check_request(req, "txt2img", guidance_range)
+    if req.hires_scale is not None:  # draw small, upscale, redraw large
+        from engine.hires import check_hires, hires_fix
+
+        req, hires_notes = check_hires(req)
+        result = hires_fix(manager, req, on_step, control)
+        result.notes[:0] = notes + hires_notes
+        return result
     result = _run(manager, "txt2img", req, {"height": req.height, "width": req.width}, on_step, control)
     result.notes[:0] = notes
     return result
@@ -312,6 +323,11 @@ def parameters_text(manager, task: str, req: ImageRequest, seed: int) -> str:
                                    "Size": f"{req.width}x{req.height}", "Model": manager.model_label}
     if task != "txt2img":
         settings["Denoising strength"] = _short(req.strength)
+    elif req.hires_scale is not None:  # A1111's Hires. fix fields; Size stays the first pass's
+        settings["Denoising strength"] = _short(req.hires_strength)
+        settings["Hires upscale"] = _short(req.hires_scale)
+        settings["Hires steps"] = req.hires_steps or None
+        settings["Hires upscaler"] = req.hires_upscaler
     if task == "inpaint":
         settings["Mask blur"] = req.mask_blur
         if req.only_masked:
@@ -352,6 +368,10 @@ def request_from_parameters(text: str) -> tuple[ImageRequest, list[str]]:
         except ValueError:
             skipped.append("Size")
     req.fast = "Fast" in fields
+    if "Hires upscale" in fields or "Hires resize" in fields:
+        from engine.hires import hires_from_fields
+
+        skipped += hires_from_fields(req, fields)
     if "Sampler" in fields:
         name = from_a1111_fields(fields["Sampler"], fields.get("Schedule type"))
         if name:

@@ -1,40 +1,158 @@
-"""Encode prompts of any length in 77-token chunks, as A1111 does, so nothing past token 75 is cut silently."""
+"""Encode prompts of any length in 77-token chunks with A1111's attention syntax, so prompts mean what they did there.
+
+`(word)` weighs a word 1.1×, `((word))` 1.21×, `(word:1.3)` 1.3×, `[word]` 1/1.1×; `\\(`, `\\)`, `\\[`, `\\]` and
+`\\\\` are literal characters; `BREAK` starts a new 75-token chunk. A prompt without any of these encodes exactly
+as plain CLIP text in 75-token chunks (nothing past token 75 is cut silently).
+"""
 from __future__ import annotations
 
-import math
+import re
 
 import torch
 
 CHUNK_TOKENS = 75  # CLIP's window is 77: start token + 75 + end token
+BREAK = "BREAK"
+BREAK_WEIGHT = -1.0  # the marker weight A1111's parser gives a BREAK
+ROUND_MULTIPLIER = 1.1
+SQUARE_MULTIPLIER = 1 / 1.1
+MEAN_FLOOR = 1e-4  # a chunk mean below this share of the mean magnitude is rounding noise (see apply_weights)
+
+_ATTENTION = re.compile(r"""
+\\\(|
+\\\)|
+\\\[|
+\\]|
+\\\\|
+\\|
+\(|
+\[|
+:\s*([+-]?[.\d]+)\s*\)|
+\)|
+]|
+[^\\()\[\]:]+|
+:
+""", re.X)
+_BREAK = re.compile(r"\s*\bBREAK\b\s*", re.S)
 
 
+# 1. parsing
+def parse_prompt_attention(text: str) -> list[tuple[str, float]]:
+    """Split a prompt into (text, weight) runs as A1111's parser does; a BREAK is the pair ("BREAK", -1.0).
+
+    Unclosed brackets weigh everything after them, unmatched closing brackets are literal text, and runs of
+    equal weight are merged.
+    """
+    return [(BREAK, BREAK_WEIGHT) if is_break else (run_text, weight) for run_text, weight, is_break in _runs(text)]
+
+
+def _runs(text: str) -> list[tuple[str, float, bool]]:
+    """(text, weight, is_break) runs; a BREAK inside brackets still breaks and takes no weight."""
+    runs: list[list] = []
+    round_open: list[int] = []
+    square_open: list[int] = []
+
+    def multiply_from(start: int, multiplier: float) -> None:
+        for run in runs[start:]:
+            if not run[2]:
+                run[1] *= multiplier
+
+    for match in _ATTENTION.finditer(text):
+        piece, weight = match.group(0), match.group(1)
+        if piece.startswith("\\"):
+            runs.append([piece[1:], 1.0, False])
+        elif piece == "(":
+            round_open.append(len(runs))
+        elif piece == "[":
+            square_open.append(len(runs))
+        elif weight is not None and round_open:
+            multiply_from(round_open.pop(), _weight(weight))
+        elif piece == ")" and round_open:
+            multiply_from(round_open.pop(), ROUND_MULTIPLIER)
+        elif piece == "]" and square_open:
+            multiply_from(square_open.pop(), SQUARE_MULTIPLIER)
+        else:
+            for i, part in enumerate(_BREAK.split(piece)):
+                if i > 0:
+                    runs.append([BREAK, BREAK_WEIGHT, True])
+                runs.append([part, 1.0, False])
+    for start in round_open:
+        multiply_from(start, ROUND_MULTIPLIER)
+    for start in square_open:
+        multiply_from(start, SQUARE_MULTIPLIER)
+    if not runs:
+        runs = [["", 1.0, False]]
+    merged = [runs[0]]
+    for run in runs[1:]:
+        last = merged[-1]
+        if not run[2] and not last[2] and run[1] == last[1]:
+            last[0] += run[0]
+        else:
+            merged.append(run)
+    return [tuple(run) for run in merged]
+
+
+def _weight(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"The prompt weight {text!r} is not a number; write it like (word:1.2).") from None
+
+
+# 2. tokens in chunks
 def token_ids(tokenizer, text: str) -> list[int]:
     """The prompt's tokens without start/end markers and without truncation."""
     return tokenizer(text, add_special_tokens=False, truncation=False).input_ids
 
 
+def weighted_chunks(tokenizer, text: str) -> list[tuple[list[int], list[float]]]:
+    """The prompt's tokens and their weights in chunks of at most 75, as A1111 cuts them.
+
+    A chunk is closed when it is full and another token comes, or at a BREAK (an empty chunk closed by a BREAK
+    still counts). Unlike A1111 a word is never moved back past a comma into the next chunk, so a plain prompt
+    is cut exactly where it always was here.
+    """
+    runs = _runs(text or "")
+    pieces = [run_text for run_text, _, is_break in runs if not is_break]
+    encoded = iter(tokenizer(pieces, add_special_tokens=False, truncation=False).input_ids if pieces else [])
+    chunks: list[tuple[list[int], list[float]]] = []
+    ids: list[int] = []
+    weights: list[float] = []
+    for _, weight, is_break in runs:
+        if is_break:
+            chunks.append((ids, weights))
+            ids, weights = [], []
+            continue
+        for token in next(encoded):
+            if len(ids) == CHUNK_TOKENS:
+                chunks.append((ids, weights))
+                ids, weights = [], []
+            ids.append(token)
+            weights.append(weight)
+    if ids or not chunks:
+        chunks.append((ids, weights))
+    return chunks
+
+
 def chunk_ids(tokenizer, ids: list[int], num_chunks: int) -> torch.Tensor:
     """Cut ids into `num_chunks` windows of 77, each framed by start/end tokens and padded."""
+    return torch.tensor([_framed(tokenizer, ids[i * CHUNK_TOKENS:(i + 1) * CHUNK_TOKENS]) for i in range(num_chunks)],
+                        dtype=torch.long)
+
+
+def _framed(tokenizer, body: list[int]) -> list[int]:
+    """One 77-token window: start token, the body, end token, then padding."""
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
-    rows = []
-    for i in range(num_chunks):
-        body = ids[i * CHUNK_TOKENS:(i + 1) * CHUNK_TOKENS]
-        row = [bos, *body, eos]
-        rows.append(row + [pad] * (CHUNK_TOKENS + 2 - len(row)))
-    return torch.tensor(rows, dtype=torch.long)
+    row = [bos, *body, eos]
+    return row + [pad] * (CHUNK_TOKENS + 2 - len(row))
 
 
 def prompt_chunks(tokenizer, *texts: str) -> int:
-    """How many 77-token windows the longest of these prompts needs."""
-    return chunk_count(*(token_ids(tokenizer, t or "") for t in texts))
+    """How many 77-token windows the longest of these prompts needs (BREAKs included)."""
+    return max(1, *(len(weighted_chunks(tokenizer, t or "")) for t in texts))
 
 
-def chunk_count(*id_lists: list[int]) -> int:
-    """Both prompts must have the same number of chunks for classifier-free guidance."""
-    return max(1, *(math.ceil(len(ids) / CHUNK_TOKENS) for ids in id_lists))
-
-
+# 3. encoding
 @torch.inference_mode()
 def encode_chunks(text_encoder, rows: torch.Tensor) -> torch.Tensor:
     """Encode each 77-token window and join them along the sequence axis: shape (1, 77*n, dim)."""
@@ -43,15 +161,53 @@ def encode_chunks(text_encoder, rows: torch.Tensor) -> torch.Tensor:
     return hidden.reshape(1, -1, hidden.shape[-1])
 
 
+@torch.inference_mode()
+def apply_weights(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Scale each token's hidden state by its weight, then restore the chunk's mean, as A1111 does.
+
+    `hidden` is (chunks, 77, dim) and `weights` (chunks, 77); chunks whose weights are all 1 come back untouched.
+    Where a mean is rounding noise next to the values (a text encoder whose final layer norm has no bias, such
+    as the tiny test model) or the weights flip its sign (negative weights), dividing by it would blow the states
+    up or flip them all, so there the mean is left as it is.
+    """
+    out = hidden.clone()
+    for i in range(hidden.shape[0]):
+        if bool((weights[i] == 1).all()):
+            continue
+        z = hidden[i].float()
+        original_mean = z.mean()
+        z = z * weights[i].to(z.device, torch.float32)[:, None]
+        new_mean = z.mean()
+        floor = MEAN_FLOOR * z.abs().mean()
+        if min(original_mean.abs(), new_mean.abs()) > floor and original_mean * new_mean > 0:
+            z = z * (original_mean / new_mean)
+        out[i] = z.to(hidden.dtype)
+    return out
+
+
+def encode_weighted(tokenizer, text_encoder, chunks: list[tuple[list[int], list[float]]],
+                    num_chunks: int) -> torch.Tensor:
+    """Embeddings (1, 77*num_chunks, dim) of weighted chunks, padded with empty chunks up to `num_chunks`."""
+    chunks = chunks + [([], [])] * (num_chunks - len(chunks))
+    rows = torch.tensor([_framed(tokenizer, ids) for ids, _ in chunks], dtype=torch.long)
+    weights = torch.tensor([[1.0, *w] + [1.0] * (CHUNK_TOKENS + 1 - len(w)) for _, w in chunks],
+                           dtype=torch.float32)
+    hidden = encode_chunks(text_encoder, rows)
+    if bool((weights == 1).all()):
+        return hidden
+    dim = hidden.shape[-1]
+    return apply_weights(hidden.reshape(num_chunks, -1, dim), weights).reshape(1, -1, dim)
+
+
 def encode_prompt_pair(tokenizer, text_encoder, prompt: str, negative_prompt: str = "",
                        dtype: torch.dtype | None = None, min_chunks: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    """Prompt and negative-prompt embeddings of equal length, ready for `prompt_embeds=`.
+    """Prompt and negative-prompt embeddings of equal length, ready for `prompt_embeds=`; both read A1111 syntax.
 
     `min_chunks` pads to at least that many 77-token windows, so several prompts can be blended or batched.
     """
-    pos_ids, neg_ids = token_ids(tokenizer, prompt), token_ids(tokenizer, negative_prompt or "")
-    n = max(chunk_count(pos_ids, neg_ids), min_chunks)
-    pos = encode_chunks(text_encoder, chunk_ids(tokenizer, pos_ids, n))
-    neg = encode_chunks(text_encoder, chunk_ids(tokenizer, neg_ids, n))
+    positive, negative = weighted_chunks(tokenizer, prompt), weighted_chunks(tokenizer, negative_prompt or "")
+    n = max(len(positive), len(negative), min_chunks)
+    pos = encode_weighted(tokenizer, text_encoder, positive, n)
+    neg = encode_weighted(tokenizer, text_encoder, negative, n)
     dtype = dtype or text_encoder.dtype
     return pos.to(dtype), neg.to(dtype)

@@ -35,6 +35,11 @@ class Txt2ImgBody(BaseModel):
     seed: int = Field(-1, description="-1 picks a random seed")
     batch_count: int = Field(1, ge=1, le=16)
     sampler: str = DEFAULT_SAMPLER
+    hires_scale: float | None = Field(None, ge=1, le=4, description="Hires. fix: upscale by this and redraw; "
+                                                                    "null = off")
+    hires_upscaler: str = Field("Latent", description="Hires. fix: Latent (and its variants), Lanczos or Nearest")
+    hires_steps: int = Field(0, ge=0, le=150, description="Hires. fix: second-pass steps; 0 = num_inference_steps")
+    hires_strength: float = Field(0.5, ge=0, le=1, description="Hires. fix: denoising strength of the second pass")
 
 
 class ApiImage(BaseModel):

@@ -22,6 +22,7 @@ from tabs.common import (
     wire_run,
     wire_stop,
 )
+from tabs.styles_common import style_picker, styled
 from tabs.xyz_common import AXIS_INPUTS, plan_line, plot_outputs, plot_panel, plot_request, wire_plan
 
 TASK = "img2img"
@@ -31,9 +32,10 @@ def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the widgets other tabs send to."""
     # 1. handlers
     def img2img(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed,
-                batch_count, sampler, denoise_video, fast, control, progress=gr.Progress()):
+                batch_count, sampler, denoise_video, fast, styles, control, progress=gr.Progress()):
         if not image:
             raise user_error("Upload an image to start from.")
+        prompt, negative_prompt = styled(styles, prompt, negative_prompt)
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler,
@@ -72,6 +74,7 @@ def build(manager) -> SimpleNamespace:
                 image = gr.Image(type="filepath", label="Start image", image_mode=None, height=320,
                                  elem_id="img2img-image")
                 strength = gr.Slider(0.01, 1, value=0.75, step=0.01, label="Denoising strength")
+                styles = style_picker(TASK, prompt, negative)
                 sampler, steps, guidance = sampling_widgets()
                 size = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Longer side (aspect ratio is kept)")
                 seed, batch = seed_widgets()
@@ -91,7 +94,8 @@ def build(manager) -> SimpleNamespace:
     # 3. wiring
     inputs = {"image": image, "prompt": prompt, "negative_prompt": negative, "strength": strength,
               "num_inference_steps": steps, "guidance_scale": guidance, "size": size, "seed": seed,
-              "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast, "control": control}
+              "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast, "styles": styles,
+              "control": control}
     check_inputs_match(img2img, list(inputs))
     wire_run(run.click, on_gpu(img2img, "img2img"), inputs=list(inputs.values()),
              outputs=[gallery, preview, info, params, steps_video], api_name="img2img", control=control, stop=stop,

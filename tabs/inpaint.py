@@ -22,6 +22,7 @@ from tabs.common import (
     wire_run,
     wire_stop,
 )
+from tabs.styles_common import style_picker, styled
 
 TASK = "inpaint"
 AREAS = ["Whole picture", "Only masked"]
@@ -51,8 +52,9 @@ def build(manager) -> SimpleNamespace:
     # 1. handlers
     def inpaint_run(editor, prompt, negative_prompt, strength, mask_blur, inpaint_area, padding,
                     num_inference_steps, guidance_scale, size, seed, batch_count, sampler, denoise_video, fast,
-                    control, progress=gr.Progress()):
+                    styles, control, progress=gr.Progress()):
         image, mask = editor_image_and_mask(editor)
+        prompt, negative_prompt = styled(styles, prompt, negative_prompt)
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength, mask_blur=mask_blur,
                            only_masked=inpaint_area == AREAS[1], only_masked_padding=padding,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
@@ -99,6 +101,7 @@ def build(manager) -> SimpleNamespace:
                 with gr.Row():
                     area = gr.Radio(AREAS, value=AREAS[0], label="Inpaint area")
                     padding = gr.Slider(0, 256, value=32, step=4, label="Only-masked padding (px)")
+                styles = style_picker(TASK, prompt, negative)
                 sampler, steps, guidance = sampling_widgets()
                 size = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Work size (longer side)")
                 seed, batch = seed_widgets()
@@ -120,7 +123,7 @@ def build(manager) -> SimpleNamespace:
     inputs = {"editor": editor, "prompt": prompt, "negative_prompt": negative, "strength": strength,
               "mask_blur": mask_blur, "inpaint_area": area, "padding": padding, "num_inference_steps": steps,
               "guidance_scale": guidance, "size": size, "seed": seed, "batch_count": batch, "sampler": sampler,
-              "denoise_video": denoise, "fast": fast, "control": control}
+              "denoise_video": denoise, "fast": fast, "styles": styles, "control": control}
     check_inputs_match(inpaint_run, list(inputs))
     wire_run(run.click, on_gpu(inpaint_run, "inpaint"), inputs=list(inputs.values()),
              outputs=[gallery, preview, info, params, steps_video], api_name="inpaint", control=control, stop=stop,

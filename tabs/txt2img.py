@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import gradio as gr
 
 from engine import pnginfo
-from engine.generate import ImageRequest, request_from_parameters, text_to_image
+from engine.generate import MAX_STEPS, ImageRequest, request_from_parameters, text_to_image
+from engine.hires import DEFAULT_SCALE, DEFAULT_STRENGTH, DEFAULT_UPSCALER, MAX_SCALE, MIN_SCALE, UPSCALERS, hires_size
 from engine.xyz import run_plot
 from tabs.common import (
     SessionControl,
@@ -26,6 +27,7 @@ from tabs.common import (
     wire_run,
     wire_stop,
 )
+from tabs.styles_common import style_picker, styled
 from tabs.xyz_common import AXIS_INPUTS, plan_line, plot_outputs, plot_panel, plot_request, wire_plan
 
 TASK = "txt2img"
@@ -35,11 +37,15 @@ def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the widgets other tabs send to or read from."""
     # 1. handlers
     def txt2img(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, batch_count,
-                sampler, denoise_video, fast, control, progress=gr.Progress()):
+                sampler, denoise_video, fast, styles, hires, hires_scale, hires_upscaler, hires_steps, hires_strength,
+                control, progress=gr.Progress()):
+        prompt, negative_prompt = styled(styles, prompt, negative_prompt)
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=width, height=height, seed=seed, batch_count=batch_count, sampler=sampler,
-                           denoise_video=bool(denoise_video), fast=bool(fast))
+                           denoise_video=bool(denoise_video), fast=bool(fast),
+                           hires_scale=hires_scale if hires else None, hires_upscaler=hires_upscaler,
+                           hires_steps=hires_steps, hires_strength=hires_strength)
         job = lambda on_step, ctl: text_to_image(manager, req, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
@@ -76,18 +82,44 @@ def build(manager) -> SimpleNamespace:
             raise user_error("This image carries no generation parameters.")
         req, skipped = request_from_parameters(text)
         note = f"Read {len(text.splitlines())} lines." + (f" Not used: {', '.join(skipped)}." if skipped else "")
+        hires = req.hires_scale is not None
         return (text, note, req.prompt, req.negative_prompt, req.num_inference_steps, req.guidance_scale,
-                req.width, req.height, req.seed, req.sampler)
+                req.width, req.height, req.seed, req.sampler, hires, req.hires_scale if hires else gr.skip(),
+                req.hires_upscaler if hires else gr.skip(), req.hires_steps if hires else gr.skip(),
+                req.hires_strength if hires else gr.skip(), [])  # the loaded prompt already holds its styles
+
+    def hires_line(hires, width, height, scale):
+        """A1111's "from 512x512 to 1024x1024" under the Hires. fix fields."""
+        if not hires:
+            return ""
+        try:
+            wide, high = hires_size(int(width), int(height), float(scale))
+        except (TypeError, ValueError):
+            return ""
+        return f"Draws at {int(width)}×{int(height)}, then upscales and redraws at {wide}×{high}."
 
     # 2. layout
     with gr.Tab("Text to image", id=TASK):
         prompt, negative, run, stop = prompt_row(TASK)
         with gr.Row():
             with gr.Column():
+                styles = style_picker(TASK, prompt, negative)
                 sampler, steps, guidance = sampling_widgets()
                 with gr.Row():
                     width = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Width")
                     height = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Height")
+                with gr.Accordion("Hires. fix", open=False, elem_id="txt2img-hires"):
+                    hires = gr.Checkbox(label="Enable Hires. fix: draw at the size above, upscale, then redraw "
+                                              "the details at the large size", elem_id="txt2img-hires-enable")
+                    with gr.Row():
+                        hires_upscaler = gr.Dropdown(list(UPSCALERS), value=DEFAULT_UPSCALER, label="Upscaler")
+                        hires_scale = gr.Slider(MIN_SCALE, MAX_SCALE, value=DEFAULT_SCALE, step=0.05,
+                                                label="Upscale by")
+                    with gr.Row():
+                        hires_steps = gr.Slider(0, MAX_STEPS, value=0, step=1, label="Hires steps (0 = same as Steps)")
+                        hires_strength = gr.Slider(0, 1, value=DEFAULT_STRENGTH, step=0.01,
+                                                   label="Denoising strength")
+                    hires_note = gr.Markdown(elem_id="txt2img-hires-size")
                 seed, batch = seed_widgets()
                 fast = fast_toggle()
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)")
@@ -109,8 +141,9 @@ def build(manager) -> SimpleNamespace:
     # 3. wiring
     inputs = {"prompt": prompt, "negative_prompt": negative, "num_inference_steps": steps,
               "guidance_scale": guidance, "width": width, "height": height, "seed": seed,
-              "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast,
-              "control": control}
+              "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast, "styles": styles,
+              "hires": hires, "hires_scale": hires_scale, "hires_upscaler": hires_upscaler, "hires_steps": hires_steps,
+              "hires_strength": hires_strength, "control": control}
     check_inputs_match(txt2img, list(inputs))
     event = dict(inputs=list(inputs.values()), outputs=[gallery, preview, info, params, steps_video],
                  control=control, stop=stop, bar=bar)
@@ -131,6 +164,10 @@ def build(manager) -> SimpleNamespace:
                        queue=False, show_progress="hidden")
     check_uploads(png, say=False)  # png_info says why
     png.upload(png_info, inputs=png, outputs=[png_text, png_note, prompt, negative, steps, guidance, width, height,
-                                              seed, sampler], api_name="png_info", preprocess=False)
+                                              seed, sampler, hires, hires_scale, hires_upscaler, hires_steps,
+                                              hires_strength, styles], api_name="png_info", preprocess=False)
+    for trigger in (hires.change, width.change, height.change, hires_scale.change):
+        trigger(hires_line, inputs=[hires, width, height, hires_scale], outputs=hires_note, api_name=False,
+                queue=False, show_progress="hidden")
     return SimpleNamespace(prompt=prompt, negative=negative, gallery=gallery, to_img2img=to_img2img,
                            to_inpaint=to_inpaint, sizes=[width, height])
