@@ -280,6 +280,16 @@ def face_work(req, images: int = 1) -> gpu_time.Work:
                    "num_inference_steps": req.num_inference_steps}, images)
 
 
+def _hires(v: dict) -> list[gpu_time.Work]:
+    """Hires. fix's second pass runs exactly its steps (the base steps when 0) at the upscaled size."""
+    if not v.get("hires"):
+        return []
+    scale = _float(v.get("hires_scale"), 2.0)
+    return [gpu_time.Work(images=_int(v.get("batch_count"), 1),
+                          steps=_int(v.get("hires_steps"), 0) or _int(v.get("num_inference_steps"), 20),
+                          width=int(_int(v.get("width"), 512) * scale), height=int(_int(v.get("height"), 512) * scale))]
+
+
 def _aging(v: dict) -> list[gpu_time.Work]:
     from engine.faces.aging import parse_ages
 
@@ -330,7 +340,7 @@ def _animate(v: dict) -> list[gpu_time.Work]:
 
 
 ESTIMATES: dict[str, Callable[[dict], list[gpu_time.Work]]] = {
-    "txt2img": lambda v: [_image(v)],
+    "txt2img": lambda v: [_image(v), *_hires(v)],
     "img2img": lambda v: [_image(v, strength=True)],
     "inpaint": lambda v: [_image(v, strength=True)],
     "xyz_plot": _plot("txt2img"),

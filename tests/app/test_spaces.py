@@ -85,14 +85,19 @@ def test_durations_grow_with_steps_frames_and_batch_and_stay_within_bounds(space
     tiny_demo()
     seconds = wrapping_of(spaces, "txt2img").duration
 
-    def image(steps=40, batch=4, size=1024):
-        return seconds("a cat", "", steps, 7, size, size, -1, batch, "Euler", False, False, SessionControl())
+    def image(steps=40, batch=4, size=1024, **hires):
+        return seconds("a cat", "", steps, 7, size, size, -1, batch, "Euler", False, False, [],
+                       hires.get("hires", False), hires.get("hires_scale", 2), "Latent", hires.get("hires_steps", 0),
+                       0.5, SessionControl())
 
     assert image(steps=10) < image(steps=40) < image(steps=150)
     assert image(batch=1) < image(batch=4)
     assert image(size=512) < image(size=1024)
     assert image(steps=20, batch=1, size=512) == gpu_time.MIN_SECONDS  # one ordinary image: a short ask
     assert image(steps=1, size=64) == gpu_time.MIN_SECONDS
+    assert image(size=512, batch=1) < image(size=512, batch=1, hires=True) < image(size=512, batch=1, hires=True,
+                                                                                   hires_scale=3)
+    assert image(size=512, batch=1, hires=True, hires_steps=10) < image(size=512, batch=1, hires=True, hires_steps=30)
     with pytest.warns(UserWarning, match="more than the 300 s ZeroGPU allows one call"):
         assert image(steps=150, batch=16, size=1024) == gpu_time.ZEROGPU_MAX_SECONDS
     plot = wrapping_of(spaces, "xyz_plot").duration
