@@ -126,6 +126,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="torch, openvino or auto: where the UNet runs (auto: OpenVINO on x86 CPUs where installed, "
                         "faster there but with a second copy of the UNet's weights; PyTorch on CUDA, MPS and for "
                         "small models)")
+    p.add_argument("--ray", action="store_true", default=env_flag("RAY"),
+                   help="run the engine on Ray Serve replicas (pip install \"ray[serve]\"); the UI and REST API "
+                        "stay in this process")
+    p.add_argument("--ray-address", default=env("RAY_ADDRESS"),
+                   help="Ray cluster to use with --ray ('auto' or HEAD:6379; default: start a local Ray)")
+    p.add_argument("--ray-replicas", type=int, default=int(env("RAY_REPLICAS", 1)),
+                   help="engine replicas with --ray (each holds one copy of the weights; one per GPU)")
     return p.parse_args(argv)
 
 
@@ -188,9 +195,26 @@ def prepare(args: argparse.Namespace):
     rest.MAX_UPLOAD_BYTES = args.max_upload_mb * 1024 * 1024
     if args.keep_outputs_hours > 0:
         delete_older_than(args.keep_outputs_hours * 3600)
+    if args.ray:
+        args.concurrency = max(args.concurrency, args.ray_replicas)  # one run per replica at once
     manager = manager_from(args)
-    manager.preload()  # the page opens at once; the weights load meanwhile
+    if args.ray:
+        connect_ray(args, manager)
+    else:
+        manager.preload()  # the page opens at once; the weights load meanwhile
     return auth, manager
+
+
+def connect_ray(args: argparse.Namespace, manager: PipelineManager) -> None:
+    """With --ray, jobs run on Ray Serve replicas; this process keeps no weights and only fronts them."""
+    from engine.backends.ray import RayRunner
+    from server.ray_app import serve_engine
+
+    if args.ray_replicas < 1:
+        raise ValueError("--ray-replicas must be at least 1.")
+    handle = serve_engine(args.ray_address, manager.model_name, manager.options, args.ray_replicas,
+                          weights_dir=args.weights_dir, queue_size=args.queue_size)
+    manager.runner = RayRunner(handle)
 
 
 def launch(args: argparse.Namespace, block: bool = True) -> gr.Blocks:

@@ -7,6 +7,7 @@ from engine.faces.aging import AgingRequest, AgingUpdate, aging_timelapse, parse
 from engine.faces.portrait import FaceStep
 from engine.outputs import next_path, task_dir
 from engine.presets import aging_preset
+from engine.runner import run_job
 from engine.schedulers import sampler_names
 from tabs.common import (
     SessionControl,
@@ -62,7 +63,7 @@ def build(manager) -> None:
                                face_index=face_index(face), all_faces=bool(all_faces), padding=padding,
                                whole_photo=whole_photo, keep_identity=float(keep_identity or 0))
             folder = next_path(task_dir(TASK), "timelapse", "")
-            job = lambda on_update, ctl: aging_timelapse(  # noqa: E731
+            job = lambda on_update, ctl: run_job(aging_timelapse,  # noqa: E731
                 manager, req, photo, folder, on_update, ctl, on_step=on_update)
             for preview, result in stream(job, control, progress, manager.gate, describe=describe):
                 if result is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from engine.generate import MAX_STEPS
+from engine.runner import run_job
 from engine.schedulers import DEFAULT_SAMPLER, sampler_names
 from engine.video.animate import MAX_FRAMES, AnimateRequest, depth
 from engine.video.animate import deforum_settings as deforum
@@ -94,12 +95,12 @@ def build(manager) -> None:
                 prompt_blend=prompt_blend, init_image=init_image or None, video=video or None, nth=nth,
                 gif=bool(gif), fast=bool(fast))
             paths = new_run_paths(TASK)
-        job = lambda on_frame, ctl: animate(manager, req, paths, on_frame, ctl)  # noqa: E731
+        job = lambda on_frame, ctl: run_job(animate, manager, req, paths, on_frame, ctl)  # noqa: E731
         yield from run(job, control, progress, manager.gate)
 
     def animate_resume(plan, control, progress=gr.Progress()):
         path = checked_plan(plan)
-        yield from run(lambda on_frame, ctl: resume(manager, path, on_frame, ctl), control, progress, manager.gate)
+        yield from run(lambda on_frame, ctl: run_job(resume, manager, path, on_frame, ctl), control, progress, manager.gate)
 
     def load_settings(file):
         """Fill the form from a Deforum settings file; keys it doesn't use are named."""

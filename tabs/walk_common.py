@@ -8,6 +8,7 @@ import gradio as gr
 
 from engine import video
 from engine.outputs import output_root, task_dir
+from engine.runner import run_job
 from engine.video import walk
 from tabs.common import progress_bar, result_gallery, stream, user_error, user_errors
 
@@ -86,12 +87,12 @@ def run_new(manager, req: walk.WalkRequest, control, progress):
     with user_errors():
         walk.check_walk(req)
         paths = new_run_paths(req.kind)
-    job = lambda on_frame, ctl: walk.latent_walk(manager, req, paths, on_frame, ctl)  # noqa: E731
+    job = lambda on_frame, ctl: run_job(walk.latent_walk, manager, req, paths, on_frame, ctl)  # noqa: E731
     yield from run(job, control, progress, manager.gate)
 
 
 def resume_job(manager, plan_text: str):
     """The engine call for the Resume button."""
     plan = checked_plan(plan_text)
-    return lambda on_frame, ctl: walk.resume(manager, plan, on_frame, ctl)
+    return lambda on_frame, ctl: run_job(walk.resume, manager, plan, on_frame, ctl)
 

@@ -1,0 +1,47 @@
+"""One local Ray cluster for the whole session, with the engine deployed on two replicas of the tiny model."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+REPLICAS = 2
+
+
+@pytest.fixture(scope="session")
+def ray_outputs(tmp_path_factory):
+    return tmp_path_factory.mktemp("ray-outputs")
+
+
+@pytest.fixture(scope="session")
+def engine_handle(ray_outputs):
+    """The Serve deployment (2 replicas, tiny model, CPU float32), started once; Ray stops at the session's end."""
+    import ray
+    from ray import serve
+
+    from engine.manager import RuntimeOptions
+    from server.ray_app import serve_engine
+
+    previous = os.environ.get("STUDIO_OUTPUT_DIR")
+    os.environ["STUDIO_OUTPUT_DIR"] = str(ray_outputs)  # the replicas write where the front end reads
+    try:
+        handle = serve_engine(None, "tiny", RuntimeOptions(device="cpu", dtype="float32"), REPLICAS, num_cpus=2)
+    finally:
+        if previous is None:
+            os.environ.pop("STUDIO_OUTPUT_DIR", None)
+        else:
+            os.environ["STUDIO_OUTPUT_DIR"] = previous
+    yield handle
+    serve.shutdown()
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def ray_manager(engine_handle):
+    """A front-end manager (no weights of its own) whose jobs run on the replicas."""
+    from engine.backends.ray import RayRunner
+    from engine.manager import PipelineManager, RuntimeOptions
+
+    manager = PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32", concurrency=REPLICAS))
+    manager.runner = RayRunner(engine_handle)
+    return manager
