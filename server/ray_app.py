@@ -7,6 +7,7 @@ Each replica runs one job at a time (max_ongoing_requests=1, the engine's one sl
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import threading
 from dataclasses import asdict, fields
@@ -25,7 +26,8 @@ OPTION_NAMES = {f.name for f in fields(RuntimeOptions)}
 class Engine:
     """One replica: the weights of one model and the jobs sent to it, one at a time."""
 
-    def __init__(self, model: str | None = None, options: dict | None = None, weights_dir: str | None = None):
+    def __init__(self, model: str | None = None, options: dict | None = None, weights_dir: str | None = None,
+                 cpus: int | None = None, factory: str | None = None):
         from pathlib import Path
 
         from ray import serve
@@ -34,8 +36,12 @@ class Engine:
         from engine.models import WEIGHTS_DIR
 
         self.replica = serve.get_replica_context().replica_id.unique_id
-        self.manager = PipelineManager(model, RuntimeOptions(**(options or {})),
-                                       weights_dir=Path(weights_dir) if weights_dir else WEIGHTS_DIR)
+        if factory:  # "module:function" returning a manager (the benchmark's full-size random model)
+            module, name = factory.split(":")
+            self.manager = getattr(importlib.import_module(module), name)()
+        else:
+            self.manager = PipelineManager(model, RuntimeOptions(**(options or {})),
+                                           weights_dir=Path(weights_dir) if weights_dir else WEIGHTS_DIR)
         self.manager.replica = self.replica  # PNG info names the replica (engine.generate.parameters_text)
         self.board = stop_board()
         self.lock = threading.Lock()
@@ -43,6 +49,8 @@ class Engine:
             self.manager.base()  # a replica counts as ready once its weights are in memory
         except ValueError:
             pass  # the first job says why (manager.load_error)
+        if cpus and self.manager.device == "cpu":  # replicas sharing a machine don't fight over its cores
+            self.manager.threads = max(1, min(self.manager.threads, int(cpus)))
 
     async def run(self, call: JobCall):
         """Stream one job: ("started", replica, pid), its callbacks' calls, then ("result", ...) or ("error", ...)."""
@@ -99,12 +107,15 @@ def _portable_error(exc: Exception) -> Exception:
 
 
 def deployment_options(replicas: int | None = None, autoscaling: dict | None = None, gpus: float | None = None,
-                       queue_size: int = DEFAULT_QUEUE) -> dict:
-    """Serve settings: a fixed replica count or autoscaling, one GPU per replica where the cluster has GPUs."""
+                       queue_size: int = DEFAULT_QUEUE, cpus: int | None = None) -> dict:
+    """Serve settings: a fixed replica count or autoscaling, one GPU per replica where the cluster has GPUs.
+
+    CPU replicas reserve `cpus` cores each (default 1, with no cap on torch's threads).
+    """
     ray, _ = import_ray()
     if gpus is None:
         gpus = 1 if ray.is_initialized() and ray.cluster_resources().get("GPU", 0) >= 1 else 0
-    actor = {"num_gpus": gpus} if gpus else {"num_cpus": 1}
+    actor = {"num_gpus": gpus} if gpus else {"num_cpus": cpus or 1}
     options = {"name": DEPLOYMENT, "max_ongoing_requests": 1, "max_queued_requests": queue_size,
                "ray_actor_options": actor, "health_check_period_s": 2, "graceful_shutdown_timeout_s": 5}
     if autoscaling:
@@ -115,18 +126,21 @@ def deployment_options(replicas: int | None = None, autoscaling: dict | None = N
 
 
 def build(model: str | None = None, options: RuntimeOptions | None = None, replicas: int | None = None,
-          autoscaling: dict | None = None, weights_dir: str | None = None, queue_size: int = DEFAULT_QUEUE):
-    """The bound Serve application for `serve.run`."""
+          autoscaling: dict | None = None, weights_dir: str | None = None, queue_size: int = DEFAULT_QUEUE,
+          cpus: int | None = None, factory: str | None = None):
+    """The bound Serve application for `serve.run`; `cpus` also caps each CPU replica's torch threads."""
     _, serve = import_ray()
     settings = {k: v for k, v in asdict(options or RuntimeOptions()).items() if k in OPTION_NAMES}
-    deployment = serve.deployment(Engine, **deployment_options(replicas, autoscaling, queue_size=queue_size))
-    return deployment.bind(model, settings, weights_dir)
+    deployment = serve.deployment(Engine, **deployment_options(replicas, autoscaling, queue_size=queue_size,
+                                                               cpus=cpus))
+    return deployment.bind(model, settings, weights_dir, cpus, factory)
 
 
 def app(args: dict):
     """Builder for `serve run server.ray_app:app [model=tiny] [replicas=2] [device=cpu] [dtype=float32] ...`.
 
-    Unset values come from the STUDIO_* environment variables, as in app.py.
+    Autoscaling instead of a fixed count: min_replicas=, max_replicas=, target_ongoing_requests=. Unset values
+    come from the STUDIO_* environment variables, as in app.py.
     """
     env = os.environ.get
     args = {k.replace("-", "_"): v for k, v in (args or {}).items()}
@@ -134,13 +148,23 @@ def app(args: dict):
     replicas = int(args.pop("replicas", env("STUDIO_RAY_REPLICAS", 1)))
     weights_dir = args.pop("weights_dir", env("STUDIO_WEIGHTS_DIR"))
     queue_size = int(args.pop("queue_size", env("STUDIO_QUEUE_SIZE", DEFAULT_QUEUE)))
+    cpus = args.pop("replica_cpus", None)
+    scaling = {name: float(args.pop(name)) for name in ("min_replicas", "max_replicas", "target_ongoing_requests")
+               if name in args}
+    autoscaling = None
+    if scaling:  # e.g. min_replicas=0 max_replicas=4 target_ongoing_requests=1
+        autoscaling = {"min_replicas": int(scaling.get("min_replicas", 1)),
+                       "max_replicas": int(scaling.get("max_replicas", max(replicas, 1))),
+                       "target_ongoing_requests": scaling.get("target_ongoing_requests", 1)}
     options = {name: args.pop(name, env(f"STUDIO_{name.upper()}")) for name in ("device", "dtype", "backend")}
     unknown = set(args) - OPTION_NAMES
     if unknown:
         raise ValueError(f"Unknown argument(s) {', '.join(sorted(unknown))}; use model, replicas, weights_dir, "
-                         "queue_size, device, dtype or backend.")
+                         "queue_size, replica_cpus, min_replicas, max_replicas, target_ongoing_requests, device, dtype or "
+                         "backend.")
     runtime = RuntimeOptions(**{k: v for k, v in options.items() if v is not None})
-    return build(model, runtime, replicas=replicas, weights_dir=weights_dir, queue_size=queue_size)
+    return build(model, runtime, replicas=replicas, autoscaling=autoscaling, weights_dir=weights_dir,
+                 queue_size=queue_size, cpus=int(cpus) if cpus else None)
 
 
 def serve_engine(address: str | None, model: str | None, options: RuntimeOptions, replicas: int,

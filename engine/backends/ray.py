@@ -23,7 +23,8 @@ INSTALL_HINT = 'The Ray back end needs Ray Serve: pip install "ray[serve]==2.60.
 WORKER_STOPPED = "The worker stopped; try again."
 NAMESPACE = "diffusion_studio"
 STOP_BOARD = "stop-board"
-MAX_INLINE_UPLOAD = 64 * 1024 * 1024  # input files outside the outputs folder travel as bytes up to this size
+MAX_INLINE_UPLOAD = 64 * 1024 * 1024  # input images outside the outputs folder travel as bytes up to this size
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 log = logging.getLogger("diffusion_studio")
 
 
@@ -92,11 +93,14 @@ def pack(fn, manager, args: tuple, kwargs: dict) -> tuple[JobCall, list, RunCont
 
 
 def portable(value):
-    """An uploaded file outside the outputs folder travels as its bytes, so a replica on another node can read it.
+    """An uploaded image outside the outputs folder travels as its bytes, so a replica on another node can read it.
 
-    Paths inside the outputs folder stay paths: video jobs write there, and on many nodes it is shared storage.
+    Other paths stay paths (plans, video inputs, and everything in the outputs folder, where video jobs write);
+    on many nodes they need shared storage (README).
     """
     if not isinstance(value, (str, Path)) or not Path(value).is_absolute():
+        return value
+    if Path(value).suffix.lower() not in IMAGE_SUFFIXES:
         return value
     path = Path(value)
     try:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -45,3 +46,17 @@ def ray_manager(engine_handle):
     manager = PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32", concurrency=REPLICAS))
     manager.runner = RayRunner(engine_handle)
     return manager
+
+
+def wait_for_replicas(count: int = REPLICAS, timeout: float = 120) -> dict:
+    """Serve's replica states once `count` replicas run again (or the last states seen at the timeout)."""
+    from ray import serve
+
+    from server.ray_app import APP_NAME, DEPLOYMENT
+
+    deadline = time.monotonic() + timeout
+    while True:
+        states = serve.status().applications[APP_NAME].deployments[DEPLOYMENT].replica_states
+        if states.get("RUNNING") == count or time.monotonic() > deadline:
+            return states
+        time.sleep(0.5)

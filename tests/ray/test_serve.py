@@ -14,7 +14,7 @@ from engine.backends.ray import WORKER_STOPPED, WorkerStopped
 from engine.generate import ImageRequest, RunControl, text_to_image
 from engine.runner import replica_of, run_job
 
-from .conftest import REPLICAS
+from .conftest import REPLICAS, wait_for_replicas
 
 REQ = dict(prompt="a red apple", negative_prompt="", num_inference_steps=4, guidance_scale=7, width=64, height=64,
            sampler="Euler")
@@ -65,10 +65,6 @@ def test_a_bad_request_gets_the_engines_sentence(ray_manager):
 
 
 def test_a_killed_replica_gives_a_sentence_and_the_deployment_recovers(ray_manager):
-    from ray import serve
-
-    from server.ray_app import APP_NAME, DEPLOYMENT
-
     runner, killed = ray_manager.runner, []
 
     def kill_on_first_step(update):
@@ -83,11 +79,5 @@ def test_a_killed_replica_gives_a_sentence_and_the_deployment_recovers(ray_manag
     assert killed
     after = run_job(text_to_image, ray_manager, ImageRequest(**REQ, seed=9), None, None)
     assert after.images and replica_of(after) != killed[0].replica
-
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        states = serve.status().applications[APP_NAME].deployments[DEPLOYMENT].replica_states
-        if states.get("RUNNING") == REPLICAS:
-            break
-        time.sleep(1)
+    states = wait_for_replicas()
     assert states.get("RUNNING") == REPLICAS, states
