@@ -48,8 +48,19 @@ def ray_manager(engine_handle):
     return manager
 
 
-def wait_for_replicas(count: int = REPLICAS, timeout: float = 120) -> dict:
-    """Serve's replica states once `count` replicas run again (or the last states seen at the timeout)."""
+def live_replicas() -> set[str]:
+    """Ids of the engine replicas whose actors are alive now (Serve names each replica's actor after its id)."""
+    import ray
+
+    from server.ray_app import APP_NAME, DEPLOYMENT
+
+    tag = f"{APP_NAME}#{DEPLOYMENT}#"
+    return {a["name"].rsplit("#", 1)[1] for a in ray.util.list_named_actors(all_namespaces=True)
+            if tag in a["name"]}
+
+
+def wait_for_replicas(gone: str | None = None, count: int = REPLICAS, timeout: float = 120) -> tuple[dict, set]:
+    """Wait until `count` replicas run and the replica `gone` is not among them; return Serve's states and ids."""
     from ray import serve
 
     from server.ray_app import APP_NAME, DEPLOYMENT
@@ -57,6 +68,8 @@ def wait_for_replicas(count: int = REPLICAS, timeout: float = 120) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         states = serve.status().applications[APP_NAME].deployments[DEPLOYMENT].replica_states
-        if states.get("RUNNING") == count or time.monotonic() > deadline:
-            return states
+        alive = live_replicas()
+        if (states.get("RUNNING") == count and len(alive) == count and gone not in alive) \
+                or time.monotonic() > deadline:
+            return states, alive
         time.sleep(0.5)

@@ -120,4 +120,5 @@ def test_a_walk_keeps_its_frames_when_its_replica_dies_and_resumes(ray_manager, 
     done = run_job(walk.resume, ray_manager, paths.plan, None, None)
     assert len(done.frames) == 24 and done.video.exists() and not done.interrupted
     assert replica_of(done)
-    assert wait_for_replicas().get("RUNNING") == REPLICAS
+    states, alive = wait_for_replicas(gone=killed[0].replica)
+    assert states.get("RUNNING") == REPLICAS and killed[0].replica not in alive

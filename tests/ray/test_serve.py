@@ -14,7 +14,7 @@ from engine.backends.ray import WORKER_STOPPED, WorkerStopped
 from engine.generate import ImageRequest, RunControl, text_to_image
 from engine.runner import replica_of, run_job
 
-from .conftest import REPLICAS, wait_for_replicas
+from .conftest import REPLICAS, live_replicas, wait_for_replicas
 
 REQ = dict(prompt="a red apple", negative_prompt="", num_inference_steps=4, guidance_scale=7, width=64, height=64,
            sampler="Euler")
@@ -66,6 +66,7 @@ def test_a_bad_request_gets_the_engines_sentence(ray_manager):
 
 def test_a_killed_replica_gives_a_sentence_and_the_deployment_recovers(ray_manager):
     runner, killed = ray_manager.runner, []
+    assert len(live_replicas()) == REPLICAS
 
     def kill_on_first_step(update):
         if not killed:
@@ -79,5 +80,30 @@ def test_a_killed_replica_gives_a_sentence_and_the_deployment_recovers(ray_manag
     assert killed
     after = run_job(text_to_image, ray_manager, ImageRequest(**REQ, seed=9), None, None)
     assert after.images and replica_of(after) != killed[0].replica
-    states = wait_for_replicas()
-    assert states.get("RUNNING") == REPLICAS, states
+    states, alive = wait_for_replicas(gone=killed[0].replica)
+    assert states.get("RUNNING") == REPLICAS and len(alive) == REPLICAS and killed[0].replica not in alive, states
+
+
+def test_full_replica_queues_give_the_busy_answer():
+    """Serve's BackPressureError (every replica's queue full) becomes the app's own "Busy" sentence."""
+    from ray.serve.exceptions import BackPressureError
+
+    from engine.backends.ray import RayRunner
+    from engine.gate import BUSY, Busy
+    from engine.manager import PipelineManager
+
+    class FullQueues:
+        def options(self, **_):
+            return self
+
+        @property
+        def run(self):
+            return self
+
+        def remote(self, call):
+            raise BackPressureError(num_queued_requests=20, max_queued_requests=20)
+
+    manager = PipelineManager("tiny")
+    manager.runner = RayRunner(FullQueues(), board=object())
+    with pytest.raises(Busy, match=BUSY):
+        run_job(text_to_image, manager, ImageRequest(**REQ), None, RunControl())
