@@ -184,7 +184,7 @@ def serve_engine(address: str | None, model: str | None, options: RuntimeOptions
         for name in ("HF_HUB_OFFLINE", "HF_HOME"):
             if os.environ.get(name):
                 env_vars[name] = os.environ[name]
-        ray.init(address=address or None, namespace=NAMESPACE, include_dashboard=False, num_cpus=num_cpus,
+        ray.init(address=address or "local", namespace=NAMESPACE, include_dashboard=False, num_cpus=num_cpus,
                  runtime_env={"env_vars": env_vars}, log_to_driver=False)
     try:
         return serve.get_app_handle(APP_NAME)

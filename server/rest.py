@@ -164,7 +164,7 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
             fields = body.model_dump()
             fields["width"] = fields["width"] or defaults.width
             fields["height"] = fields["height"] or defaults.height
-            result = run_job(text_to_image, manager, ImageRequest(**fields), None, None)
+            result = run_job(text_to_image, manager, ImageRequest(**fields))
         return ImagesReply(images=[ApiImage(png_base64=b64_png(i.image, i.parameters), seed=i.seed,
                                             parameters=i.parameters) for i in result.images], notes=result.notes,
                            replica=replica_of(result))
