@@ -41,6 +41,7 @@ def request(size: int, steps: int, seed: int):
 
 def local_throughput(size: int, steps: int, images: int) -> dict:
     """One manager in this process, images one after another (the app's --concurrency 1)."""
+    from engine.backends import fastpath
     from engine.generate import text_to_image
 
     manager = sd15_manager()
@@ -53,6 +54,7 @@ def local_throughput(size: int, steps: int, images: int) -> dict:
     rss = memory()
     del manager
     gc.collect()
+    fastpath.trim_memory()  # give the weights back before the replicas load theirs
     return {"images": images, "seconds": round(seconds, 2), "images_per_min": round(images * 60 / seconds, 2),
             "rss_gb": rss}
 
@@ -142,22 +144,29 @@ def main(argv=None) -> int:
     from engine.models import REPO_ROOT
 
     cores = os.cpu_count() or 1
-    report = {"machine": machine(), "size": args.size, "steps": steps, "images_per_setting": images}
+    report = {"machine": machine(), "load_before": os.getloadavg(), "size": args.size, "steps": steps,
+              "images_per_setting": images}
+
+    def note(name, value):  # each figure as soon as it is measured, in case a long run is cut short
+        report[name] = value
+        print(json.dumps({name: value}), file=sys.stderr, flush=True)
+
     if not args.skip_throughput:
-        report["in_process"] = local_throughput(args.size, steps, images)
-    ray.init(num_cpus=cores, include_dashboard=False, log_to_driver=False,
+        note("in_process", local_throughput(args.size, steps, images))
+    ray.init(address="local", num_cpus=cores, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT), "HF_HUB_OFFLINE": "1"}})
     serve.start(proxy_location="Disabled")
     try:
-        report["overhead"] = overhead(args.runs)
+        note("overhead", overhead(args.runs))
         if not args.skip_throughput:
-            report["serve_1_replica"] = serve_throughput(1, cores, args.size, steps, images)
-            report["serve_2_replicas"] = serve_throughput(2, max(1, cores // 2), args.size, steps, images)
+            note("serve_1_replica", serve_throughput(1, cores, args.size, steps, images))
+            note("serve_2_replicas", serve_throughput(2, max(1, cores // 2), args.size, steps, images))
             report["speedup_2_over_1"] = round(report["serve_2_replicas"]["images_per_min"]
                                                / report["serve_1_replica"]["images_per_min"], 2)
     finally:
         serve.shutdown()
         ray.shutdown()
+    report["load_after"] = os.getloadavg()
     print(json.dumps(report, indent=1))
     return 0
 

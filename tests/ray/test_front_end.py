@@ -53,6 +53,13 @@ def test_the_flags_read_their_environment_variables(monkeypatch):
     assert (args.ray, args.ray_address, args.ray_replicas) == (True, "auto", 3)
 
 
+def test_a_bad_replica_count_is_one_line_and_exit_code_2(capsys):
+    import app
+
+    assert app.main(["--model", "tiny", "--ray", "--ray-replicas", "0", "--keep-outputs-hours", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --ray-replicas must be at least 1."
+
+
 def test_rest_names_the_replica_and_keeps_the_pixels(http, tiny_manager):
     reply = http.post("/api/txt2img", json={"prompt": "a red apple", "num_inference_steps": 3, "width": 64,
                                              "height": 64, "seed": 5, "sampler": "Euler"})
