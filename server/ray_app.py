@@ -1,7 +1,7 @@
 """The engine as a Ray Serve application: one PipelineManager per replica, running the jobs the front end sends.
 
-`serve run server.ray_app:app` starts it (builder arguments: model=tiny replicas=2 ...; or a Serve config file,
-deploy/serve.yaml); `python app.py --ray` starts it too and serves the UI and REST API in front of it.
+`serve run --name diffusion_studio server.ray_app:app` starts it (builder arguments: model=tiny replicas=2 ...;
+or a Serve config file, deploy/serve.yaml); `python app.py --ray` starts it too, with the UI and REST API in front.
 Each replica runs one job at a time (max_ongoing_requests=1, the engine's one slot) and streams its progress.
 """
 from __future__ import annotations
