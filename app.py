@@ -141,6 +141,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "small models)")
     p.add_argument("--styles", default=env("STYLES"),
                    help="an A1111 styles.csv (default: styles.csv in the app folder, else presets/styles.csv)")
+    p.add_argument("--ray", action="store_true", default=env_flag("RAY"),
+                   help="run the engine on Ray Serve replicas (pip install \"ray[serve]\"); the UI and REST API "
+                        "stay in this process")
+    p.add_argument("--ray-address", default=env("RAY_ADDRESS"),
+                   help="Ray cluster to use with --ray ('auto' or HEAD:6379; default: start a local Ray)")
+    p.add_argument("--ray-replicas", type=int, default=int(env("RAY_REPLICAS", 1)),
+                   help="engine replicas with --ray (each holds one copy of the weights; one per GPU)")
     return p.parse_args(argv)
 
 
@@ -205,8 +212,12 @@ def prepare(args: argparse.Namespace):
     if args.keep_outputs_hours > 0:
         delete_older_than(args.keep_outputs_hours * 3600)
     use_styles(args.styles)  # a bad styles file is reported now, in one sentence
+    if args.ray:
+        args.concurrency = max(args.concurrency, args.ray_replicas)  # one run per replica at once
     manager = manager_from(args)
-    if zero_gpu():
+    if args.ray:
+        connect_ray(args, manager)
+    elif zero_gpu():
         load_for_zero_gpu(manager)
     else:
         manager.preload()  # the page opens at once; the weights load meanwhile
@@ -242,6 +253,18 @@ def load_local_extras(manager: PipelineManager) -> None:
             motion_adapter.shared_adapter(manager.base().unet, source, manager.dtype)
     except (ValueError, OSError) as exc:  # the tab that needs it says why when it is used
         log.warning("An adapter could not be loaded at start-up: %s", exc)
+
+
+def connect_ray(args: argparse.Namespace, manager: PipelineManager) -> None:
+    """With --ray, jobs run on Ray Serve replicas; this process keeps no weights and only fronts them."""
+    from engine.backends.ray import RayRunner
+    from server.ray_app import serve_engine
+
+    if args.ray_replicas < 1:
+        raise ValueError("--ray-replicas must be at least 1.")
+    handle = serve_engine(args.ray_address, manager.model_name, manager.options, args.ray_replicas,
+                          weights_dir=args.weights_dir, queue_size=args.queue_size)
+    manager.runner = RayRunner(handle)
 
 
 def launch(args: argparse.Namespace, block: bool = True) -> gr.Blocks:

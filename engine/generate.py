@@ -338,6 +338,8 @@ def parameters_text(manager, task: str, req: ImageRequest, seed: int) -> str:
     backend_used = getattr(manager, "backend_used", None)
     settings["Backend"] = {"openvino": "OpenVINO", "torch": "PyTorch"}.get(
         backend_used() if callable(backend_used) else "torch", "PyTorch")
+    if getattr(manager, "replica", None):
+        settings["Replica"] = manager.replica
     settings["Version"] = "Diffusion Studio"
     return pnginfo.format_parameters(req.prompt, req.negative_prompt, settings)
 

@@ -88,6 +88,8 @@ class PipelineManager:
         self._lock = threading.RLock()
         self.threads = fastpath.DEFAULT_THREADS  # fitted to the model's size when it loads (engine.backends.fastpath)
         self.gate = Gate(self.options.concurrency, self.options.queue_size)
+        self.runner = None  # where jobs run: None here, or a Ray Serve deployment (engine.runner)
+        self.replica: str | None = None  # the Ray Serve replica this manager serves in, named in PNG info
 
     # 1. choosing and loading
     def choices(self) -> list[str]:

@@ -12,12 +12,14 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
 from engine import pnginfo
+from engine.backends.ray import WorkerStopped
 from engine.faces.aging import AgingRequest, aging_timelapse, parse_ages
 from engine.faces.gender import GenderRequest, gender_swap
 from engine.gate import BUSY, Busy
 from engine.generate import ImageRequest, text_to_image
 from engine.outputs import next_path, output_root, task_dir
 from engine.presets import aging_preset, gender_preset
+from engine.runner import replica_of, run_job
 from engine.schedulers import DEFAULT_SAMPLER
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -52,6 +54,8 @@ class ApiImage(BaseModel):
 class ImagesReply(BaseModel):
     images: list[ApiImage]
     notes: list[str] = []
+    replica: str | None = Field(None, description="the Ray Serve replica that made the result (--ray); null "
+                                                  "when the app's own process made it")
 
 
 class AgingReply(ImagesReply):
@@ -107,6 +111,9 @@ def exception_handlers() -> dict:
     async def busy(request: Request, exc: Busy):
         return api_only(request, 503, BUSY, 503)
 
+    async def worker_stopped(request: Request, exc: WorkerStopped):
+        return api_only(request, 503, str(exc), 503)
+
     async def http_error(request: Request, exc: HTTPException):
         key = "error" if request.url.path.startswith("/api/") else "detail"
         return JSONResponse(status_code=exc.status_code, content={key: exc.detail}, headers=exc.headers)
@@ -118,7 +125,8 @@ def exception_handlers() -> dict:
         field = ".".join(str(p) for p in first.get("loc", [])[1:]) or "request"
         return error(422, f"{field}: {first.get('msg', 'is not valid')}.")
 
-    return {ValueError: value_error, Busy: busy, HTTPException: http_error, RequestValidationError: invalid}
+    return {ValueError: value_error, Busy: busy, WorkerStopped: worker_stopped, HTTPException: http_error,
+            RequestValidationError: invalid}
 
 
 def basic_auth(credentials: list[tuple[str, str]] | None):
@@ -161,9 +169,10 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
             fields = body.model_dump()
             fields["width"] = fields["width"] or defaults.width
             fields["height"] = fields["height"] or defaults.height
-            result = text_to_image(manager, ImageRequest(**fields))
+            result = run_job(text_to_image, manager, ImageRequest(**fields))
         return ImagesReply(images=[ApiImage(png_base64=b64_png(i.image, i.parameters), seed=i.seed,
-                                            parameters=i.parameters) for i in result.images], notes=result.notes)
+                                            parameters=i.parameters) for i in result.images], notes=result.notes,
+                           replica=replica_of(result))
 
     @api.post("/aging", response_model=AgingReply, summary="Aging timelapse of a face photo")
     async def aging(request: Request, image: UploadFile = File(..., description="a face photo"),
@@ -184,13 +193,13 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                            padding=padding, whole_photo=whole_photo, size=size, keep_identity=keep_identity,
                            **face_fields(face))
         folder = next_path(task_dir("aging"), "timelapse", "")
-        result = await _in_slot(manager, lambda: aging_timelapse(manager, req, data, folder))
+        result = await _in_slot(manager, lambda: run_job(aging_timelapse, manager, req, data, folder))
         video_url = None
         if result.video:
             video_url = str(request.url_for("output_file", path=result.video.relative_to(output_root()).as_posix()))
         return AgingReply(images=[ApiImage(png_base64=b64_png(img), seed=result.seed, age=age)
                                   for age, img in result.keyframes],
-                          notes=result.notes, video_url=video_url, seed=result.seed,
+                          notes=result.notes, video_url=video_url, seed=result.seed, replica=replica_of(result),
                           grid_png_base64=b64_png(result.grid) if result.grid else None,
                           identity_distance=result.identity, identity_note=result.identity_note)
 
@@ -209,10 +218,11 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                             num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                             sampler=sampler, padding=padding, whole_photo=whole_photo, size=size,
                             keep_identity=keep_identity, **face_fields(face))
-        result = await _in_slot(manager, lambda: gender_swap(manager, req, data))
+        result = await _in_slot(manager, lambda: run_job(gender_swap, manager, req, data))
         distances = [v.identity for v in result.variants] if result.identity_by_face else None
         return GenderReply(images=[ApiImage(png_base64=b64_png(v.image, v.parameters), seed=v.seed,
                                             parameters=v.parameters) for v in result.variants], notes=result.notes,
+                           replica=replica_of(result),
                            identity_distance=distances, identity_note=result.identity_note)
 
     @api.get("/files/{path:path}", name="output_file", summary="A file the app wrote (videos)")

@@ -18,6 +18,7 @@ from engine.faces.aging import (
 from engine.faces.portrait import FaceStep
 from engine.outputs import next_path, task_dir
 from engine.presets import aging_preset
+from engine.runner import run_job
 from engine.schedulers import sampler_names
 from tabs import gpu
 from tabs.common import (
@@ -73,7 +74,7 @@ def build(manager) -> None:
                                face_index=face_index(face), all_faces=bool(all_faces), padding=padding,
                                whole_photo=whole_photo, keep_identity=float(keep_identity or 0))
             folder = next_path(task_dir(TASK), "timelapse", "")
-            job = lambda on_update, ctl: aging_timelapse(  # noqa: E731
+            job = lambda on_update, ctl: run_job(aging_timelapse,  # noqa: E731
                 manager, req, photo, folder, on_update, ctl, on_step=on_update)
             events = (chunked(req, photo, folder, control, progress) if gpu.zero_gpu() else
                       stream(job, control, progress, manager.gate, describe=describe))

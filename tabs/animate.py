@@ -8,6 +8,7 @@ import gradio as gr
 
 from engine import gpu_time
 from engine.generate import MAX_STEPS
+from engine.runner import run_job
 from engine.schedulers import DEFAULT_SAMPLER, sampler_names
 from engine.video.animate import MAX_FRAMES, AnimateRequest, depth
 from engine.video.animate import deforum_settings as deforum
@@ -138,7 +139,7 @@ def build(manager) -> None:
                 plan = start(manager, req, paths)
             yield from chunked(plan, control, progress)
             return
-        job = lambda on_frame, ctl: animate(manager, req, paths, on_frame, ctl)  # noqa: E731
+        job = lambda on_frame, ctl: run_job(animate, manager, req, paths, on_frame, ctl)  # noqa: E731
         yield from run(job, control, progress, manager.gate)
 
     def animate_resume(plan, control, progress=gr.Progress()):
@@ -146,7 +147,8 @@ def build(manager) -> None:
         if gpu.zero_gpu():
             yield from chunked(path, control, progress)
             return
-        yield from run(lambda on_frame, ctl: resume(manager, path, on_frame, ctl), control, progress, manager.gate)
+        yield from run(lambda on_frame, ctl: run_job(resume, manager, path, on_frame, ctl), control, progress,
+                       manager.gate)
 
     # ZeroGPU: an animation as one GPU call per few frames, from its plan; encoded after, without the GPU
     def animate_chunk(plan, frames, control):

@@ -6,6 +6,7 @@ import gradio as gr
 from engine.faces.gender import GenderRequest, gender_swap
 from engine.faces.portrait import FaceStep
 from engine.presets import gender_preset
+from engine.runner import run_job
 from engine.schedulers import sampler_names
 from tabs.common import (
     SessionControl,
@@ -62,7 +63,7 @@ def build(manager) -> None:
                                 sampler=sampler, face_index=face_index(face), all_faces=bool(all_faces),
                                 padding=padding, whole_photo=whole_photo,
                                 keep_identity=float(keep_identity or 0))
-            job = lambda on_update, ctl: gender_swap(manager, req, photo,  # noqa: E731
+            job = lambda on_update, ctl: run_job(gender_swap, manager, req, photo,  # noqa: E731
                                                      lambda *u: on_update(u), ctl, on_step=on_update)
             for preview, result in stream(job, control, progress, manager.gate, describe=describe):
                 if result is None:

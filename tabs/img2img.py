@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from engine.generate import ImageRequest, image_to_image
+from engine.runner import run_job
 from engine.xyz import run_plot
 from tabs.common import (
     SessionControl,
@@ -40,7 +41,7 @@ def build(manager) -> SimpleNamespace:
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler,
                            denoise_video=bool(denoise_video), fast=bool(fast))
-        job = lambda on_step, ctl: image_to_image(manager, req, image, on_step, ctl)  # noqa: E731
+        job = lambda on_step, ctl: run_job(image_to_image, manager, req, image, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
     def plot_base(prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler, fast):
@@ -56,7 +57,7 @@ def build(manager) -> SimpleNamespace:
         base = plot_base(prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
                          fast)
         req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
-        job = lambda on_step, ctl: run_plot(manager, req, image, on_step, ctl, task=TASK)  # noqa: E731
+        job = lambda on_step, ctl: run_job(run_plot, manager, req, image, on_step, ctl, task=TASK)  # noqa: E731
         yield from plot_outputs(manager, job, req, TASK, control, progress, pace)
 
     def xyz_plan(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,

@@ -7,6 +7,7 @@ import gradio as gr
 import numpy as np
 
 from engine.generate import ImageRequest, inpaint, inpaint_preview
+from engine.runner import run_job
 from tabs.common import (
     SessionControl,
     check_inputs_match,
@@ -60,7 +61,7 @@ def build(manager) -> SimpleNamespace:
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler,
                            denoise_video=bool(denoise_video), fast=bool(fast))
-        job = lambda on_step, ctl: inpaint(manager, req, image, mask, on_step, ctl)  # noqa: E731
+        job = lambda on_step, ctl: run_job(inpaint, manager, req, image, mask, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
     def upload_photo(file):

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 import gradio as gr
 
 from engine.generate import MAX_STEPS
+from engine.runner import run_job
 from engine.video.motion import adapter as motion_adapter
 from engine.video.motion.text2video import (
     DEFAULT_SAMPLER,
@@ -68,7 +69,7 @@ def build(manager) -> SimpleNamespace:
         with user_errors():
             check_text2video(req)
             paths = new_run_paths(TASK)
-        job = lambda on_step, ctl: text_to_video(manager, req, paths, on_step, ctl)  # noqa: E731
+        job = lambda on_step, ctl: run_job(text_to_video, manager, req, paths, on_step, ctl)  # noqa: E731
         for preview, result in stream(job, control, progress, manager.gate, describe=describe):
             if result is None:
                 yield gr.skip(), gr.skip(), gr.skip(), preview, gr.skip(), gr.skip()

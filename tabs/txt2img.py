@@ -8,6 +8,7 @@ import gradio as gr
 from engine import pnginfo
 from engine.generate import MAX_STEPS, ImageRequest, request_from_parameters, text_to_image
 from engine.hires import DEFAULT_SCALE, DEFAULT_STRENGTH, DEFAULT_UPSCALER, MAX_SCALE, MIN_SCALE, UPSCALERS, hires_size
+from engine.runner import run_job
 from engine.xyz import run_plot
 from tabs.common import (
     SessionControl,
@@ -46,7 +47,7 @@ def build(manager) -> SimpleNamespace:
                            denoise_video=bool(denoise_video), fast=bool(fast),
                            hires_scale=hires_scale if hires else None, hires_upscaler=hires_upscaler,
                            hires_steps=hires_steps, hires_strength=hires_strength)
-        job = lambda on_step, ctl: text_to_image(manager, req, on_step, ctl)  # noqa: E731
+        job = lambda on_step, ctl: run_job(text_to_image, manager, req, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
     def plot_base(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler, fast):
@@ -60,7 +61,7 @@ def build(manager) -> SimpleNamespace:
         base = plot_base(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler,
                          fast)
         req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
-        job = lambda on_step, ctl: run_plot(manager, req, None, on_step, ctl, task=TASK)  # noqa: E731
+        job = lambda on_step, ctl: run_job(run_plot, manager, req, None, on_step, ctl, task=TASK)  # noqa: E731
         yield from plot_outputs(manager, job, req, TASK, control, progress, pace)
 
     def xyz_plan(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler, fast,

@@ -10,6 +10,7 @@ import gradio as gr
 
 from engine import gpu_time, video
 from engine.outputs import output_root, task_dir
+from engine.runner import run_job
 from engine.video import walk
 from tabs import gpu
 from tabs.common import on_gpu, progress_bar, result_gallery, stream, user_error, user_errors
@@ -99,14 +100,14 @@ def run_new(manager, req: walk.WalkRequest, control, progress):
             plan = walk.start(manager, req, paths)
         yield from run_chunked(manager, plan, control, progress)
         return
-    job = lambda on_frame, ctl: walk.latent_walk(manager, req, paths, on_frame, ctl)  # noqa: E731
+    job = lambda on_frame, ctl: run_job(walk.latent_walk, manager, req, paths, on_frame, ctl)  # noqa: E731
     yield from run(job, control, progress, manager.gate)
 
 
 def resume_job(manager, plan_text: str):
     """The engine call for the Resume button."""
     plan = checked_plan(plan_text)
-    return lambda on_frame, ctl: walk.resume(manager, plan, on_frame, ctl)
+    return lambda on_frame, ctl: run_job(walk.resume, manager, plan, on_frame, ctl)
 
 
 def run_resume(manager, plan_text: str, control, progress):
