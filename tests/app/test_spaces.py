@@ -261,7 +261,8 @@ def test_no_handler_hands_a_torch_tensor_across(spaces, tiny_manager):
     _, demo = tiny_demo()
     txt2img = handlers(demo)["txt2img"]
     control = SessionControl()
-    results = list(txt2img("a cat", "", 2, 7, 64, 64, 1, 2, "Euler", False, False, control))
+    results = list(txt2img("a cat", "", 2, 7, 64, 64, 1, 2, "Euler", False, False, [], False, 2, "Latent", 0, 0.5,
+                           control))
     assert results and results[-1][0] and len(results[-1][0]) == 2
     assert spaces.tensors == []
     # the worker had a copy of the session; the bar in the server's process was still started and ended
