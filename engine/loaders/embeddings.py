@@ -39,6 +39,16 @@ def vectors_of(path: Path, width: int) -> torch.Tensor:
     return tensor
 
 
+def token_names(name: str, count: int) -> list[str]:
+    """The tokens an embedding adds, `<name> <name>_1 ...` (diffusers' multi-vector naming).
+
+    The brackets keep them apart from the model's own words ("glow" is one), so no other prompt tokenizes
+    differently once an embedding is loaded.
+    """
+    first = f"<{name}>"
+    return [first, *(f"{first}_{i}" for i in range(1, count))]
+
+
 def _word(name: str) -> re.Pattern:
     return re.compile(rf"(?<![A-Za-z0-9_]){re.escape(name)}(?![A-Za-z0-9_])", re.IGNORECASE)
 
@@ -83,21 +93,17 @@ class EmbeddingStore:
                 if name in self.loaded:
                     continue
                 vectors = vectors_of(files[name], width)
-                vocab = pipe.tokenizer.get_vocab()
-                taken = [t for t in [name, *(f"{name}_{i}" for i in range(1, len(vectors)))] if t in vocab]
-                if taken:
-                    raise ValueError(f"The embedding name {name!r} clashes with a word the model already knows "
-                                     f"({taken[0]!r}); rename the file.")
+                tokens = token_names(name, len(vectors))
                 with quiet():
-                    pipe.load_textual_inversion({name: vectors.to(pipe.text_encoder.dtype)}, token=name,
+                    pipe.load_textual_inversion({tokens[0]: vectors.to(pipe.text_encoder.dtype)}, token=tokens[0],
                                                 tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder)
                 self.loaded[name] = len(vectors)
         return True
 
     def expand(self, text: str) -> str:
-        """Each loaded embedding's word becomes its tokens, `name name_1 ...`, as diffusers' `maybe_convert_prompt`."""
+        """Each loaded embedding's word becomes its tokens, one per vector, as diffusers' `maybe_convert_prompt`."""
         for name, count in self.loaded.items():
-            tokens = " ".join([name, *(f"{name}_{i}" for i in range(1, count))])
+            tokens = " ".join(token_names(name, count))
             text = _word(name).sub(lambda _m, t=tokens: t, text)
         return text
 

@@ -133,6 +133,8 @@ def _check_width(label: str, tensors: dict, layers: tuple[str, ...], width: int,
 @contextlib.contextmanager
 def quiet():
     """diffusers and transformers print a load report per LoRA; the app says what matters itself."""
+    import warnings
+
     from transformers.utils import logging as hf_logging
 
     loggers = [logging.getLogger(n) for n in ("diffusers", "transformers", "peft")]
@@ -142,7 +144,9 @@ def quiet():
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*peft_config.*")  # several adapters at once is the point
+            yield
     finally:
         for lg, level in zip(loggers, levels):
             lg.setLevel(level)

@@ -1,8 +1,8 @@
 """Requests share the model while they want the same LoRA set; one wanting another set waits until it is free."""
 from __future__ import annotations
 
+import itertools
 import threading
-from collections import Counter
 from contextlib import contextmanager
 from typing import Callable, Hashable
 
@@ -21,7 +21,8 @@ class AdapterSwitch:
         self._apply = apply
         self._cond = threading.Condition()
         self._local = threading.local()
-        self._waiting: Counter = Counter()
+        self._waiting: dict[int, Hashable] = {}  # ticket -> wanted set, in arrival order
+        self._tickets = itertools.count()
         self.current: Hashable = NOTHING
         self.inside = 0
 
@@ -37,14 +38,13 @@ class AdapterSwitch:
             yield held
             return
         with self._cond:
-            self._waiting[wanted] += 1
+            ticket = next(self._tickets)
+            self._waiting[ticket] = wanted
             try:
-                while not self._may_enter(wanted):
+                while not self._may_enter(ticket, wanted):
                     self._cond.wait()
             finally:
-                self._waiting[wanted] -= 1
-                if not self._waiting[wanted]:
-                    del self._waiting[wanted]
+                del self._waiting[ticket]
             if self.current != wanted:
                 try:
                     self._apply(wanted, payload)
@@ -68,7 +68,11 @@ class AdapterSwitch:
         with self._cond:
             self.current = NOTHING
 
-    def _may_enter(self, wanted: Hashable) -> bool:
-        if self.inside == 0:
-            return True
-        return self.current == wanted and all(key == wanted for key in self._waiting)
+    def _may_enter(self, ticket: int, wanted: Hashable) -> bool:
+        """First come, first served between sets; a job joins those running only when no other set is waiting."""
+        if self.inside and self.current != wanted:
+            return False
+        others = (t for t, key in self._waiting.items() if key != wanted)
+        if self.inside:
+            return next(others, None) is None
+        return all(t > ticket for t in others)
