@@ -126,6 +126,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="torch, openvino or auto: where the UNet runs (auto: OpenVINO on x86 CPUs where installed, "
                         "faster there but with a second copy of the UNet's weights; PyTorch on CUDA, MPS and for "
                         "small models)")
+    p.add_argument("--lora-dir", default=env("LORA_DIR"),
+                   help="folder of LoRAs for <lora:NAME:WEIGHT> tags in prompts (default: weights/Lora)")
+    p.add_argument("--embeddings-dir", default=env("EMBEDDINGS_DIR"),
+                   help="folder of textual-inversion embeddings, used by file name in prompts (default: weights/embeddings)")
     return p.parse_args(argv)
 
 
@@ -147,7 +151,8 @@ def manager_from(args: argparse.Namespace) -> PipelineManager:
                              vae_tiling=args.vae_tiling, attention_slicing=args.attention_slicing,
                              concurrency=args.concurrency, queue_size=args.queue_size,
                              compile_unet=args.compile, backend=args.backend)
-    return PipelineManager(args.model, options, weights_dir=Path(args.weights_dir))
+    folders = {key: Path(getattr(args, key)) for key in ("lora_dir", "embeddings_dir") if getattr(args, key, None)}
+    return PipelineManager(args.model, options, weights_dir=Path(args.weights_dir), **folders)
 
 
 def serving_kwargs(args: argparse.Namespace, auth) -> dict:

@@ -26,6 +26,7 @@ from tabs.common import (
     wire_run,
     wire_stop,
 )
+from tabs.extras_common import network_picker
 from tabs.xyz_common import AXIS_INPUTS, plan_line, plot_outputs, plot_panel, plot_request, wire_plan
 
 TASK = "txt2img"
@@ -90,6 +91,7 @@ def build(manager) -> SimpleNamespace:
                     height = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Height")
                 seed, batch = seed_widgets()
                 fast = fast_toggle()
+                network_picker(manager, prompt, TASK, sampler, steps, guidance)
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)")
                 plot = plot_panel(TASK)
                 with gr.Accordion("PNG info: load parameters from an image", open=False):

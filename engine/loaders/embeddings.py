@@ -111,3 +111,11 @@ class EmbeddingStore:
         """The model was dropped; its successor has none of them loaded."""
         with self.lock:
             self.loaded.clear()
+
+
+def with_word(prompt: str, name: str) -> str:
+    """The prompt with the embedding's word added, unless it is there already."""
+    if _word(name).search(prompt or ""):
+        return prompt
+    text = (prompt or "").rstrip()
+    return f"{text}, {name}" if text and not text.endswith(",") else f"{text} {name}".strip()

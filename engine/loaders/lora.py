@@ -178,3 +178,18 @@ def unload(pipe) -> None:
     """Remove every adapter's layers, so the model is the plain one again and its steps cost what they did."""
     with quiet():
         pipe.unload_lora_weights()
+
+
+def with_tag(prompt: str, name: str, weight: float) -> str:
+    """The prompt with `<lora:name:weight>`: an existing tag for that LoRA gets the new weight, else one is added."""
+    tag = f"<lora:{name}:{weight:g}>"
+    found = [False]
+
+    def swap(match: re.Match) -> str:
+        if match.group(1).split(":")[0].strip() == name and not found[0]:
+            found[0] = True
+            return tag
+        return match.group(0)
+
+    text = TAG.sub(swap, prompt or "")
+    return text if found[0] else f"{text.rstrip()} {tag}".strip()
