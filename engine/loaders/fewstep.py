@@ -35,7 +35,7 @@ def recognise(name: str) -> FewStep | None:
     low = name.lower()
     if "xl" in low:
         return None
-    if "hyper" in low:
+    if re.search(r"hyper[-_ ]?sd", low):
         match = re.search(r"(\d+)\s*-?steps?", low)
         steps = int(match.group(1)) if match else 4
         cfg = 5.0 if "cfg" in low else 1.0  # the "CFG" versions keep guidance; the others are made for CFG 1
