@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -73,6 +74,12 @@ def full_size_manager(lora_dir: Path):
     return FullSize("tiny", RuntimeOptions(backend="torch"), lora_dir=lora_dir)
 
 
+def say(report: dict, key: str, value) -> None:
+    """Keep a figure and print it at once, so a long run shows its progress."""
+    report[key] = value
+    print(json.dumps({key: rounded(value)}), file=sys.stderr, flush=True)
+
+
 def step_times(manager, size: int, repeats: int, prompt: str) -> dict:
     """Bare guided UNet calls inside a job carrying the prompt's LoRAs (none for a plain prompt)."""
     with manager.lora_scope(prompt):
@@ -116,24 +123,24 @@ def main(argv: list[str] | None = None) -> int:
                     "lora_layers_targeted": len(tensors) // 2, "pressure_before": cpu_pressure()}
 
     # 1. the plain path's step: before any LoRA, with one active, and after the switch back
-    report["step_plain_before"] = step_times(manager, args.size, args.repeats, PROMPT)
+    say(report, "step_plain_before", step_times(manager, args.size, args.repeats, PROMPT))
     with Clock() as switch_on:
         with manager.lora_scope(lcm):
             pass
-    report["switch_to_lora_s"] = switch_on.wall
-    report["step_with_lora"] = step_times(manager, args.size, args.repeats, lcm)
+    say(report, "switch_to_lora_s", switch_on.wall)
+    say(report, "step_with_lora", step_times(manager, args.size, args.repeats, lcm))
     with Clock() as switch_off:
         with manager.lora_scope(PROMPT):
             pass
-    report["switch_back_s"] = switch_off.wall
-    report["step_plain_after"] = step_times(manager, args.size, args.repeats, PROMPT)
+    say(report, "switch_back_s", switch_off.wall)
+    say(report, "step_plain_after", step_times(manager, args.size, args.repeats, PROMPT))
     report["memory_after_steps"] = memory()
 
     # 2. Few-step mode against the usual 20 steps
     if not args.skip_images:
-        report["image_20_steps"] = image_seconds(manager, args.size, 20, 7.0, "DPM++ 2M Karras", PROMPT)
-        report["image_few_step_lcm"] = image_seconds(manager, args.size, 4, 1.0, "LCM", lcm)
-        report["image_few_step_lcm_again"] = image_seconds(manager, args.size, 4, 1.0, "LCM", lcm)
+        say(report, "image_20_steps", image_seconds(manager, args.size, 20, 7.0, "DPM++ 2M Karras", PROMPT))
+        say(report, "image_few_step_lcm", image_seconds(manager, args.size, 4, 1.0, "LCM", lcm))
+        say(report, "image_few_step_lcm_again", image_seconds(manager, args.size, 4, 1.0, "LCM", lcm))
         report["speedup"] = report["image_20_steps"]["seconds"] / report["image_few_step_lcm_again"]["seconds"]
     report["pressure_after"] = cpu_pressure()
     print(json.dumps(rounded(report), indent=1))

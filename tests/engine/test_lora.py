@@ -7,6 +7,7 @@ import threading
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from engine.generate import ImageRequest, text_to_image
 from engine.loaders.lora import split_tags, uses_in
@@ -28,6 +29,8 @@ def folders(tmp_path_factory):
     lf.write_a1111_embedding_pt(embeds, "MyStyle", width, vectors=2)
     lf.write_a1111_embedding_safetensors(embeds, "glow", width)
     lf.write_a1111_embedding_safetensors(embeds, "xl_embed", width * 2)
+    save_file({"clip_l": torch.zeros(1, 768), "clip_g": torch.zeros(1, 1280)}, str(embeds / "sdxl_neg.safetensors"))
+    (embeds / "torn.pt").write_bytes(b"PK\x03\x04 not a whole file")
     return loras, embeds
 
 
@@ -160,6 +163,24 @@ def test_a_weight_that_is_not_a_number_is_refused(manager):
 def test_an_embedding_for_another_model_is_refused(manager):
     with pytest.raises(ValueError, match="xl_embed.*width"):
         manager.encode("a xl_embed cat")
+
+
+def test_an_sdxl_or_damaged_embedding_is_refused(manager):
+    with pytest.raises(ValueError, match="sdxl_neg is for SDXL"):
+        manager.encode("a cat", "sdxl_neg")
+    with pytest.raises(ValueError, match="torn.pt could not be read"):
+        manager.encode("a torn cat")
+    assert manager.prompt_text("a cat") == "a cat"  # the model still serves
+
+
+def test_a_lora_matching_no_layer_is_refused_and_the_model_stays_plain(manager, folders):
+    loras, _ = folders
+    lf.write_lora(loras, "elsewhere", {"lora_unet_not_a_layer.lora_down.weight": torch.zeros(4, 32),
+                                       "lora_unet_not_a_layer.lora_up.weight": torch.zeros(32, 4)})
+    with pytest.raises(ValueError, match="elsewhere"):
+        pixels(manager, "a cat <lora:elsewhere:1>")
+    assert not has_lora_layers(manager)
+    assert np.array_equal(pixels(manager, "a cat"), pixels(manager, "a cat <lora:kohya_style:0>"))
 
 
 def test_a_missing_lora_folder_says_where_to_put_them(tmp_path):
