@@ -303,6 +303,8 @@ class PipelineManager:
                     adapters.append(f"lora{i}")
                     lora.load_adapter(base, tensors, adapters[-1], use.name)
                 lora.set_weights(base, adapters, [use.weight for use, _ in prepared])
+                if self.device == "cpu":
+                    base.unet.to(memory_format=torch.channels_last)  # the new conv layers too: ~8% a step
             except BaseException:
                 lora.unload(base)
                 raise
