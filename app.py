@@ -148,6 +148,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="Ray cluster to use with --ray ('auto' or HEAD:6379; default: start a local Ray)")
     p.add_argument("--ray-replicas", type=int, default=int(env("RAY_REPLICAS", 1)),
                    help="engine replicas with --ray (each holds one copy of the weights; one per GPU)")
+    p.add_argument("--lora-dir", default=env("LORA_DIR"),
+                   help="folder of LoRAs for <lora:NAME:WEIGHT> tags in prompts (default: weights/Lora)")
+    p.add_argument("--embeddings-dir", default=env("EMBEDDINGS_DIR"),
+                   help="folder of textual-inversion embeddings, used by file name in prompts (default: weights/embeddings)")
     return p.parse_args(argv)
 
 
@@ -170,7 +174,8 @@ def manager_from(args: argparse.Namespace) -> PipelineManager:
                              vae_tiling=args.vae_tiling, attention_slicing=args.attention_slicing,
                              concurrency=args.concurrency, queue_size=args.queue_size,
                              compile_unet=args.compile, backend=args.backend)
-    return PipelineManager(args.model, options, weights_dir=Path(args.weights_dir))
+    folders = {key: Path(getattr(args, key)) for key in ("lora_dir", "embeddings_dir") if getattr(args, key, None)}
+    return PipelineManager(args.model, options, weights_dir=Path(args.weights_dir), **folders)
 
 
 def serving_kwargs(args: argparse.Namespace, auth) -> dict:
@@ -263,7 +268,8 @@ def connect_ray(args: argparse.Namespace, manager: PipelineManager) -> None:
     if args.ray_replicas < 1:
         raise ValueError("--ray-replicas must be at least 1.")
     handle = serve_engine(args.ray_address, manager.model_name, manager.options, args.ray_replicas,
-                          weights_dir=args.weights_dir, queue_size=args.queue_size)
+                          weights_dir=args.weights_dir, queue_size=args.queue_size,
+                          folders={"lora_dir": args.lora_dir, "embeddings_dir": args.embeddings_dir})
     manager.runner = RayRunner(handle)
 
 

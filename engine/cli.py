@@ -9,6 +9,8 @@ from pathlib import Path
 from engine.generate import ImageRequest, image_to_image, inpaint, text_to_image
 from engine.schedulers import DEFAULT_SAMPLER
 
+DEFAULT_STEPS, DEFAULT_GUIDANCE = 20, 7.0
+
 
 class CliError(Exception):
     """A bad command line: reported as one line on stderr with exit code 2."""
@@ -29,6 +31,10 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the UNet (a minute's warm-up per size)")
     p.add_argument("--backend", default=os.environ.get("STUDIO_BACKEND", "torch"),
                    help="torch, openvino or auto: where the UNet runs (auto: OpenVINO on x86 CPUs where installed)")
+    p.add_argument("--lora-dir", default=os.environ.get("STUDIO_LORA_DIR"),
+                   help="folder of LoRAs for <lora:NAME:WEIGHT> tags (default: weights/Lora)")
+    p.add_argument("--embeddings-dir", default=os.environ.get("STUDIO_EMBEDDINGS_DIR"),
+                   help="folder of textual-inversion embeddings, used by name in prompts (default: weights/embeddings)")
 
 
 def add_generation_flags(p: argparse.ArgumentParser, walk: bool = False) -> None:
@@ -40,8 +46,8 @@ def add_generation_flags(p: argparse.ArgumentParser, walk: bool = False) -> None
         p.add_argument("--prompt", default="")
         p.add_argument("--seed", type=int, default=-1, help="-1 picks a random seed")
     p.add_argument("--negative-prompt", default="")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--guidance", type=float, default=7.0)
+    p.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    p.add_argument("--guidance", type=float, default=DEFAULT_GUIDANCE)
     p.add_argument("--scheduler", default=DEFAULT_SAMPLER, help="an A1111 sampler name")
     p.add_argument("--width", type=int, default=None, help="default: the model's size (512; 128 for tiny)")
     p.add_argument("--height", type=int, default=None, help="default: the model's size (512; 128 for tiny)")
@@ -62,6 +68,9 @@ def build_parser() -> Parser:
                        help="apply this style from the styles file to the prompts; give it again for more")
         p.add_argument("--styles", default=os.environ.get("STUDIO_STYLES"), metavar="PATH",
                        help="an A1111 styles.csv (default: styles.csv in the app folder, else presets/styles.csv)")
+        p.add_argument("--few-step", nargs="?", const="", default=None, metavar="LORA",
+                       help="Few-step mode: an LCM, TCD or Hyper-SD LoRA from the LoRA folder (the first found, or "
+                            "the one named) with its sampler, 4 steps and CFG 1 (unless --steps/--guidance are given)")
         if job != "txt2img":
             p.add_argument("--image", required=True)
             p.add_argument("--strength", type=float, default=0.75)
@@ -214,7 +223,8 @@ def make_manager(args):
     options = RuntimeOptions(device=args.device, dtype=args.dtype, compile_unet=args.compile,
                              backend=getattr(args, "backend", "torch"),
                              openvino_background=False)  # a one-shot run: prepare OpenVINO before the image
-    return PipelineManager(args.model, options)
+    folders = {key: Path(getattr(args, key)) for key in ("lora_dir", "embeddings_dir") if getattr(args, key, None)}
+    return PipelineManager(args.model, options, **folders)
 
 
 def fill_model_defaults(args, manager) -> None:
@@ -252,6 +262,20 @@ def hires_fields(args) -> dict:
                 hires_strength=args.hires_strength)
 
 
+def use_few_step(args, manager) -> None:
+    """--few-step: the LoRA's tag in the prompt, its sampler, and its steps and CFG where left at the defaults."""
+    from engine.loaders import fewstep
+
+    few = fewstep.pick(manager.loras, args.few_step or None)
+    args.prompt = fewstep.with_tag(args.prompt, few)
+    args.scheduler = few.sampler
+    if args.steps == DEFAULT_STEPS:
+        args.steps = few.num_inference_steps
+    if args.guidance == DEFAULT_GUIDANCE:
+        args.guidance = few.guidance_scale
+    print(f"Few-step mode: {few.label}", file=sys.stderr)
+
+
 def check_writable(path: Path) -> Path:
     folder = path.resolve().parent
     if not folder.is_dir():
@@ -265,6 +289,8 @@ def run_image_job(args) -> int:
     out = check_writable(Path(args.out))
     manager = make_manager(args)
     fill_model_defaults(args, manager)
+    if args.few_step is not None:
+        use_few_step(args, manager)
     req = request_from_args(args)
     if args.job == "txt2img":
         result = text_to_image(manager, req)

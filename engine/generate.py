@@ -249,6 +249,12 @@ def inpaint_preview(image, mask, mask_blur: int = 4, only_masked: bool = False, 
 def _run(manager, task: str, req: ImageRequest, task_kwargs: dict, on_step: StepCallback | None,
          control: RunControl | None) -> RunResult:
     """Make batch_count images one by one, each with its own seed, generator and scheduler."""
+    with manager.lora_scope(req.prompt, req.negative_prompt):  # the prompt's LoRAs, for this request only
+        return _run_images(manager, task, req, task_kwargs, on_step, control)
+
+
+def _run_images(manager, task: str, req: ImageRequest, task_kwargs: dict, on_step: StepCallback | None,
+                control: RunControl | None) -> RunResult:
     control = control or RunControl()
     prompt_embeds, negative_embeds = manager.encode(req.prompt, req.negative_prompt)
     first_seed = pick_seed(req.seed)
@@ -338,6 +344,9 @@ def parameters_text(manager, task: str, req: ImageRequest, seed: int) -> str:
     backend_used = getattr(manager, "backend_used", None)
     settings["Backend"] = {"openvino": "OpenVINO", "torch": "PyTorch"}.get(
         backend_used() if callable(backend_used) else "torch", "PyTorch")
+    network_fields = getattr(manager, "network_fields", None)
+    if callable(network_fields):
+        settings.update(network_fields(req.prompt, req.negative_prompt))  # Lora hashes, TI hashes
     if getattr(manager, "replica", None):
         settings["Replica"] = manager.replica
     settings["Version"] = "Diffusion Studio"

@@ -5,6 +5,7 @@ import gc
 import logging
 import threading
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from engine.backends import openvino as ov_backend
 from engine.devices import dtype_name, pick_device, pick_dtype
 from engine.faces import identity
 from engine.gate import Gate
+from engine.loaders import lora
+from engine.loaders.embeddings import EmbeddingStore
+from engine.loaders.switch import NOTHING, AdapterSwitch
 from engine.models import (
     DEFAULT_HUB_MODEL,
     TINY,
@@ -29,12 +33,13 @@ from engine.models import (
     model_defaults,
     resolve_model,
 )
-from engine.prompts import encode_prompt_pair
+from engine.prompts import encode_prompt_pair, prompt_chunks
 from engine.schedulers import make_scheduler
 
 TASKS = ("txt2img", "img2img", "inpaint")
 log = logging.getLogger("diffusion_studio")
 EMBED_CACHE_SIZE = 32
+LORA_FILES_KEPT = 4  # LoRA files kept read in memory (a few MB to a few hundred MB each)
 
 
 @dataclass
@@ -71,10 +76,14 @@ class PipelineManager:
     """Loads a model lazily, once, and hands out task pipelines that share its weights."""
 
     def __init__(self, model: str | None = None, options: RuntimeOptions | None = None,
-                 weights_dir: Path = WEIGHTS_DIR):
+                 weights_dir: Path = WEIGHTS_DIR, lora_dir: Path | None = None, embeddings_dir: Path | None = None):
         self.options = options or RuntimeOptions()
         backends.check_backend(self.options.backend)
         self.weights_dir = weights_dir
+        self.loras = lora.LoraFolder(lora_dir or Path(weights_dir) / "Lora")
+        self.embeddings = EmbeddingStore(embeddings_dir or Path(weights_dir) / "embeddings")
+        self._switch = AdapterSwitch(self._apply_loras)
+        self._text_lock = threading.RLock()  # tokenizer and text encoder: embeddings load while nobody encodes
         self.device = pick_device(self.options.device)
         self.dtype = pick_dtype(self.device, self.options.dtype)
         self.model_name = model or default_model(weights_dir)
@@ -85,6 +94,7 @@ class PipelineManager:
         self._openvino: ov_backend.OpenVINOUNetRunner | None = None  # set when the OpenVINO back end is chosen
         self.backend_choice: backends.Choice | None = None  # made when the weights load
         self._embeds: OrderedDict = OrderedDict()
+        self._lora_files: OrderedDict = OrderedDict()
         self._lock = threading.RLock()
         self.threads = fastpath.DEFAULT_THREADS  # fitted to the model's size when it loads (engine.backends.fastpath)
         self.gate = Gate(self.options.concurrency, self.options.queue_size)
@@ -145,6 +155,9 @@ class PipelineManager:
             self._base, self.source, self._adapter = None, None, None
             self._openvino, self.backend_choice = None, None
             self._embeds.clear()
+            self._lora_files.clear()
+            self._switch.reset()
+            self.embeddings.reset()
         gc.collect()
         fastpath.trim_memory()
         if torch.cuda.is_available():
@@ -207,7 +220,7 @@ class PipelineManager:
         if fast:
             parts["unet"] = fastpath.FeatureCacheUNet(parts["unet"])
         ov_backend.note_used("torch")
-        if self._openvino is not None:
+        if self._openvino is not None:  # with a LoRA loaded its view runs PyTorch (OpenVINOUNetRunner.torch_reason)
             if fast or identity:
                 backends.say_once("Fast and Keep identity requests run on PyTorch: they change the UNet's inner "
                                   "layers, which OpenVINO's compiled model does not expose.")
@@ -239,21 +252,119 @@ class PipelineManager:
         """Context manager: the adapter at `scale` for one call of `pipe` (a pipeline made with identity=True)."""
         return identity.scaled(self.identity_adapter(), pipe, scale)
 
-    def encode(self, prompt: str, negative_prompt: str = "", min_chunks: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """Prompt embeddings, cached so batches and video frames encode each prompt once."""
-        key = (prompt, negative_prompt, min_chunks)
+    @contextmanager
+    def lora_scope(self, *prompts: str, supported: str | None = None):
+        """Context manager: the LoRAs tagged in a job's prompts are active for the whole job, UNet and text encoder.
+
+        Jobs with the same LoRAs (or none) run side by side; a job with others waits until the model is free, so
+        no request ever sees another's LoRAs. Afterwards the next job with other LoRAs (or none) gets the plain
+        model back, with no LoRA layers left in it. `supported`, when given, names a job that can't take LoRAs:
+        a tag then raises ValueError saying so.
+        """
+        if self._switch.held() is not None:
+            yield self._switch.held()
+            return
+        uses = [u for u in lora.uses_in(*prompts) if u.weight != 0]
+        if supported is not None and uses:
+            raise ValueError(f"{supported} can't use LoRAs yet; remove the <lora:...> tag from the prompt.")
+        for use in lora.uses_in(*prompts):
+            self.loras.path(use.name)  # unknown names fail now, even at weight 0
+        prepared = [(use, self._lora_tensors(self.loras.path(use.name))) for use in uses]
+        key = tuple((use.name, use.weight, str(self.loras.path(use.name))) for use in uses) or NOTHING
+        with self._switch.use(key, prepared) as held:
+            yield held
+
+    def _lora_tensors(self, path: Path) -> dict:
+        """A LoRA file's checked tensors, kept for the few most recent files so repeated requests skip the read."""
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
         with self._lock:
-            if key in self._embeds:
-                self._embeds.move_to_end(key)
-                return self._embeds[key]
+            if key in self._lora_files:
+                self._lora_files.move_to_end(key)
+                return self._lora_files[key]
         base = self.base()
-        embeds = encode_prompt_pair(base.tokenizer, base.text_encoder, prompt, negative_prompt, self.dtype,
-                                    min_chunks)
+        text_width = base.text_encoder.get_input_embeddings().weight.shape[-1]
+        tensors = lora.read_lora(path, base.unet.config, text_width)
         with self._lock:
-            self._embeds[key] = embeds
-            while len(self._embeds) > EMBED_CACHE_SIZE:
-                self._embeds.popitem(last=False)
-        return embeds
+            self._lora_files[key] = tensors
+            while len(self._lora_files) > LORA_FILES_KEPT:
+                self._lora_files.popitem(last=False)
+        return tensors
+
+    def _apply_loras(self, wanted, prepared) -> None:
+        """Switch the shared model to these LoRAs (run by `lora_scope` when no job is using the model)."""
+        base = self.base()
+        with self._text_lock:
+            if self._switch.current != NOTHING:
+                lora.unload(base)
+            if wanted == NOTHING:
+                return
+            try:
+                adapters = []
+                for i, (use, tensors) in enumerate(prepared):
+                    adapters.append(f"lora{i}")
+                    lora.load_adapter(base, tensors, adapters[-1], use.name)
+                lora.set_weights(base, adapters, [use.weight for use, _ in prepared])
+                if self.device == "cpu":
+                    base.unet.to(memory_format=torch.channels_last)  # the new conv layers too: ~8% a step
+            except BaseException:
+                lora.unload(base)
+                raise
+        names = ", ".join(f"{use.name} ({use.weight:g})" for use, _ in prepared)
+        log.info("LoRA: %s active; requests with other LoRAs wait until these finish.", names)
+
+    def lora_active(self) -> bool:
+        """Whether the shared model carries LoRA layers now (such requests run on PyTorch)."""
+        return self._switch.current != NOTHING
+
+    def prompt_text(self, text: str) -> str:
+        """What CLIP reads for a prompt: LoRA tags removed, embedding words expanded to their tokens."""
+        text = lora.split_tags(text)[0]
+        used = self.embeddings.used_in(text)
+        if used:
+            with self._text_lock:
+                if self.embeddings.ensure(self.base(), used):
+                    with self._lock:
+                        self._embeds.clear()  # new tokens may change how earlier prompts tokenize
+            text = self.embeddings.expand(text)
+        return text
+
+    def prompt_chunks(self, *texts: str) -> int:
+        """How many 77-token windows the longest of these prompts needs, as CLIP will read them."""
+        return prompt_chunks(self.base().tokenizer, *(self.prompt_text(t) for t in texts))
+
+    def network_fields(self, prompt: str, negative_prompt: str = "") -> dict[str, str]:
+        """A1111's `Lora hashes` and `TI hashes` PNG-info fields for the LoRAs and embeddings a prompt uses."""
+        fields = {}
+        uses = lora.uses_in(prompt, negative_prompt)
+        if uses:
+            fields["Lora hashes"] = ", ".join(f"{u.name}: {self.loras.hash(u.name)}" for u in uses)
+        embeds = self.embeddings.hashes(lora.split_tags(prompt)[0], lora.split_tags(negative_prompt)[0])
+        if embeds:
+            fields["TI hashes"] = ", ".join(f"{name}: {value}" for name, value in embeds.items())
+        return fields
+
+    def encode(self, prompt: str, negative_prompt: str = "", min_chunks: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Prompt embeddings, cached so batches and video frames encode each prompt once.
+
+        LoRA tags are taken out and embedding words expanded; outside a job's `lora_scope` the prompt's own
+        LoRAs are applied for the encoding. The cache knows which LoRAs the text encoder carried.
+        """
+        with self.lora_scope(prompt, negative_prompt) as active:
+            text, negative = self.prompt_text(prompt), self.prompt_text(negative_prompt)
+            key = (text, negative, min_chunks, active)
+            with self._lock:
+                if key in self._embeds:
+                    self._embeds.move_to_end(key)
+                    return self._embeds[key]
+            base = self.base()
+            with self._text_lock:
+                embeds = encode_prompt_pair(base.tokenizer, base.text_encoder, text, negative, self.dtype, min_chunks)
+            with self._lock:
+                self._embeds[key] = embeds
+                while len(self._embeds) > EMBED_CACHE_SIZE:
+                    self._embeds.popitem(last=False)
+            return embeds
 
     # 3. telling the user where things stand
     @property

@@ -40,9 +40,11 @@ SAMPLERS: dict[str, Sampler] = {
     "PLMS": Sampler("PNDMScheduler", {"skip_prk_steps": True}),
     "UniPC": Sampler("UniPCMultistepScheduler"),
     "LCM": Sampler("LCMScheduler"),
+    "TCD": Sampler("TCDScheduler"),  # for TCD LoRAs (Few-step mode)
+    "DDIM SGM Uniform": Sampler("DDIMScheduler", {"timestep_spacing": "trailing"}),  # Hyper-SD LoRAs' schedule
 }
 DEFAULT_SAMPLER = "DPM++ 2M Karras"
-SCHEDULE_SUFFIXES = ("Karras",)
+SCHEDULE_SUFFIXES = ("Karras", "SGM Uniform")
 
 
 def sampler_names() -> list[str]:
@@ -82,5 +84,6 @@ def from_a1111_fields(sampler: str, schedule_type: str | None = None) -> str | N
     """Join A1111's two fields back into one menu name, or None when we have no such sampler."""
     candidates = [sampler]
     if schedule_type and schedule_type.lower() not in ("automatic", "uniform"):
-        candidates.insert(0, f"{sampler} {schedule_type.capitalize()}")
-    return next((c for c in candidates if c in SAMPLERS), None)
+        candidates.insert(0, f"{sampler} {schedule_type}")
+    by_lower = {name.lower(): name for name in SAMPLERS}
+    return next((by_lower[c.lower()] for c in candidates if c.lower() in by_lower), None)

@@ -27,7 +27,7 @@ class Engine:
     """One replica: the weights of one model and the jobs sent to it, one at a time."""
 
     def __init__(self, model: str | None = None, options: dict | None = None, weights_dir: str | None = None,
-                 cpus: int | None = None, factory: str | None = None):
+                 cpus: int | None = None, factory: str | None = None, folders: dict | None = None):
         from pathlib import Path
 
         from ray import serve
@@ -41,7 +41,8 @@ class Engine:
             self.manager = getattr(importlib.import_module(module), name)()
         else:
             self.manager = PipelineManager(model, RuntimeOptions(**(options or {})),
-                                           weights_dir=Path(weights_dir) if weights_dir else WEIGHTS_DIR)
+                                           weights_dir=Path(weights_dir) if weights_dir else WEIGHTS_DIR,
+                                           **{key: Path(value) for key, value in (folders or {}).items() if value})
         self.manager.replica = self.replica  # PNG info names the replica (engine.generate.parameters_text)
         self.board = stop_board()
         self.lock = threading.Lock()
@@ -127,13 +128,16 @@ def deployment_options(replicas: int | None = None, autoscaling: dict | None = N
 
 def build(model: str | None = None, options: RuntimeOptions | None = None, replicas: int | None = None,
           autoscaling: dict | None = None, weights_dir: str | None = None, queue_size: int = DEFAULT_QUEUE,
-          cpus: int | None = None, factory: str | None = None):
-    """The bound Serve application for `serve.run`; `cpus` also caps each CPU replica's torch threads."""
+          cpus: int | None = None, factory: str | None = None, folders: dict | None = None):
+    """The bound Serve application for `serve.run`; `cpus` also caps each CPU replica's torch threads.
+
+    `folders` holds the manager's `lora_dir` and `embeddings_dir` where they are not under `weights_dir`.
+    """
     _, serve = import_ray()
     settings = {k: v for k, v in asdict(options or RuntimeOptions()).items() if k in OPTION_NAMES}
     deployment = serve.deployment(Engine, **deployment_options(replicas, autoscaling, queue_size=queue_size,
                                                                cpus=cpus))
-    return deployment.bind(model, settings, weights_dir, cpus, factory)
+    return deployment.bind(model, settings, weights_dir, cpus, factory, folders)
 
 
 def app(args: dict):
@@ -147,6 +151,7 @@ def app(args: dict):
     model = args.pop("model", env("STUDIO_MODEL"))
     replicas = int(args.pop("replicas", env("STUDIO_RAY_REPLICAS", 1)))
     weights_dir = args.pop("weights_dir", env("STUDIO_WEIGHTS_DIR"))
+    folders = {name: args.pop(name, env(f"STUDIO_{name.upper()}")) for name in ("lora_dir", "embeddings_dir")}
     queue_size = int(args.pop("queue_size", env("STUDIO_QUEUE_SIZE", DEFAULT_QUEUE)))
     cpus = args.pop("replica_cpus", None)
     scaling = {name: float(args.pop(name)) for name in ("min_replicas", "max_replicas", "target_ongoing_requests")
@@ -160,15 +165,16 @@ def app(args: dict):
     unknown = set(args) - OPTION_NAMES
     if unknown:
         raise ValueError(f"Unknown argument(s) {', '.join(sorted(unknown))}; use model, replicas, weights_dir, "
-                         "queue_size, replica_cpus, min_replicas, max_replicas, target_ongoing_requests, device, dtype or "
-                         "backend.")
+                         "lora_dir, embeddings_dir, queue_size, replica_cpus, min_replicas, max_replicas, "
+                         "target_ongoing_requests, device, dtype or backend.")
     runtime = RuntimeOptions(**{k: v for k, v in options.items() if v is not None})
     return build(model, runtime, replicas=replicas, autoscaling=autoscaling, weights_dir=weights_dir,
-                 queue_size=queue_size, cpus=int(cpus) if cpus else None)
+                 queue_size=queue_size, cpus=int(cpus) if cpus else None, folders=folders)
 
 
 def serve_engine(address: str | None, model: str | None, options: RuntimeOptions, replicas: int,
-                 weights_dir: str | None = None, queue_size: int = DEFAULT_QUEUE, num_cpus: int | None = None):
+                 weights_dir: str | None = None, queue_size: int = DEFAULT_QUEUE, num_cpus: int | None = None,
+                 folders: dict | None = None):
     """Connect to Ray (a local one starts without `address`) and return a handle to the engine deployment.
 
     An engine application already running on the cluster (`serve run` or `serve deploy`) is used as it is;
@@ -191,5 +197,6 @@ def serve_engine(address: str | None, model: str | None, options: RuntimeOptions
     except Exception:  # noqa: BLE001 - no such application yet: deploy it
         pass
     serve.start(proxy_location="Disabled")
-    return serve.run(build(model, options, replicas=replicas, weights_dir=weights_dir, queue_size=queue_size),
+    return serve.run(build(model, options, replicas=replicas, weights_dir=weights_dir, queue_size=queue_size,
+                           folders=folders),
                      name=APP_NAME, route_prefix=None)

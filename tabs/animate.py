@@ -36,6 +36,7 @@ from tabs.common import (
     wire_run,
     wire_stop,
 )
+from tabs.extras_common import network_picker
 from tabs.walk_common import checked_plan, length_note, new_run_paths, video_outputs
 
 TASK = "animate"
@@ -254,6 +255,7 @@ def build(manager) -> None:
                     with gr.Row():
                         gif = gr.Checkbox(label="Also make a GIF")
                         fast = fast_toggle()
+                        network_picker(manager, prompts, "animate")
                 with gr.Accordion("Deforum settings file", open=False):
                     settings_file = gr.File(label="Load a settings file saved by Deforum (.txt or .json)",
                                             file_types=[".json", ".txt"], type="filepath",

@@ -18,6 +18,7 @@ from tabs.common import (
     wire_run,
     wire_stop,
 )
+from tabs.extras_common import network_picker
 from tabs.walk_common import handler, length_note, run_new, run_resume, video_outputs
 
 TASK = "dream"
@@ -75,6 +76,7 @@ def build(manager) -> SimpleNamespace:
                 batch = gr.Slider(1, walk.MAX_BATCH_SIZE, value=1, step=1, label="Batch size (frames per call)")
                 gif = gr.Checkbox(label="Also make a GIF")
                 fast = fast_toggle()
+                network_picker(manager, prompt, "dream")
                 plan = gr.Textbox(label="Stopped run (resumable)", interactive=False, elem_id="dream-plan")
             with gr.Column():
                 bar, player, gallery, files, latest, info = video_outputs("dream")

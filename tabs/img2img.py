@@ -23,6 +23,7 @@ from tabs.common import (
     wire_run,
     wire_stop,
 )
+from tabs.extras_common import network_picker
 from tabs.styles_common import style_picker, styled
 from tabs.xyz_common import AXIS_INPUTS, plan_line, plot_outputs, plot_panel, plot_request, wire_plan
 
@@ -80,6 +81,7 @@ def build(manager) -> SimpleNamespace:
                 size = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Longer side (aspect ratio is kept)")
                 seed, batch = seed_widgets()
                 fast = fast_toggle()
+                network_picker(manager, prompt, TASK, sampler, steps, guidance)
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)",
                                       elem_id="img2img-denoise-video")
                 plot = plot_panel(TASK, defaults=("Denoising", "0.3, 0.5, 0.7"))

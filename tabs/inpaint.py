@@ -23,6 +23,7 @@ from tabs.common import (
     wire_run,
     wire_stop,
 )
+from tabs.extras_common import network_picker
 from tabs.styles_common import style_picker, styled
 
 TASK = "inpaint"
@@ -107,6 +108,7 @@ def build(manager) -> SimpleNamespace:
                 size = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Work size (longer side)")
                 seed, batch = seed_widgets()
                 fast = fast_toggle()
+                network_picker(manager, prompt, TASK, sampler, steps, guidance)
                 denoise = gr.Checkbox(label="Also make a denoising video (the whole photo, the predicted area "
                                             "pasted back at every step)", elem_id="inpaint-denoise-video")
             with gr.Column():

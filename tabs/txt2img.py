@@ -28,6 +28,7 @@ from tabs.common import (
     wire_run,
     wire_stop,
 )
+from tabs.extras_common import network_picker
 from tabs.styles_common import style_picker, styled
 from tabs.xyz_common import AXIS_INPUTS, plan_line, plot_outputs, plot_panel, plot_request, wire_plan
 
@@ -123,6 +124,7 @@ def build(manager) -> SimpleNamespace:
                     hires_note = gr.Markdown(elem_id="txt2img-hires-size")
                 seed, batch = seed_widgets()
                 fast = fast_toggle()
+                network_picker(manager, prompt, TASK, sampler, steps, guidance)
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)")
                 plot = plot_panel(TASK)
                 with gr.Accordion("PNG info: load parameters from an image", open=False):

@@ -25,7 +25,6 @@ from engine.faces.portrait import (
 )
 from engine.generate import ImageRequest, RunControl, check_request, pick_seed
 from engine.presets import aging_preset
-from engine.prompts import prompt_chunks
 from engine.schedulers import DEFAULT_SAMPLER
 from engine.video.interpolation import lerp
 
@@ -179,6 +178,15 @@ def aging_timelapse(manager, req: AgingRequest, image, folder: Path,
                     on_frame: Callable[[AgingUpdate], None] | None = None,
                     control: RunControl | None = None,
                     on_step: Callable[[FaceStep], None] | None = None) -> AgingResult:
+    """The plain model for the whole timelapse: another request's LoRAs never reach it (manager.lora_scope)."""
+    with manager.lora_scope():
+        return _aging_timelapse(manager, req, image, folder, on_frame, control, on_step)
+
+
+def _aging_timelapse(manager, req: AgingRequest, image, folder: Path,
+                     on_frame: Callable[[AgingUpdate], None] | None = None,
+                     control: RunControl | None = None,
+                     on_step: Callable[[FaceStep], None] | None = None) -> AgingResult:
     """Render every age (then the in-between frames), writing each as it is made, and assemble the outputs.
 
     on_frame gets an `AgingUpdate` per finished frame; on_step a `FaceStep` after every denoising step of
@@ -242,7 +250,7 @@ def _render(manager, req: AgingRequest, area: FaceArea, folder: Path, limit: int
     # encode each age's prompt once, all to the same length so they can be blended
     preset = aging_preset()
     prompts = [preset.prompt_for(age, req.subject) for age in req.ages]
-    chunks = prompt_chunks(manager.base().tokenizer, *prompts, preset.negative_prompt)
+    chunks = manager.prompt_chunks(*prompts, preset.negative_prompt)
     embeds = [manager.encode(p, preset.negative_prompt, chunks) for p in prompts]
     negative = embeds[0][1]
     regenerator = Regenerator(manager, area, req.sampler, req.num_inference_steps, req.guidance_scale,

@@ -77,6 +77,13 @@ def check_gender(req: GenderRequest) -> GenderRequest:
 
 def gender_swap(manager, req: GenderRequest, image, on_variant: Callable[[int, int, Image.Image], None] | None = None,
                 control: RunControl | None = None, on_step: Callable[[FaceStep], None] | None = None) -> GenderResult:
+    """The plain model for the whole swap: another request's LoRAs never reach it (manager.lora_scope)."""
+    with manager.lora_scope():
+        return _gender_swap(manager, req, image, on_variant, control, on_step)
+
+
+def _gender_swap(manager, req: GenderRequest, image, on_variant: Callable[[int, int, Image.Image], None] | None = None,
+                 control: RunControl | None = None, on_step: Callable[[FaceStep], None] | None = None) -> GenderResult:
     """Make `variants` versions, each from its own seed; the output keeps the input's size.
 
     on_variant(done, total, image) is called per finished variant; on_step gets a `FaceStep` after every

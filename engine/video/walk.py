@@ -19,7 +19,6 @@ from PIL import Image
 
 from engine import pnginfo, video
 from engine.generate import MAX_SEED, ImageRequest, RunControl, check_request
-from engine.prompts import prompt_chunks
 from engine.schedulers import DEFAULT_SAMPLER, is_stochastic
 from engine.video import interpolation
 
@@ -274,6 +273,13 @@ def prepare_folder(folder: Path) -> None:
 
 
 def _render(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl, notes: list[str]) -> WalkResult:
+    """The prompts' LoRAs stay active for the whole walk (engine.manager.lora_scope)."""
+    req = WalkRequest(**plan["request"])
+    with manager.lora_scope(*req.prompts, req.negative_prompt):
+        return _render_plan(manager, plan, paths, on_frame, control, notes)
+
+
+def _render_plan(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl, notes: list[str]) -> WalkResult:
     """Render every frame not yet on disk, batch by batch, then encode whatever exists."""
     finished = _render_missing(manager, plan, paths, on_frame, control)
     return _finish(plan, paths, not finished, notes)
@@ -421,7 +427,7 @@ class _Keyframes:
     def __init__(self, manager, req: WalkRequest):
         self.manager, self.req = manager, req
         base = manager.base()
-        chunks = prompt_chunks(base.tokenizer, *req.prompts, req.negative_prompt)
+        chunks = manager.prompt_chunks(*req.prompts, req.negative_prompt)
         unique = {p: manager.encode(p, req.negative_prompt, chunks) for p in dict.fromkeys(req.prompts)}
         self.embeds = [unique[p][0] for p in req.prompts]
         self.negative = unique[req.prompts[0]][1]

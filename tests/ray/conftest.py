@@ -15,7 +15,19 @@ def ray_outputs(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def engine_handle(ray_outputs):
+def ray_loras(tmp_path_factory):
+    """A LoRA folder the replicas are started with (--lora-dir), holding one small random LoRA."""
+    from engine.manager import PipelineManager, RuntimeOptions
+    from tests.engine import lora_files as lf
+
+    folder = tmp_path_factory.mktemp("ray-loras")
+    maker = PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32")).base()
+    lf.write_lora(folder, "ray_style", lf.kohya_lora(maker, seed=0))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def engine_handle(ray_outputs, ray_loras):
     """The Serve deployment (2 replicas, tiny model, CPU float32), started once; Ray stops at the session's end."""
     import ray
     from ray import serve
@@ -26,7 +38,8 @@ def engine_handle(ray_outputs):
     previous = os.environ.get("STUDIO_OUTPUT_DIR")
     os.environ["STUDIO_OUTPUT_DIR"] = str(ray_outputs)  # the replicas write where the front end reads
     try:
-        handle = serve_engine(None, "tiny", RuntimeOptions(device="cpu", dtype="float32"), REPLICAS, num_cpus=2)
+        handle = serve_engine(None, "tiny", RuntimeOptions(device="cpu", dtype="float32"), REPLICAS, num_cpus=2,
+                              folders={"lora_dir": str(ray_loras)})
     finally:
         if previous is None:
             os.environ.pop("STUDIO_OUTPUT_DIR", None)

@@ -24,6 +24,18 @@ def pixels(result):
     return np.asarray(result.images[0].image)
 
 
+def test_a_lora_tag_runs_on_the_replica_as_in_process(ray_manager, ray_loras):
+    from engine.manager import PipelineManager, RuntimeOptions
+
+    req = ImageRequest(**{**REQ, "prompt": "a red apple <lora:ray_style:0.8>"}, seed=7)
+    remote = run_job(text_to_image, ray_manager, req, None, None)
+    local = PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32"), lora_dir=ray_loras)
+    assert np.array_equal(pixels(remote), pixels(text_to_image(local, req)))
+    plain = text_to_image(local, ImageRequest(**REQ, seed=7))
+    assert not np.array_equal(pixels(remote), pixels(plain))
+    assert "ray_style" in pnginfo.parse_parameters(remote.images[0].parameters)["Lora hashes"]
+
+
 def test_six_concurrent_requests_use_both_replicas_and_match_in_process(ray_manager, tiny_manager):
     seeds = [101, 102, 103, 104, 105, 106]
     with ThreadPoolExecutor(len(seeds)) as pool:

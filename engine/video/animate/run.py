@@ -26,7 +26,6 @@ from PIL import Image
 
 from engine import images, pnginfo, video
 from engine.generate import MIN_SIDE, RunControl
-from engine.prompts import prompt_chunks
 from engine.video.animate import color, depth, schedules, video_input, warp
 from engine.video.animate.deforum_settings import to_settings
 from engine.video.animate.request import (
@@ -229,6 +228,13 @@ def _open_run(manager, plan_path: Path) -> tuple[Path, dict, RunPaths]:
 
 # 2. rendering
 def _render(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl, notes: list[str]) -> AnimateResult:
+    """The prompts' LoRAs stay active for the whole animation (engine.manager.lora_scope)."""
+    req = request_from_dict(plan["request"])
+    with manager.lora_scope(*req.prompts.values(), req.negative_prompt):
+        return _render_plan(manager, plan, paths, on_frame, control, notes)
+
+
+def _render_plan(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl, notes: list[str]) -> AnimateResult:
     req = request_from_dict(plan["request"])
     maker = _FrameMaker(manager, req, paths, on_frame, control)
     finished = _make_frames(maker, req, paths.plan.parent)
@@ -308,8 +314,7 @@ class _FrameMaker:
     def embeds(self, frame: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The frame's prompt embedding, blended between keyframe prompts when asked; each prompt encoded once."""
         if self._negative is None:
-            base = self.manager.base()
-            chunks = prompt_chunks(base.tokenizer, *self.req.prompts.values(), self.req.negative_prompt)
+            chunks = self.manager.prompt_chunks(*self.req.prompts.values(), self.req.negative_prompt)
             for prompt in dict.fromkeys(self.req.prompts.values()):
                 self._embeds[prompt], self._negative = self.manager.encode(prompt, self.req.negative_prompt, chunks)
         mix = schedules.prompt_weights(self.req.prompts, frame, self.req.prompt_blend)

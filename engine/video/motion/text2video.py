@@ -227,8 +227,16 @@ def text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
 
     The motion UNet shares the model's 2D weights and the adapter's temporal weights (engine.video.motion.unet);
     the adapter is loaded once per model (engine.video.motion.adapter). Raises ValueError with the fix when no
-    adapter can be had.
+    adapter can be had. LoRA tags are refused (the motion UNet is built over the plain weights); the whole clip
+    runs on the plain model, so another request's LoRAs never reach it.
     """
+    with manager.lora_scope(req.prompt, req.negative_prompt, req.frame_prompts or "", supported="Text to video"):
+        return _text_to_video(manager, req, paths, on_step, control)
+
+
+def _text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
+                   on_step: Callable[[Text2VideoUpdate], None] | None = None,
+                   control: RunControl | None = None) -> Text2VideoResult:
     control = control or RunControl()
     # 1. check inputs and find the adapter before any heavy work
     req, keyed, notes = check_text2video(req)

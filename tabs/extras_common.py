@@ -1,0 +1,77 @@
+"""The LoRA and embedding picker shown under a prompt: lists what is in the folders and writes it into the prompt."""
+from __future__ import annotations
+
+import gradio as gr
+
+from engine.loaders import fewstep
+from engine.loaders.embeddings import with_word
+from engine.loaders.lora import with_tag
+
+FEW_STEP_INFO = ("An LCM, TCD or Hyper-SD LoRA makes an image in about 4 steps at CFG 1: several times faster, "
+                 "above all on CPU. Choosing one adds its tag and sets the sampler, steps and CFG.")
+
+
+def _where(manager) -> str:
+    """A sentence on what was found and where to put more."""
+    loras, embeds = manager.loras.names(), manager.embeddings.names()
+    parts = [f"{len(loras)} LoRA{'s' if len(loras) != 1 else ''} in `{manager.loras.folder}`",
+             f"{len(embeds)} embedding{'s' if len(embeds) != 1 else ''} in `{manager.embeddings.folder}`"]
+    hint = ("" if loras or embeds else " Put A1111's LoRA files (.safetensors) and embeddings (.pt, .safetensors) "
+            "there, then press Refresh.")
+    return f"{' and '.join(parts)}. A LoRA is written as `<lora:NAME:WEIGHT>`, an embedding as its name.{hint}"
+
+
+def network_picker(manager, prompt: gr.Textbox, task: str, sampler=None, steps=None, guidance=None,
+                   loras: bool = True) -> None:
+    """Under a tab's prompt: choose a LoRA (at a weight) or an embedding and it is added to the prompt.
+
+    With the tab's sampler, steps and CFG widgets given, a Few-step row offers the few-step LoRAs found.
+    `loras=False` lists embeddings only (for jobs that can't take LoRAs).
+    """
+    few_step = sampler is not None and steps is not None and guidance is not None and loras
+
+    # 1. handlers
+    def add_lora(text, name, weight):
+        return (with_tag(text, name, float(weight)) if name else text), gr.Dropdown(value=None)
+
+    def add_embedding(text, name):
+        return (with_word(text, name) if name else text), gr.Dropdown(value=None)
+
+    def few_choices():
+        return [few.label for few in fewstep.find(manager.loras)]
+
+    def use_few_step(text, label):
+        few = next((f for f in fewstep.find(manager.loras) if f.label == label), None)
+        if few is None:
+            return text, gr.update(), gr.update(), gr.update()
+        return fewstep.with_tag(text, few), few.sampler, few.num_inference_steps, few.guidance_scale
+
+    def refresh():
+        few = few_choices()
+        return (gr.Dropdown(choices=manager.loras.names(), value=None),
+                gr.Dropdown(choices=manager.embeddings.names(), value=None),
+                gr.Dropdown(choices=few, value=None, visible=few_step and bool(few)), _where(manager))
+
+    # 2. layout
+    with gr.Accordion("LoRAs and embeddings", open=False, elem_id=f"{task}-networks"):
+        with gr.Row():
+            lora = gr.Dropdown(manager.loras.names(), value=None, label="Add a LoRA", elem_id=f"{task}-lora",
+                               visible=loras, scale=3)
+            weight = gr.Slider(-2, 2, value=1, step=0.05, label="LoRA weight", visible=loras, scale=2)
+            embedding = gr.Dropdown(manager.embeddings.names(), value=None, label="Add an embedding",
+                                    elem_id=f"{task}-embedding", scale=3)
+        found = few_choices() if few_step else []
+        few = gr.Dropdown(found, value=None, label="Few-step mode", info=FEW_STEP_INFO, visible=bool(found),
+                          elem_id=f"{task}-few-step")
+        with gr.Row():
+            note = gr.Markdown(_where(manager))
+            again = gr.Button("Refresh", size="sm", scale=0, min_width=100, elem_id=f"{task}-networks-refresh")
+
+    # 3. wiring (UI helpers only: the API takes the tags in its prompt)
+    lora.input(add_lora, inputs=[prompt, lora, weight], outputs=[prompt, lora], api_name=False, queue=False)
+    embedding.input(add_embedding, inputs=[prompt, embedding], outputs=[prompt, embedding], api_name=False,
+                    queue=False)
+    if few_step:
+        few.input(use_few_step, inputs=[prompt, few], outputs=[prompt, sampler, steps, guidance], api_name=False,
+                  queue=False)
+    again.click(refresh, outputs=[lora, embedding, few, note], api_name=False, queue=False)
