@@ -175,6 +175,14 @@ class RayRunner:
 
     def run(self, fn, manager, *args, **kwargs):
         """Call `fn(manager, *args, **kwargs)` on a replica; the result names the replica as `.replica`."""
+        if _in_event_loop():  # Serve's blocking stream refuses a thread that runs an event loop: use another thread
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(1) as pool:
+                return pool.submit(self._run, fn, manager, *args, **kwargs).result()
+        return self._run(fn, manager, *args, **kwargs)
+
+    def _run(self, fn, manager, *args, **kwargs):
         ray, serve = import_ray()
         from ray.serve.exceptions import BackPressureError
 
@@ -212,6 +220,16 @@ class RayRunner:
             if control.stopped:
                 self.board.stop.remote(job_id)
                 return
+
+
+def _in_event_loop() -> bool:
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 def _named(result, placement: Placement | None):

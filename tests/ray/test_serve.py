@@ -119,3 +119,14 @@ def test_full_replica_queues_give_the_busy_answer():
     manager.runner = RayRunner(FullQueues(), board=object())
     with pytest.raises(Busy, match=BUSY):
         run_job(text_to_image, manager, ImageRequest(**REQ), None, RunControl())
+
+
+def test_a_thread_running_an_event_loop_can_still_run_jobs(ray_manager):
+    import asyncio
+
+    async def inside_a_loop():
+        return run_job(text_to_image, ray_manager, ImageRequest(**REQ, seed=3), None, None)
+
+    with ThreadPoolExecutor(1) as pool:  # a thread of its own, whatever loop this one may have
+        result = pool.submit(asyncio.run, inside_a_loop()).result()
+    assert replica_of(result) is not None
