@@ -213,6 +213,9 @@ class OpenVINOUNetRunner:
             thread.join()  # compiling from the disk cache: seconds
             with self._lock:
                 return self._compiled.get(shape)
+        if not cached:
+            say_once(f"OpenVINO: converting the UNet once for this model before the first image (about "
+                     f"{FIRST_TIME_S} s, then cached on disk).")
         self._prepare_quietly(shape)
         with self._lock:
             return self._compiled.get(shape)
