@@ -179,7 +179,8 @@ class PipelineManager:
             try:
                 self._openvino = ov_backend.OpenVINOUNetRunner(
                     pipe.unet, precision="bf16" if self.dtype == torch.bfloat16 else "f32",
-                    background=self.options.openvino_background)
+                    background=self.options.openvino_background,
+                    sharers=lambda: [self._adapter.unet] if self._adapter is not None else [])
             except ValueError as exc:
                 choice = backends.Choice("torch", f"PyTorch: {exc}")
         self.backend_choice = choice

@@ -135,10 +135,12 @@ class OpenVINOUNetRunner:
         background (`bool`, *optional*, defaults to True): convert in a background thread while the request that
             asked runs on PyTorch; False converts before that request (the command line, tests).
         max_shapes (`int`, *optional*, defaults to `MAX_SHAPES`): compiled shapes kept in memory.
+        sharers (`callable`, *optional*): returns the modules whose parameters are the UNet's own tensors (the
+            identity adapter's UNet); they follow the UNet into the mapped file, so no copy stays behind.
     """
 
     def __init__(self, unet, precision: str = "bf16", cache_dir: Path | None = None, background: bool = True,
-                 max_shapes: int = MAX_SHAPES):
+                 max_shapes: int = MAX_SHAPES, sharers=None):
         self.ov = import_openvino()
         if precision not in ("bf16", "f32"):
             raise ValueError(f"OpenVINO precision must be bf16 or f32; got {precision!r}.")
@@ -150,6 +152,7 @@ class OpenVINOUNetRunner:
         self.ir = self.folder / "unet.xml"
         self.torch_weights = self.folder / "unet-torch.pt"  # PyTorch's UNet, mapped while OpenVINO serves
         self.torch_file_backed = False
+        self.sharers = sharers or (lambda: [])
         self.upsample_factor = 2 ** sum(1 for block in unet.up_blocks if getattr(block, "upsamplers", None))
         self.conversions = 0  # counters, for tests and the benchmark
         self.compiles = 0
@@ -310,6 +313,10 @@ class OpenVINOUNetRunner:
                 return
             try:
                 self.torch_file_backed = paging.file_back(self.unet, self.torch_weights)
+                if self.torch_file_backed:
+                    mapped = self.unet.state_dict()
+                    for module in self.sharers():
+                        module.load_state_dict(mapped, strict=False, assign=True)
             except (OSError, RuntimeError) as exc:
                 say_once(f"OpenVINO: PyTorch's UNet stays in memory beside OpenVINO's copy ({exc}).")
                 return

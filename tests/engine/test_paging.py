@@ -80,17 +80,21 @@ def test_torch_unet_reads_its_weights_from_the_cache_once_openvino_is_ready(tmp_
     pytest.importorskip("openvino")
     from engine.backends.openvino import OpenVINOUNetRunner, Shape
     from engine.components import build_tiny_pipeline
+    from engine.faces.identity import share_unet
 
     unet = build_tiny_pipeline().unet
+    twin = share_unet(unet)  # the identity adapter's UNet, made before OpenVINO was ready
     generator = torch.Generator().manual_seed(1)
     sample = torch.randn(2, 4, 8, 8, generator=generator)
     context = torch.randn(2, 77, unet.config.cross_attention_dim, generator=generator)
     with torch.no_grad():
         expected = unet(sample, 500, context).sample
-    runner = OpenVINOUNetRunner(unet, precision="f32", cache_dir=tmp_path, background=False)
+    runner = OpenVINOUNetRunner(unet, precision="f32", cache_dir=tmp_path, background=False,
+                                sharers=lambda: [twin])
     assert not paging.is_file_backed(unet.conv_in.weight, runner.folder)
     assert runner.ensure(Shape(2, 8, 8, 77, 4)) is not None
     assert runner.torch_file_backed and paging.is_file_backed(unet.conv_in.weight, runner.folder)
+    assert twin.conv_in.weight.data_ptr() == unet.conv_in.weight.data_ptr()  # followed: no copy left behind
     with torch.no_grad():
         assert torch.equal(unet(sample, 500, context).sample, expected)  # a fallback: same pixels as before
         view = runner.view(unet)
