@@ -31,20 +31,29 @@ def save_state(module: torch.nn.Module, path: Path) -> None:
     partial.replace(path)
 
 
+def _matches(mapped: dict, current: dict) -> bool:
+    return mapped.keys() == current.keys() and all(
+        mapped[key].shape == value.shape and mapped[key].dtype == value.dtype and mapped[key].stride() == value.stride()
+        for key, value in current.items())
+
+
 def file_back(module: torch.nn.Module, path: Path) -> bool:
     """Swap the module's weights for identical ones memory-mapped from `path` (written first if missing).
 
-    Returns False, leaving the module as it was, when the file does not match the module's tensors (a LoRA
-    changed its layers, say). Copy-on-write mapping: a later in-place change (a fused LoRA) stays in memory and
+    A file whose tensors don't match the module's layout is written again; False, leaving the module as it was,
+    if it still doesn't match. Copy-on-write mapping: a later in-place change (a fused LoRA) stays in memory and
     never reaches the file.
     """
-    if not path.exists():
+    current = module.state_dict()
+    if path.exists():
+        mapped = torch.load(path, mmap=True, weights_only=True)
+        if not _matches(mapped, current):
+            del mapped
+            save_state(module, path)
+    else:
         save_state(module, path)
     mapped = torch.load(path, mmap=True, weights_only=True)
-    current = module.state_dict()
-    if mapped.keys() != current.keys() or any(
-            mapped[key].shape != value.shape or mapped[key].dtype != value.dtype
-            or mapped[key].stride() != value.stride() for key, value in current.items()):
+    if not _matches(mapped, current):
         return False
     module.load_state_dict(mapped, assign=True)
     return True
