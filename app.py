@@ -135,10 +135,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="torch.compile the UNet: ~1.18x a step on CPU after a minute's warm-up per image size")
     p.add_argument("--attention-slicing", action="store_true", default=env_flag("ATTENTION_SLICING"),
                    help="slice attention to save memory")
-    p.add_argument("--backend", default=env("BACKEND", "torch"),
-                   help="torch, openvino or auto: where the UNet runs (auto: OpenVINO on x86 CPUs where installed, "
-                        "faster there but with a second copy of the UNet's weights; PyTorch on CUDA, MPS and for "
-                        "small models)")
+    p.add_argument("--backend", default=env("BACKEND", "auto"),
+                   help="auto, torch or openvino: where the UNet runs (auto: OpenVINO on x86 CPUs where installed, "
+                        "PyTorch on CUDA, MPS, ARM and for small models)")
     p.add_argument("--styles", default=env("STYLES"),
                    help="an A1111 styles.csv (default: styles.csv in the app folder, else presets/styles.csv)")
     p.add_argument("--ray", action="store_true", default=env_flag("RAY"),

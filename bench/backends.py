@@ -34,9 +34,11 @@ def warm_up(manager, pipe, size: int) -> dict:
     with Clock() as clock:
         runner.prepare(shape_for(pipe, size))
     settle()
+    after = memory()
     return {"seconds": clock.wall, "convert_s": runner.timings.get("convert_s"),
             "compile_s": runner.timings.get("compile_s"), "conversions": runner.conversions,
-            "rss_gb": memory()["rss_gb"]}
+            "torch_file_backed": runner.torch_file_backed, "rss_gb": after["rss_gb"],
+            "rss_anon_file_gb": [after.get("rss_anon_gb"), after.get("rss_file_gb")]}
 
 
 def from_cache(settings, folder: Path) -> dict:
@@ -60,8 +62,10 @@ def child_openvino_cache(args) -> dict:
     with Clock() as clock:
         runner.prepare(shape_for(pipe, args.size))
     settle()
+    after = memory()
     return {"seconds": clock.wall, "conversions": runner.conversions, "cache_loads": runner.cache_loads,
-            "rss_before_gb": before, "rss_after_gb": memory()["rss_gb"]}
+            "torch_file_backed": runner.torch_file_backed, "rss_before_gb": before, "rss_after_gb": after["rss_gb"],
+            "rss_after_anon_file_gb": [after.get("rss_anon_gb"), after.get("rss_file_gb")]}
 
 
 @contextmanager

@@ -87,18 +87,24 @@ def rounded(value, digits=3):
 
 
 def memory() -> dict[str, float]:
-    """Current and peak resident memory in GiB (Linux /proc), falling back to getrusage's peak."""
+    """Current and peak resident memory in GiB (Linux /proc), falling back to getrusage's peak.
+
+    On Linux also the split of the current figure: anonymous pages (only this process's) and file pages (mapped
+    files: shareable, and reclaimable by the kernel without swap).
+    """
     out = {}
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(("VmRSS:", "VmHWM:")):
-                out[line[:5]] = int(line.split()[1]) / 2**20
+            if line.startswith(("VmRSS:", "VmHWM:", "RssAnon:", "RssFile:")):
+                key, value = line.split(":", 1)
+                out[key] = int(value.split()[0]) / 2**20
     except OSError:
         import resource
 
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         out = {"VmRSS": peak, "VmHWM": peak}
-    return {"rss_gb": out["VmRSS"], "peak_gb": out["VmHWM"]}
+    split = {"rss_anon_gb": out["RssAnon"], "rss_file_gb": out["RssFile"]} if "RssAnon" in out else {}
+    return {"rss_gb": out["VmRSS"], "peak_gb": out["VmHWM"], **split}
 
 
 def reset_peak() -> bool:

@@ -85,7 +85,8 @@ def main_run(settings: Settings, progress) -> dict:
         pipe = manager.base()
     tuned = fastpath.tune_allocator()  # what the manager does once its weights are placed
     settle()
-    loaded = memory()["rss_gb"]
+    loaded_split = memory()
+    loaded = loaded_split["rss_gb"]
     out["backend"] = {"default": manager.backend, "reason": manager.backend_choice.reason}
     if manager.openvino() is not None:
         progress("OpenVINO warm-up: first time (conversion and compile)")
@@ -94,7 +95,8 @@ def main_run(settings: Settings, progress) -> dict:
         again = backends.from_cache(settings, cache)
         out["openvino_warmup"] = {"first": first, "from_cache": again}
         out["openvino_warmup_s"] = {"first": first.get("seconds"), "from_cache": again.get("seconds")}
-    active = memory()["rss_gb"]
+    active_split = memory()
+    active = active_split["rss_gb"]
     peak_reset = reset_peak()
     progress("memory: one image, then all seven tabs")
     text_to_image_once(manager, size, settings.rss_steps)
@@ -103,7 +105,11 @@ def main_run(settings: Settings, progress) -> dict:
     all_tabs = memory()["peak_gb"]
     progress("memory: one pipeline per task (child process)")
     naive = child("naive", settings)
-    out["memory"] = {"loaded_gb": loaded, "rss_openvino_active_gb": active, "peak_one_image_gb": one,
+    out["memory"] = {"loaded_gb": loaded, "rss_openvino_active_gb": active,
+                     "loaded_anon_file_gb": [loaded_split.get("rss_anon_gb"), loaded_split.get("rss_file_gb")],
+                     "openvino_active_anon_file_gb": [active_split.get("rss_anon_gb"),
+                                                      active_split.get("rss_file_gb")],
+                     "peak_one_image_gb": one,
                      "peak_all_tabs_gb": all_tabs,
                      "all_tabs_over_loaded": all_tabs / loaded, "peak_reset_worked": peak_reset,
                      "naive_one_pipeline_per_task": naive, "tab_jobs": notes,

@@ -29,7 +29,7 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
     p.add_argument("--fast", action="store_true", help="reuse deep UNet features between steps: about 2x faster")
     p.add_argument("--compile", action="store_true", help="torch.compile the UNet (a minute's warm-up per size)")
-    p.add_argument("--backend", default=os.environ.get("STUDIO_BACKEND", "torch"),
+    p.add_argument("--backend", default=os.environ.get("STUDIO_BACKEND", "auto"),
                    help="torch, openvino or auto: where the UNet runs (auto: OpenVINO on x86 CPUs where installed)")
     p.add_argument("--lora-dir", default=os.environ.get("STUDIO_LORA_DIR"),
                    help="folder of LoRAs for <lora:NAME:WEIGHT> tags (default: weights/Lora)")
@@ -221,7 +221,7 @@ def run_gender_swap(args) -> int:
 def make_manager(args):
     from engine.manager import PipelineManager, RuntimeOptions
     options = RuntimeOptions(device=args.device, dtype=args.dtype, compile_unet=args.compile,
-                             backend=getattr(args, "backend", "torch"),
+                             backend=getattr(args, "backend", "auto"),
                              openvino_background=False)  # a one-shot run: prepare OpenVINO before the image
     folders = {key: Path(getattr(args, key)) for key in ("lora_dir", "embeddings_dir") if getattr(args, key, None)}
     return PipelineManager(args.model, options, **folders)

@@ -54,8 +54,7 @@ class RuntimeOptions:
     concurrency: int = 1  # generations running at once (UI and REST together)
     queue_size: int = 20  # requests allowed to wait beyond those; more get "busy"
     compile_unet: bool = False  # torch.compile the UNet: ~1.18x a step on CPU after a minute's warm-up per size
-    backend: str = "torch"  # torch, openvino or auto: where the UNet runs (engine.backends); OpenVINO holds a
-    # second copy of the UNet's weights, so it is asked for, not the default
+    backend: str = "auto"  # auto, torch or openvino: where the UNet runs (engine.backends)
     openvino_background: bool = True  # convert for a new size in the background while PyTorch serves it
 
 
@@ -195,7 +194,8 @@ class PipelineManager:
             try:
                 self._openvino = ov_backend.OpenVINOUNetRunner(
                     pipe.unet, precision="bf16" if self.dtype == torch.bfloat16 else "f32",
-                    background=self.options.openvino_background)
+                    background=self.options.openvino_background,
+                    sharers=lambda: [self._adapter.unet] if self._adapter is not None else [])
             except ValueError as exc:
                 choice = backends.Choice("torch", f"PyTorch: {exc}")
         self.backend_choice = choice

@@ -22,9 +22,12 @@ How a shape becomes fast:
    which then uses OpenVINO. A request never switches back end half way: the choice is made once per request
    and shape, so the same seed gives the same pixels on each back end.
 
-Memory: the compiled model holds its own copy of the UNet's weights (bf16, about 1.7 GB for SD 1.5), beside the
-PyTorch UNet that the Fast toggle, the identity adapter and not-yet-compiled shapes still need. At most
-`MAX_SHAPES` compiled shapes are kept; the least recently used is dropped and comes back from the disk cache.
+Memory, one copy of the weights: the compiled model holds its own copy of the UNet's weights (bf16, about 1.7 GB
+for SD 1.5). PyTorch's UNet, which the Fast toggle, the identity adapter, LoRAs and not-yet-compiled shapes still
+need, then reads identical weights from a memory-mapped file in the disk cache (engine.backends.paging): the
+kernel pages them in when a fallback runs, and the next OpenVINO request hands them back, together with the
+compile-cache blob that OpenVINO keeps mapped but no longer reads. At most `MAX_SHAPES` compiled shapes are kept;
+the least recently used is dropped and comes back from the disk cache.
 """
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.backends import INSTALL_HINT, say_once
+from engine.backends import INSTALL_HINT, fastpath, paging, say_once
 from engine.backends.standin import BorrowedUNet
 
 CACHE_ENV = "STUDIO_OPENVINO_CACHE"  # overrides the disk cache folder
@@ -126,16 +129,18 @@ class OpenVINOUNetRunner:
     """The OpenVINO side of one loaded model: conversion, compiled shapes and their disk cache.
 
     Args:
-        unet: the shared PyTorch UNet; read to convert it, never changed.
+        unet: the shared PyTorch UNet; read to convert it, then its weights move to a mapped file (same values).
         precision (`str`, *optional*, defaults to "bf16"): OpenVINO's inference precision, "bf16" or "f32".
         cache_dir (`Path`, *optional*): the disk cache; defaults to `cache_root()`.
         background (`bool`, *optional*, defaults to True): convert in a background thread while the request that
             asked runs on PyTorch; False converts before that request (the command line, tests).
         max_shapes (`int`, *optional*, defaults to `MAX_SHAPES`): compiled shapes kept in memory.
+        sharers (`callable`, *optional*): returns the modules whose parameters are the UNet's own tensors (the
+            identity adapter's UNet); they follow the UNet into the mapped file, so no copy stays behind.
     """
 
     def __init__(self, unet, precision: str = "bf16", cache_dir: Path | None = None, background: bool = True,
-                 max_shapes: int = MAX_SHAPES):
+                 max_shapes: int = MAX_SHAPES, sharers=None):
         self.ov = import_openvino()
         if precision not in ("bf16", "f32"):
             raise ValueError(f"OpenVINO precision must be bf16 or f32; got {precision!r}.")
@@ -145,6 +150,9 @@ class OpenVINOUNetRunner:
         self.max_shapes = max(1, int(max_shapes))
         self.folder = Path(cache_dir or cache_root()) / weights_key(unet, precision)
         self.ir = self.folder / "unet.xml"
+        self.torch_weights = self.folder / "unet-torch.pt"  # PyTorch's UNet, mapped while OpenVINO serves
+        self.torch_file_backed = False
+        self.sharers = sharers or (lambda: [])
         self.upsample_factor = 2 ** sum(1 for block in unet.up_blocks if getattr(block, "upsamplers", None))
         self.conversions = 0  # counters, for tests and the benchmark
         self.compiles = 0
@@ -208,6 +216,9 @@ class OpenVINOUNetRunner:
             thread.join()  # compiling from the disk cache: seconds
             with self._lock:
                 return self._compiled.get(shape)
+        if not cached:
+            say_once(f"OpenVINO: converting the UNet once for this model before the first image (about "
+                     f"{FIRST_TIME_S} s, then cached on disk).")
         self._prepare_quietly(shape)
         with self._lock:
             return self._compiled.get(shape)
@@ -253,6 +264,8 @@ class OpenVINOUNetRunner:
         compiled = self._core.compile_model(model, "CPU", config)
         del model
         from_cache = self._loaded_from_cache(compiled)
+        self._file_back_torch()
+        self.page_out()
         with self._lock:
             self.compiles += 1
             self.cache_loads += int(from_cache)
@@ -286,10 +299,37 @@ class OpenVINOUNetRunner:
         finally:
             del source
             gc.collect()
+            fastpath.trim_memory()
         with self._lock:
             self.conversions += 1
             self.timings["convert_s"] = time.perf_counter() - start
         log.warning("OpenVINO: converted the UNet in %.0f s (saved in %s).", self.timings["convert_s"], self.folder)
+
+    # 3. one copy of the weights in memory
+    def _file_back_torch(self) -> None:
+        """Move PyTorch's UNet weights into a mapped file once OpenVINO holds a copy (paged in by fallbacks)."""
+        with self._convert_lock:
+            if self.torch_file_backed or getattr(self.unet, "_hf_peft_config_loaded", False):
+                return
+            try:
+                self.torch_file_backed = paging.file_back(self.unet, self.torch_weights)
+                if self.torch_file_backed:
+                    mapped = self.unet.state_dict()
+                    for module in self.sharers():
+                        module.load_state_dict(mapped, strict=False, assign=True)
+            except (OSError, RuntimeError) as exc:
+                say_once(f"OpenVINO: PyTorch's UNet stays in memory beside OpenVINO's copy ({exc}).")
+                return
+        gc.collect()
+        fastpath.trim_memory()
+        if self.torch_file_backed:
+            log.info("OpenVINO: PyTorch's UNet now reads its weights from %s when a fallback needs them.",
+                     self.torch_weights)
+
+    def page_out(self) -> int:
+        """Hand back the pages of the mapped files in the disk cache (PyTorch's UNet after a fallback, the
+        compile-cache blob after loading); contents never change, they are read back when touched."""
+        return paging.page_out(self.folder)
 
     @staticmethod
     def _loaded_from_cache(compiled) -> bool:
@@ -298,7 +338,7 @@ class OpenVINOUNetRunner:
         except Exception:
             return False
 
-    # 3. telling the user
+    # 4. telling the user
     def status(self) -> str:
         """One sentence: which shapes are ready, and what is being prepared and for how long."""
         with self._lock:
@@ -348,6 +388,8 @@ class OpenVINOUNet(BorrowedUNet):
             shape = self.runner.shape_of(sample, encoder_hidden_states)
             if shape not in self._chosen:
                 self._chosen[shape] = self.runner.ensure(shape)
+                if self._chosen[shape] is not None:
+                    self.runner.page_out()  # what a fallback paged in since: once a request
             compiled = self._chosen[shape]
         # 2. PyTorch
         if compiled is None:

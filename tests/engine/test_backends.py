@@ -185,12 +185,12 @@ def test_a_new_model_is_prepared_in_the_background_while_torch_serves(ov_manager
     assert runner.ensure(shape) is not None and "ready" in runner.status()
 
 
-def test_the_default_back_end_is_torch_so_one_copy_of_the_weights_stays_the_rule(monkeypatch):
+def test_the_default_back_end_is_auto(monkeypatch):
     import app
     from engine.cli import build_parser
     from engine.manager import RuntimeOptions
 
     monkeypatch.delenv("STUDIO_BACKEND", raising=False)
-    assert app.parse_args([]).backend == "torch"
-    assert build_parser().parse_args(["txt2img", "--out", "x.png"]).backend == "torch"
-    assert RuntimeOptions().backend == "torch"
+    assert app.parse_args([]).backend == "auto"
+    assert build_parser().parse_args(["txt2img", "--out", "x.png"]).backend == "auto"
+    assert RuntimeOptions().backend == "auto"
