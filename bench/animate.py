@@ -19,8 +19,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def full_size_manager():
-    """The app's PipelineManager over the full-size random SD 1.5 (built from configs, not loaded)."""
+def full_size_manager(**folders):
+    """The app's PipelineManager over the full-size random SD 1.5 (built from configs, not loaded); `folders` are
+    the manager's `lora_dir` and `embeddings_dir`."""
     from engine.components import SD15_CONFIG_DIR, build_from_configs
     from engine.manager import PipelineManager, RuntimeOptions
 
@@ -35,7 +36,7 @@ def full_size_manager():
         def model_label(self) -> str:
             return "sd15-random"
 
-    return FullSize("sd15-random", RuntimeOptions(device="cpu", backend="torch"))
+    return FullSize("sd15-random", RuntimeOptions(device="cpu", backend="torch"), **folders)
 
 
 def main(argv=None) -> int:

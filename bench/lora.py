@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from bench.animate import full_size_manager
 from bench.common import (
     NEGATIVE,
     PROMPT,
@@ -55,25 +56,6 @@ def random_lora(unet, rank: int = 64, targets: tuple[str, ...] = LCM_TARGETS) ->
     return tensors
 
 
-def full_size_manager(lora_dir: Path):
-    """The app's manager over the full-size random SD 1.5, PyTorch back end, LoRAs from `lora_dir`."""
-    from engine.components import SD15_CONFIG_DIR, build_from_configs
-    from engine.manager import PipelineManager, RuntimeOptions
-
-    class FullSize(PipelineManager):
-        def base(self):
-            with self._lock:
-                if self._base is None:
-                    self._base = self._place(build_from_configs(SD15_CONFIG_DIR, dtype=self.dtype))
-                return self._base
-
-        @property
-        def model_label(self) -> str:
-            return "sd15-random"
-
-    return FullSize("tiny", RuntimeOptions(backend="torch"), lora_dir=lora_dir)
-
-
 def say(report: dict, key: str, value) -> None:
     """Keep a figure and print it at once, so a long run shows its progress."""
     report[key] = value
@@ -110,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     folder = Path(tempfile.mkdtemp(prefix="bench-lora-"))
-    manager = full_size_manager(folder)
+    manager = full_size_manager(lora_dir=folder)
     with Clock() as build:
         pipe = manager.base()
     from safetensors.torch import save_file
