@@ -72,18 +72,24 @@ def launch_browser(playwright):
         browser_missing(f"no Chromium at {CHROMIUM} and no Playwright Chromium ({str(exc).splitlines()[0]})")
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory, tiny_manager):
-    """The whole app on the tiny random model, writing its outputs to a private folder."""
+def serve_app(manager, outputs: Path):
+    """Serve the app on `manager` with its outputs in `outputs`; yields the URL, then stops it and restores the
+    output folder setting."""
     previous = os.environ.get("STUDIO_OUTPUT_DIR")
-    os.environ["STUDIO_OUTPUT_DIR"] = str(tmp_path_factory.mktemp("browser-outputs"))
-    demo, url = launch_app(tiny_manager)
+    os.environ["STUDIO_OUTPUT_DIR"] = str(outputs)
+    demo, url = launch_app(manager)
     yield url
     demo.close()
     if previous is None:
         os.environ.pop("STUDIO_OUTPUT_DIR", None)
     else:
         os.environ["STUDIO_OUTPUT_DIR"] = previous
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory, tiny_manager):
+    """The whole app on the tiny random model, writing its outputs to a private folder."""
+    yield from serve_app(tiny_manager, tmp_path_factory.mktemp("browser-outputs"))
 
 
 @pytest.fixture(scope="session")

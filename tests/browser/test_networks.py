@@ -1,12 +1,11 @@
 """The LoRA and embedding picker in Chromium: pick a LoRA, an embedding and Few-step mode, then generate with them."""
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
 
-from tests.browser.conftest import VIEWPORT, launch_app, need_playwright
+from tests.browser.conftest import VIEWPORT, need_playwright, serve_app
 
 need_playwright()  # a missing Playwright fails with the install line (skips only with STUDIO_SKIP_BROWSER=1)
 from playwright.sync_api import Page, expect  # noqa: E402
@@ -29,15 +28,7 @@ def networks_url(tmp_path_factory):
     lf.write_lora(root / "Lora", "paper_style", lf.kohya_lora(pipe))
     lf.write_lora(root / "Lora", "lcm-lora-sdv1-5", lf.kohya_lora(pipe, seed=9))
     lf.write_a1111_embedding_pt(root / "embeddings", "inkwash", pipe.text_encoder.get_input_embeddings().weight.shape[-1])
-    previous = os.environ.get("STUDIO_OUTPUT_DIR")
-    os.environ["STUDIO_OUTPUT_DIR"] = str(tmp_path_factory.mktemp("network-outputs"))
-    demo, url = launch_app(manager)
-    yield url
-    demo.close()
-    if previous is None:
-        os.environ.pop("STUDIO_OUTPUT_DIR", None)
-    else:
-        os.environ["STUDIO_OUTPUT_DIR"] = previous
+    yield from serve_app(manager, tmp_path_factory.mktemp("network-outputs"))
 
 
 @pytest.fixture
