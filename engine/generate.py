@@ -322,6 +322,12 @@ def _step_callback(index: int, batch_count: int, on_step: StepCallback | None, c
 
 
 # 4. provenance
+def replica_field(manager) -> dict:
+    """PNG info's `Replica` on a Ray Serve replica (engine.backends.ray), so an image says which worker made it."""
+    replica = getattr(manager, "replica", None)
+    return {"Replica": replica} if replica else {}
+
+
 def parameters_text(manager, task: str, req: ImageRequest, seed: int) -> str:
     """A1111's parameters text, so the PNG can be read back by A1111 tools and by this app."""
     settings: dict[str, object] = {"Steps": req.num_inference_steps, **a1111_fields(req.sampler),
@@ -347,8 +353,7 @@ def parameters_text(manager, task: str, req: ImageRequest, seed: int) -> str:
     network_fields = getattr(manager, "network_fields", None)
     if callable(network_fields):
         settings.update(network_fields(req.prompt, req.negative_prompt))  # Lora hashes, TI hashes
-    if getattr(manager, "replica", None):
-        settings["Replica"] = manager.replica
+    settings.update(replica_field(manager))
     settings["Version"] = "Diffusion Studio"
     return pnginfo.format_parameters(req.prompt, req.negative_prompt, settings)
 

@@ -23,7 +23,7 @@ from engine.faces.portrait import (
     identity_distances,
     identity_note,
 )
-from engine.generate import ImageRequest, RunControl, check_request, pick_seed
+from engine.generate import ImageRequest, RunControl, check_request, pick_seed, replica_field
 from engine.presets import aging_preset
 from engine.schedulers import DEFAULT_SAMPLER
 from engine.video.interpolation import lerp
@@ -271,7 +271,7 @@ def _render(manager, req: AgingRequest, area: FaceArea, folder: Path, limit: int
         result = regenerator.render(prompt_embeds, negative, req.seed, control, report)
         if result is None:
             break
-        pnginfo.save_png(result, folder / _frame_name(req, i, t), _still_parameters(req, age))
+        pnginfo.save_png(result, folder / _frame_name(req, i, t), _still_parameters(req, age, replica_field(manager)))
         made.add(_frame_name(req, i, t))
         if on_frame:
             on_frame(AgingUpdate(count, len(order), age, result))
@@ -325,7 +325,7 @@ def _assemble(req: AgingRequest, area: FaceArea, plan, done: dict, folder: Path,
                        by_face, note)
 
 
-def _still_parameters(req: AgingRequest, age: float | None) -> str:
+def _still_parameters(req: AgingRequest, age: float | None, replica: dict | None = None) -> str:
     """PNG info for a still: the age's prompt and the run's settings."""
     preset = aging_preset()
     prompt = preset.prompt_for(round(age), req.subject) if age is not None else "aging timelapse grid"
@@ -333,7 +333,7 @@ def _still_parameters(req: AgingRequest, age: float | None) -> str:
                 "Seed": req.seed, "Denoising strength": f"{req.strength:g}", "Ages": " ".join(map(str, req.ages)),
                 "Faces": "all" if req.all_faces else None,
                 "Keep identity": f"{req.keep_identity:g}" if req.keep_identity else None,
-                "Version": "Diffusion Studio"}
+                **(replica or {}), "Version": "Diffusion Studio"}
     return pnginfo.format_parameters(prompt, preset.negative_prompt, settings)
 
 

@@ -15,7 +15,7 @@ from engine.faces.portrait import (
     identity_distances,
     identity_note,
 )
-from engine.generate import MAX_BATCH, ImageRequest, RunControl, check_request, pick_seed
+from engine.generate import MAX_BATCH, ImageRequest, RunControl, check_request, pick_seed, replica_field
 from engine.presets import gender_preset
 from engine.schedulers import DEFAULT_SAMPLER, a1111_fields
 
@@ -128,7 +128,7 @@ def _parameters(manager, req: GenderRequest, prompt: str, negative: str, seed: i
                 "Denoising strength": f"{req.strength:g}", "Gender swap": f"to {req.direction}",
                 "Faces": "all" if req.all_faces else None,
                 "Keep identity": f"{req.keep_identity:g}" if req.keep_identity else None,
-                "Version": "Diffusion Studio"}
+                **replica_field(manager), "Version": "Diffusion Studio"}
     return pnginfo.format_parameters(prompt, negative, settings)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from engine import pnginfo
 from engine.generate import ImageRequest, image_to_image, inpaint
 from engine.runner import replica_of, run_job
 from engine.video.walk import RunPaths
@@ -39,6 +40,8 @@ def test_plot_aging_animate_and_text_to_video_run_on_a_replica(ray_manager, astr
     aging = run_job(aging_timelapse, ray_manager, AgingRequest(ages=[20, 60], num_inference_steps=2, size=64,
                                                                seed=1, fps=4), astronaut, tmp_path / "aging")
     assert [age for age, _ in aging.keyframes] == [20, 60] and aging.video.exists()
+    still = next(p for p in sorted((tmp_path / "aging").glob("*.png")) if p.name != "grid.png")
+    assert pnginfo.parse_parameters(pnginfo.read_parameters(still))["Replica"] == replica_of(aging)
 
     frames = []
     anim = run_job(animate, ray_manager, AnimateRequest(prompts={0: "a forest"}, num_frames=4, width=64, height=64,
