@@ -391,6 +391,9 @@ class PipelineManager:
         where = f"{self.device}, {dtype_name(self.dtype)}"
         if self.load_error:
             return f"⚠️ {self.load_error}"
+        if self.runner is not None:
+            return (f"Model: {self.model_name}, run by Ray Serve replicas (each holds its own copy of the weights; "
+                    "this process holds none).")
         if self.model_name == TINY:
             return (f"Model: tiny ({where}). The tiny model has random weights: it makes coloured noise, "
                     "not pictures. It is for tests and offline demos.")

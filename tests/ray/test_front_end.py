@@ -129,3 +129,7 @@ def test_a_walk_keeps_its_frames_when_its_replica_dies_and_resumes(ray_manager, 
     assert replica_of(done)
     states, alive = wait_for_replicas(gone=killed[0].replica)
     assert states.get("RUNNING") == REPLICAS and killed[0].replica not in alive
+
+
+def test_the_status_line_says_the_replicas_hold_the_weights(ray_manager):
+    assert "run by Ray Serve replicas" in ray_manager.status() and "first use" not in ray_manager.status()
