@@ -22,21 +22,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 def full_size_manager(**folders):
     """The app's PipelineManager over the full-size random SD 1.5 (built from configs, not loaded); `folders` are
     the manager's `lora_dir` and `embeddings_dir`."""
-    from engine.components import SD15_CONFIG_DIR, build_from_configs
-    from engine.manager import PipelineManager, RuntimeOptions
+    from bench.common import full_size_class
+    from engine.manager import RuntimeOptions
 
-    class FullSize(PipelineManager):
-        def base(self):
-            with self._lock:
-                if self._base is None:
-                    self._base = self._place(build_from_configs(SD15_CONFIG_DIR, dtype=self.dtype))
-                return self._base
-
-        @property
-        def model_label(self) -> str:
-            return "sd15-random"
-
-    return FullSize("sd15-random", RuntimeOptions(device="cpu", backend="torch"), **folders)
+    return full_size_class()("sd15-random", RuntimeOptions(device="cpu", backend="torch"), **folders)
 
 
 def main(argv=None) -> int:

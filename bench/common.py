@@ -182,23 +182,12 @@ def child(name: str, settings: Settings, extra_env: dict | None = None, timeout:
 
 
 # 2. the pipelines
-def bench_manager():
-    """The app's PipelineManager over the full-size random SD 1.5, in the dtype it picks for this CPU.
-
-    Bench-only: it builds from presets/sd15 instead of loading a checkpoint, records each run's final latent,
-    and can turn the fast toggle on for requests that do not carry it yet.
-    """
-    from engine.backends import fastpath
+def full_size_class():
+    """The app's PipelineManager over the full-size random SD 1.5: built from presets/sd15, never loaded."""
     from engine.components import SD15_CONFIG_DIR, build_from_configs
-    from engine.manager import PipelineManager, RuntimeOptions
+    from engine.manager import PipelineManager
 
-    accepts_fast = "fast" in inspect.signature(PipelineManager.pipeline).parameters
-
-    class BenchManager(PipelineManager):
-        fast_all = False  # every request runs with the fast toggle
-        fast_interval: int | None = None  # another feature-reuse interval than the app's, to compare
-        record: dict | None = None  # where the final latent of the next run goes
-
+    class FullSize(PipelineManager):
         def base(self):
             with self._lock:
                 if self._base is None:
@@ -208,6 +197,25 @@ def bench_manager():
         @property
         def model_label(self) -> str:
             return "sd15-random"
+
+    return FullSize
+
+
+def bench_manager():
+    """The app's PipelineManager over the full-size random SD 1.5, in the dtype it picks for this CPU.
+
+    Bench-only: it builds from presets/sd15 instead of loading a checkpoint, records each run's final latent,
+    and can turn the fast toggle on for requests that do not carry it yet.
+    """
+    from engine.backends import fastpath
+    from engine.manager import PipelineManager, RuntimeOptions
+
+    accepts_fast = "fast" in inspect.signature(PipelineManager.pipeline).parameters
+
+    class BenchManager(full_size_class()):
+        fast_all = False  # every request runs with the fast toggle
+        fast_interval: int | None = None  # another feature-reuse interval than the app's, to compare
+        record: dict | None = None  # where the final latent of the next run goes
 
         def pipeline(self, task: str, sampler: str, fast: bool = False, identity: bool = False):
             fast = fast or self.fast_all
@@ -222,8 +230,7 @@ def bench_manager():
                 record_last_latent(pipe.scheduler, self.record)
             return pipe
 
-    # the app's default back end is PyTorch; the bench asks for `auto`, so "ours" is the OpenVINO path on x86 and
-    # `torch_path` figures give PyTorch's beside it
+    # `auto`, the app's default: "ours" is the OpenVINO path on x86, and `torch_path` figures give PyTorch's beside it
     return BenchManager("tiny", RuntimeOptions(backend="auto"))
 
 
