@@ -14,10 +14,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.manager import PipelineManager, RuntimeOptions
-from engine.models import DEFAULT_HUB_MODEL, TINY, WEIGHTS_DIR, model_defaults
-from engine.outputs import delete_older_than, output_root
-from engine.styles import use_styles
+from engine.files.outputs import delete_older_than, output_root
+from engine.pipeline.manager import PipelineManager, RuntimeOptions
+from engine.pipeline.models import DEFAULT_HUB_MODEL, TINY, WEIGHTS_DIR, model_defaults
+from engine.text.styles import use_styles
 from tabs import aging, animate, dream, gender_swap, img2img, inpaint, latent_walk, send, text2video, txt2img
 from tabs.common import QUEUE_ID, user_errors
 from tabs.gpu import spaces_module, zero_gpu

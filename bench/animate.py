@@ -23,7 +23,7 @@ def full_size_manager(**folders):
     """The app's PipelineManager over the full-size random SD 1.5 (built from configs, not loaded); `folders` are
     the manager's `lora_dir` and `embeddings_dir`."""
     from bench.common import full_size_class
-    from engine.manager import RuntimeOptions
+    from engine.pipeline.manager import RuntimeOptions
 
     return full_size_class()("sd15-random", RuntimeOptions(device="cpu", backend="torch"), **folders)
 
@@ -36,8 +36,8 @@ def main(argv=None) -> int:
     p.add_argument("--strength", type=float, default=0.65, help="Deforum strength: share of the frame kept")
     args = p.parse_args(argv)
 
-    from engine.devices import dtype_name
-    from engine.generate import ImageRequest, text_to_image
+    from engine.image.generate import ImageRequest, text_to_image
+    from engine.pipeline.devices import dtype_name
     from engine.video.animate import AnimateRequest, animate
     from engine.video.walk import RunPaths
 

@@ -49,8 +49,8 @@ def from_cache(settings, folder: Path) -> dict:
 def child_openvino_cache(args) -> dict:
     """Build the model as the app does, then time OpenVINO's preparation of one size from the disk cache."""
     from engine.backends.openvino import OpenVINOUNetRunner
-    from engine.components import SD15_CONFIG_DIR, build_from_configs
-    from engine.devices import pick_dtype
+    from engine.pipeline.components import SD15_CONFIG_DIR, build_from_configs
+    from engine.pipeline.devices import pick_dtype
 
     dtype = pick_dtype("cpu")
     pipe = build_from_configs(SD15_CONFIG_DIR, dtype=dtype)

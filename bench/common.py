@@ -143,7 +143,7 @@ def machine() -> dict:
         pass
     import diffusers
 
-    from engine.devices import cpu_flags
+    from engine.pipeline.devices import cpu_flags
 
     flags = cpu_flags()
     return {"cpu": model, "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -184,8 +184,8 @@ def child(name: str, settings: Settings, extra_env: dict | None = None, timeout:
 # 2. the pipelines
 def full_size_class():
     """The app's PipelineManager over the full-size random SD 1.5: built from presets/sd15, never loaded."""
-    from engine.components import SD15_CONFIG_DIR, build_from_configs
-    from engine.manager import PipelineManager
+    from engine.pipeline.components import SD15_CONFIG_DIR, build_from_configs
+    from engine.pipeline.manager import PipelineManager
 
     class FullSize(PipelineManager):
         def base(self):
@@ -208,7 +208,7 @@ def bench_manager():
     and can turn the fast toggle on for requests that do not carry it yet.
     """
     from engine.backends import fastpath
-    from engine.manager import PipelineManager, RuntimeOptions
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
 
     accepts_fast = "fast" in inspect.signature(PipelineManager.pipeline).parameters
 
@@ -248,15 +248,15 @@ def record_last_latent(scheduler, box: dict) -> None:
 
 
 def image_request(size: int, steps: int, seed: int = SEED):
-    from engine.generate import ImageRequest
+    from engine.image.generate import ImageRequest
 
     return ImageRequest(prompt=PROMPT, negative_prompt=NEGATIVE, num_inference_steps=steps, width=size,
                         height=size, seed=seed, sampler=SAMPLER, guidance_scale=GUIDANCE)
 
 
 def run_ours(manager, size: int, steps: int, fast: bool = False) -> tuple[dict, torch.Tensor]:
-    """One txt2img image through the engine (engine.generate.text_to_image), timed step by step."""
-    from engine.generate import text_to_image
+    """One txt2img image through the engine (engine.image.generate.text_to_image), timed step by step."""
+    from engine.image.generate import text_to_image
 
     stamps: list[float] = []
     box: dict = {}

@@ -32,7 +32,7 @@ def child_plain_fp32(args) -> dict:
     """What a user gets by default: diffusers' StableDiffusionPipeline in fp32, default attention, DPM++ 2M Karras."""
     from diffusers import DPMSolverMultistepScheduler
 
-    from engine.components import SD15_CONFIG_DIR, build_from_configs
+    from engine.pipeline.components import SD15_CONFIG_DIR, build_from_configs
 
     pipe = build_from_configs(SD15_CONFIG_DIR, dtype=torch.float32).to(torch.float32)
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, use_karras_sigmas=True)
@@ -57,9 +57,9 @@ def child_plain_fp32(args) -> dict:
 def child_allocator(args) -> dict:
     """Time UNet steps and a short pipeline under whichever allocator this process was started with."""
     from engine.backends import fastpath
-    from engine.components import SD15_CONFIG_DIR, build_from_configs
-    from engine.devices import pick_dtype
-    from engine.schedulers import make_scheduler
+    from engine.pipeline.components import SD15_CONFIG_DIR, build_from_configs
+    from engine.pipeline.devices import pick_dtype
+    from engine.pipeline.schedulers import make_scheduler
 
     pipe = build_from_configs(SD15_CONFIG_DIR, dtype=pick_dtype("cpu"))
     pipe.unet.to(memory_format=torch.channels_last)
@@ -81,8 +81,8 @@ def child_allocator(args) -> dict:
 def child_compile(args) -> dict:
     """torch.compile of the UNet: warm-up time, step time against eager, and the memory it holds."""
     from engine.backends import fastpath
-    from engine.components import SD15_CONFIG_DIR, build_from_configs
-    from engine.devices import pick_dtype
+    from engine.pipeline.components import SD15_CONFIG_DIR, build_from_configs
+    from engine.pipeline.devices import pick_dtype
 
     pipe = build_from_configs(SD15_CONFIG_DIR, dtype=pick_dtype("cpu"))
     pipe.unet.to(memory_format=torch.channels_last)
@@ -121,7 +121,7 @@ def fast_alternatives(manager, size: int, steps: int, ours_seconds: float, refer
 
 def switching(manager, base) -> dict:
     """Per-request pipelines across tasks (a tab switch) and fresh schedulers across samplers; no reload."""
-    from engine.schedulers import make_scheduler, sampler_names
+    from engine.pipeline.schedulers import make_scheduler, sampler_names
 
     tasks = ("txt2img", "img2img", "inpaint")
     weights = {p.data_ptr() for p in base.unet.parameters()}

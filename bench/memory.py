@@ -32,7 +32,7 @@ def face_inpaint(manager, photo, size: int, steps: int, prompt: str, count: int)
     """Aging/gender-swap stand-in: inpaint an ellipse over the face, only-masked, at the model's size."""
     from PIL import Image, ImageDraw
 
-    from engine.generate import ImageRequest, inpaint
+    from engine.image.generate import ImageRequest, inpaint
 
     mask = Image.new("L", photo.size, 0)
     x0, y0, x1, y1 = face_box(photo)
@@ -48,7 +48,7 @@ def run_all_tabs(manager, size: int, steps: int, folder: Path) -> dict:
     """txt2img, img2img, inpaint, latent walk, dream, aging and gender swap, once each; returns notes."""
     from PIL import Image, ImageDraw
 
-    from engine.generate import image_to_image, inpaint, text_to_image
+    from engine.image.generate import image_to_image, inpaint, text_to_image
     from engine.video.walk import RunPaths, dream_request, latent_walk
 
     notes = {}
@@ -85,7 +85,7 @@ def run_all_tabs(manager, size: int, steps: int, folder: Path) -> dict:
 
 
 def text_to_image_once(manager, size: int, steps: int) -> None:
-    from engine.generate import text_to_image
+    from engine.image.generate import text_to_image
 
     text_to_image(manager, image_request(size, steps))
 
@@ -95,9 +95,9 @@ def child_naive(args) -> dict:
     from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionInpaintPipeline, StableDiffusionPipeline
     from PIL import Image
 
-    from engine.components import SD15_CONFIG_DIR, build_from_configs
-    from engine.devices import pick_dtype
-    from engine.schedulers import make_scheduler
+    from engine.pipeline.components import SD15_CONFIG_DIR, build_from_configs
+    from engine.pipeline.devices import pick_dtype
+    from engine.pipeline.schedulers import make_scheduler
 
     dtype = pick_dtype("cpu")
     first = build_from_configs(SD15_CONFIG_DIR, dtype=dtype)

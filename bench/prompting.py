@@ -27,7 +27,7 @@ WEIGHTED = "a (photo:1.2) of an ((astronaut)) riding a [horse] on the moon, (det
 
 def time_encoding(manager, repeats: int) -> dict:
     """Milliseconds to encode the plain and the weighted prompt (with the negative prompt), interleaved."""
-    from engine.prompts import encode_prompt_pair
+    from engine.text.prompts import encode_prompt_pair
 
     base = manager.base()
     wall: dict[str, list[float]] = {PROMPT: [], WEIGHTED: []}
@@ -48,7 +48,7 @@ def time_encoding(manager, repeats: int) -> dict:
 
 def time_hires(manager, size: int, steps: int) -> dict:
     """Seconds for a direct image at `size` against Hires. fix from size/2 with steps/2 + steps/2."""
-    from engine.generate import ImageRequest, text_to_image
+    from engine.image.generate import ImageRequest, text_to_image
 
     common = dict(prompt=PROMPT, negative_prompt=NEGATIVE, seed=SEED, sampler=SAMPLER)
     direct = ImageRequest(**common, width=size, height=size, num_inference_steps=steps)

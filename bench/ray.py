@@ -46,7 +46,7 @@ def request(size: int, steps: int, seed: int):
 def local_throughput(size: int, steps: int, images: int) -> dict:
     """One manager in this process, images one after another (the app's --concurrency 1)."""
     from engine.backends import fastpath
-    from engine.generate import text_to_image
+    from engine.image.generate import text_to_image
 
     manager = sd15_manager()
     manager.base()
@@ -68,9 +68,9 @@ def serve_throughput(replicas: int, cpus: int, size: int, steps: int, images: in
     from ray import serve
 
     from engine.backends.ray import RayRunner
-    from engine.generate import text_to_image
-    from engine.manager import PipelineManager
-    from engine.runner import replica_of, run_job
+    from engine.image.generate import text_to_image
+    from engine.jobs.runner import replica_of, run_job
+    from engine.pipeline.manager import PipelineManager
     from server.ray_app import build
 
     started = time.perf_counter()
@@ -100,9 +100,9 @@ def overhead(runs: int) -> dict:
     from ray import serve
 
     from engine.backends.ray import RayRunner
-    from engine.generate import ImageRequest, text_to_image
-    from engine.manager import PipelineManager, RuntimeOptions
-    from engine.runner import run_job
+    from engine.image.generate import ImageRequest, text_to_image
+    from engine.jobs.runner import run_job
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
     from server.ray_app import build
 
     options = RuntimeOptions(device="cpu", dtype="float32")
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
     import ray
     from ray import serve
 
-    from engine.models import REPO_ROOT
+    from engine.pipeline.models import REPO_ROOT
 
     cores = os.cpu_count() or 1
     report = {"machine": machine(), "load_before": os.getloadavg(), "size": args.size, "steps": steps,

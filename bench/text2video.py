@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from diffusers import MotionAdapter
 
     from engine.cli import quiet_libraries
-    from engine.generate import ImageRequest, text_to_image
+    from engine.image.generate import ImageRequest, text_to_image
     from engine.video.motion import adapter as motion_adapter
     from engine.video.motion.text2video import Text2VideoRequest, text_to_video
     from engine.video.walk import RunPaths

@@ -6,8 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from engine.generate import ImageRequest, image_to_image, inpaint, text_to_image
-from engine.schedulers import DEFAULT_SAMPLER
+from engine.image.generate import ImageRequest, image_to_image, inpaint, text_to_image
+from engine.pipeline.schedulers import DEFAULT_SAMPLER
 
 DEFAULT_STEPS, DEFAULT_GUIDANCE = 20, 7.0
 
@@ -120,7 +120,7 @@ def build_parser() -> Parser:
 
 def add_hires_flags(p: argparse.ArgumentParser) -> None:
     """A1111's Hires. fix: --hires-scale turns it on; the rest have A1111's defaults."""
-    from engine.hires import DEFAULT_STRENGTH, DEFAULT_UPSCALER, UPSCALERS
+    from engine.image.hires import DEFAULT_STRENGTH, DEFAULT_UPSCALER, UPSCALERS
 
     p.add_argument("--hires-scale", type=float, default=None,
                    help="Hires. fix: draw at --width x --height, upscale by this (1 to 4) and redraw")
@@ -179,7 +179,7 @@ def run_aging(args) -> int:
     import shutil
 
     from engine.faces.aging import AgingRequest, aging_timelapse, parse_ages
-    from engine.presets import aging_preset
+    from engine.text.presets import aging_preset
 
     out = check_writable(Path(args.out))
     preset = with_preset_defaults(args, aging_preset().defaults)
@@ -198,9 +198,9 @@ def run_aging(args) -> int:
 
 
 def run_gender_swap(args) -> int:
-    from engine import pnginfo
     from engine.faces.gender import GenderRequest, gender_swap
-    from engine.presets import gender_preset
+    from engine.files import pnginfo
+    from engine.text.presets import gender_preset
 
     out = check_writable(Path(args.out))
     preset = with_preset_defaults(args, gender_preset().defaults)
@@ -219,7 +219,7 @@ def run_gender_swap(args) -> int:
 
 
 def make_manager(args):
-    from engine.manager import PipelineManager, RuntimeOptions
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
     options = RuntimeOptions(device=args.device, dtype=args.dtype, compile_unet=args.compile,
                              backend=getattr(args, "backend", "auto"),
                              openvino_background=False)  # a one-shot run: prepare OpenVINO before the image
@@ -238,7 +238,7 @@ def styled_prompts(args) -> tuple[str, str]:
     """--prompt and --negative-prompt with the --style entries applied, as the tabs' Styles picker does."""
     if not getattr(args, "style", None):
         return args.prompt, args.negative_prompt
-    from engine.styles import open_styles
+    from engine.text.styles import open_styles
 
     return open_styles(args.styles).apply(args.style, args.prompt, args.negative_prompt)
 
@@ -284,7 +284,7 @@ def check_writable(path: Path) -> Path:
 
 
 def run_image_job(args) -> int:
-    from engine import pnginfo
+    from engine.files import pnginfo
 
     out = check_writable(Path(args.out))
     manager = make_manager(args)

@@ -84,7 +84,7 @@ def watermark_inside(image: Image.Image, mask: Image.Image, regions: list[Box] |
 
     Returns:
         A new image (RGB, or RGBA when the input had alpha, which is kept). Its `info[REGIONS_KEY]` lists the
-        boxes that carry the mark ("" when none was big enough), which `engine.pnginfo` writes into the PNG
+        boxes that carry the mark ("" when none was big enough), which `engine.files.pnginfo` writes into the PNG
         and which tells it not to mark the whole picture.
     """
     if not isinstance(image, Image.Image) or not isinstance(mask, Image.Image):

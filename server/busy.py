@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from engine.gate import BUSY
+from engine.jobs.gate import BUSY
 
 
 class BusyMessage:

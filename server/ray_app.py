@@ -13,9 +13,9 @@ import threading
 from dataclasses import asdict, fields
 
 from engine.backends.ray import NAMESPACE, JobCall, import_ray, stop_board, unpack
-from engine.generate import RunControl
-from engine.manager import RuntimeOptions
-from engine.runner import job_function
+from engine.image.generate import RunControl
+from engine.jobs.runner import job_function
+from engine.pipeline.manager import RuntimeOptions
 
 APP_NAME = "diffusion_studio"
 DEPLOYMENT = "Engine"
@@ -32,8 +32,8 @@ class Engine:
 
         from ray import serve
 
-        from engine.manager import PipelineManager
-        from engine.models import WEIGHTS_DIR
+        from engine.pipeline.manager import PipelineManager
+        from engine.pipeline.models import WEIGHTS_DIR
 
         self.replica = serve.get_replica_context().replica_id.unique_id
         if factory:  # "module:function" returning a manager (the benchmark's full-size random model)
@@ -43,7 +43,7 @@ class Engine:
             self.manager = PipelineManager(model, RuntimeOptions(**(options or {})),
                                            weights_dir=Path(weights_dir) if weights_dir else WEIGHTS_DIR,
                                            **{key: Path(value) for key, value in (folders or {}).items() if value})
-        self.manager.replica = self.replica  # PNG info names the replica (engine.generate.parameters_text)
+        self.manager.replica = self.replica  # PNG info names the replica (engine.image.generate.parameters_text)
         self.board = stop_board()
         self.lock = threading.Lock()
         try:
@@ -181,8 +181,8 @@ def serve_engine(address: str | None, model: str | None, options: RuntimeOptions
     otherwise one is deployed with `replicas` replicas.
     """
     ray, serve = import_ray()
-    from engine.models import REPO_ROOT
-    from engine.outputs import output_root
+    from engine.files.outputs import output_root
+    from engine.pipeline.models import REPO_ROOT
 
     if not ray.is_initialized():
         env_vars = {"PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),

@@ -11,16 +11,16 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
-from engine import pnginfo
 from engine.backends.ray import WorkerStopped
 from engine.faces.aging import AgingRequest, aging_timelapse, parse_ages
 from engine.faces.gender import GenderRequest, gender_swap
-from engine.gate import BUSY, Busy
-from engine.generate import ImageRequest, text_to_image
-from engine.outputs import next_path, output_root, task_dir
-from engine.presets import aging_preset, gender_preset
-from engine.runner import replica_of, run_job
-from engine.schedulers import DEFAULT_SAMPLER
+from engine.files import pnginfo
+from engine.files.outputs import next_path, output_root, task_dir
+from engine.image.generate import ImageRequest, text_to_image
+from engine.jobs.gate import BUSY, Busy
+from engine.jobs.runner import replica_of, run_job
+from engine.pipeline.schedulers import DEFAULT_SAMPLER
+from engine.text.presets import aging_preset, gender_preset
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 

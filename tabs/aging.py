@@ -5,7 +5,6 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine import gpu_time
 from engine.faces.aging import (
     AgingRequest,
     AgingUpdate,
@@ -16,10 +15,11 @@ from engine.faces.aging import (
     render_chunk,
 )
 from engine.faces.portrait import FaceStep
-from engine.outputs import next_path, task_dir
-from engine.presets import aging_preset
-from engine.runner import run_job
-from engine.schedulers import sampler_names
+from engine.files.outputs import next_path, task_dir
+from engine.jobs import gpu_time
+from engine.jobs.runner import run_job
+from engine.pipeline.schedulers import sampler_names
+from engine.text.presets import aging_preset
 from tabs import gpu
 from tabs.common import (
     SessionControl,

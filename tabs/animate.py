@@ -6,10 +6,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine import gpu_time
-from engine.generate import MAX_STEPS
-from engine.runner import run_job
-from engine.schedulers import DEFAULT_SAMPLER, sampler_names
+from engine.image.generate import MAX_STEPS
+from engine.jobs import gpu_time
+from engine.jobs.runner import run_job
+from engine.pipeline.schedulers import DEFAULT_SAMPLER, sampler_names
 from engine.video.animate import MAX_FRAMES, AnimateRequest, depth
 from engine.video.animate import deforum_settings as deforum
 from engine.video.animate.request import MAX_CADENCE, request_from_dict

@@ -13,11 +13,11 @@ from typing import Callable, Iterator
 
 import gradio as gr
 
-from engine import images, pnginfo
-from engine.gate import BUSY, Busy, Gate
-from engine.generate import MAX_BATCH, MAX_STEPS, RunControl, RunResult, StepUpdate
-from engine.outputs import next_path, task_dir
-from engine.schedulers import DEFAULT_SAMPLER, sampler_names
+from engine.files import images, pnginfo
+from engine.files.outputs import next_path, task_dir
+from engine.image.generate import MAX_BATCH, MAX_STEPS, RunControl, RunResult, StepUpdate
+from engine.jobs.gate import BUSY, Busy, Gate
+from engine.pipeline.schedulers import DEFAULT_SAMPLER, sampler_names
 from engine.video.denoise import write_denoise_video
 from tabs import gpu
 

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from engine.schedulers import is_stochastic
+from engine.pipeline.schedulers import is_stochastic
 from engine.video import walk
 from engine.video.walk import dream_request
 from tabs.common import (

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine import faces, images
+from engine import faces
 from engine.faces import identity
+from engine.files import images
 from tabs.common import readable, upload_path
 
 EXAMPLE_PHOTO = str(Path(__file__).resolve().parent.parent / "presets" / "examples" / "astronaut.jpg")

@@ -5,9 +5,9 @@ import gradio as gr
 
 from engine.faces.gender import GenderRequest, gender_swap
 from engine.faces.portrait import FaceStep
-from engine.presets import gender_preset
-from engine.runner import run_job
-from engine.schedulers import sampler_names
+from engine.jobs.runner import run_job
+from engine.pipeline.schedulers import sampler_names
+from engine.text.presets import gender_preset
 from tabs.common import (
     SessionControl,
     check_inputs_match,

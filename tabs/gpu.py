@@ -19,9 +19,9 @@ from typing import Callable, Iterator
 
 import gradio as gr
 
-from engine import gpu_time
-from engine.gate import BUSY, Busy
-from engine.generate import RunControl
+from engine.image.generate import RunControl
+from engine.jobs import gpu_time
+from engine.jobs.gate import BUSY, Busy
 
 ENV = "SPACES_ZERO_GPU"  # the variable ZeroGPU hardware sets (the spaces package reads it too)
 STOP_DIR = Path(tempfile.gettempdir()) / "diffusion-studio-stop"
@@ -300,7 +300,7 @@ def _aging(v: dict) -> list[gpu_time.Work]:
 
 def _plot(task: str) -> Callable[[dict], list[gpu_time.Work]]:
     def works(v: dict) -> list[gpu_time.Work]:
-        from engine.generate import ImageRequest
+        from engine.image.generate import ImageRequest
         from engine.xyz import plan_plot
         from tabs.xyz_common import plot_request
 
@@ -355,7 +355,7 @@ ESTIMATES: dict[str, Callable[[dict], list[gpu_time.Work]]] = {
 
 
 def seconds_for_task(task: str, fn: Callable) -> Callable[..., int]:
-    """The duration callable of a tab's handler: its arguments to the work they make, to seconds (engine.gpu_time)."""
+    """The duration callable of a tab's handler: its arguments to the work they make, to seconds (engine.jobs.gpu_time)."""
     works = ESTIMATES[task]
 
     def estimate(values: dict) -> int:

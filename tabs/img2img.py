@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from engine.generate import ImageRequest, image_to_image
-from engine.runner import run_job
+from engine.image.generate import ImageRequest, image_to_image
+from engine.jobs.runner import run_job
 from engine.xyz import run_plot
 from tabs.common import (
     SessionControl,

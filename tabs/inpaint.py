@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import gradio as gr
 import numpy as np
 
-from engine.generate import ImageRequest, inpaint, inpaint_preview
-from engine.runner import run_job
+from engine.image.generate import ImageRequest, inpaint, inpaint_preview
+from engine.jobs.runner import run_job
 from tabs.common import (
     SessionControl,
     check_inputs_match,

@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from engine.generate import MAX_STEPS
-from engine.runner import run_job
+from engine.image.generate import MAX_STEPS
+from engine.jobs.runner import run_job
 from engine.video.motion import adapter as motion_adapter
 from engine.video.motion.text2video import (
     DEFAULT_SAMPLER,

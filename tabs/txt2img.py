@@ -5,10 +5,10 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from engine import pnginfo
-from engine.generate import MAX_STEPS, ImageRequest, request_from_parameters, text_to_image
-from engine.hires import DEFAULT_SCALE, DEFAULT_STRENGTH, DEFAULT_UPSCALER, MAX_SCALE, MIN_SCALE, UPSCALERS, hires_size
-from engine.runner import run_job
+from engine.files import pnginfo
+from engine.image.generate import MAX_STEPS, ImageRequest, request_from_parameters, text_to_image
+from engine.image.hires import DEFAULT_SCALE, DEFAULT_STRENGTH, DEFAULT_UPSCALER, MAX_SCALE, MIN_SCALE, UPSCALERS, hires_size
+from engine.jobs.runner import run_job
 from engine.xyz import run_plot
 from tabs.common import (
     SessionControl,

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine import gpu_time, video
-from engine.outputs import output_root, task_dir
-from engine.runner import run_job
+from engine import video
+from engine.files.outputs import output_root, task_dir
+from engine.jobs import gpu_time
+from engine.jobs.runner import run_job
 from engine.video import walk
 from tabs import gpu
 from tabs.common import on_gpu, progress_bar, result_gallery, stream, user_error, user_errors

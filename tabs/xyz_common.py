@@ -7,8 +7,8 @@ from typing import Callable, Iterator
 
 import gradio as gr
 
-from engine import pnginfo
-from engine.outputs import next_path, task_dir
+from engine.files import pnginfo
+from engine.files.outputs import next_path, task_dir
 from engine.xyz import (
     MAX_CELLS,
     PlotRequest,

@@ -30,7 +30,7 @@ def output_dir(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def tiny_manager():
-    from engine.manager import PipelineManager, RuntimeOptions
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
 
     manager = PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32"))
     manager.base()

@@ -1,6 +1,6 @@
 """Run engine jobs on Ray Serve replicas: the front end's side of the wire, and the Stop board both sides share.
 
-A job travels as a `JobCall`: the job's name (engine.runner.JOBS), its arguments with the manager, the Stop
+A job travels as a `JobCall`: the job's name (engine.jobs.runner.JOBS), its arguments with the manager, the Stop
 switch and every callback replaced by markers, and the model to run it on. The replica streams back plain
 tuples: ("started", replica, pid), ("call", slot, args, kwargs) for each progress callback, then ("result",
 value) or ("error", exception). Stop reaches the replica through a small named actor (`StopBoard`) on which
@@ -14,10 +14,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engine.gate import BUSY, Busy
-from engine.generate import RunControl
-from engine.outputs import output_root
-from engine.runner import job_name
+from engine.files.outputs import output_root
+from engine.image.generate import RunControl
+from engine.jobs.gate import BUSY, Busy
+from engine.jobs.runner import job_name
 
 INSTALL_HINT = 'The Ray back end needs Ray Serve: pip install "ray[serve]==2.60.*".'
 WORKER_STOPPED = "The worker stopped; try again."
@@ -56,7 +56,7 @@ class Slot:
 class JobCall:
     """One engine job as it travels to a replica."""
 
-    job: str  # a name from engine.runner.JOBS
+    job: str  # a name from engine.jobs.runner.JOBS
     args: tuple
     kwargs: dict
     model: str | None  # the front end's chosen model; the replica switches to it first

@@ -13,7 +13,7 @@ from typing import Callable
 
 from PIL import Image
 
-from engine import pnginfo, video
+from engine import video
 from engine.faces.portrait import (
     FaceArea,
     FaceStep,
@@ -23,9 +23,10 @@ from engine.faces.portrait import (
     identity_distances,
     identity_note,
 )
-from engine.generate import ImageRequest, RunControl, check_request, pick_seed, replica_field
-from engine.presets import aging_preset
-from engine.schedulers import DEFAULT_SAMPLER
+from engine.files import pnginfo
+from engine.image.generate import ImageRequest, RunControl, check_request, pick_seed, replica_field
+from engine.pipeline.schedulers import DEFAULT_SAMPLER
+from engine.text.presets import aging_preset
 from engine.video.interpolation import lerp
 
 MIN_AGE, MAX_AGE = 1, 100

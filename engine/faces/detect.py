@@ -27,8 +27,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from engine.images import ImageSource, load_image
-from engine.masks import blur_mask
+from engine.files.images import ImageSource, load_image
+from engine.image.masks import blur_mask
 
 MIN_FACE = 64
 """Smallest face side, in pixels, that the face features work on (defaults to 64).

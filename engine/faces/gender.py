@@ -6,7 +6,6 @@ from typing import Callable
 
 from PIL import Image
 
-from engine import pnginfo
 from engine.faces.portrait import (
     FaceStep,
     Regenerator,
@@ -15,9 +14,10 @@ from engine.faces.portrait import (
     identity_distances,
     identity_note,
 )
-from engine.generate import MAX_BATCH, ImageRequest, RunControl, check_request, pick_seed, replica_field
-from engine.presets import gender_preset
-from engine.schedulers import DEFAULT_SAMPLER, a1111_fields
+from engine.files import pnginfo
+from engine.image.generate import MAX_BATCH, ImageRequest, RunControl, check_request, pick_seed, replica_field
+from engine.pipeline.schedulers import DEFAULT_SAMPLER, a1111_fields
+from engine.text.presets import gender_preset
 
 
 @dataclass

@@ -16,8 +16,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine import faces, images, masks, provenance
-from engine.generate import RunControl
+from engine import faces, provenance
+from engine.files import images
+from engine.image import masks
+from engine.image.generate import RunControl
 
 WORK_SIZE = 512  # SD 1.5's native resolution
 IP_CROP_PADDING = 0.2  # the identity adapter sees the face box grown by this share on each side

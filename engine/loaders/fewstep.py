@@ -13,7 +13,7 @@ class FewStep:
 
     lora: str  # the file's name, as written in <lora:NAME:1>
     kind: str  # "LCM", "TCD" or "Hyper-SD"
-    sampler: str  # the matching engine.schedulers entry
+    sampler: str  # the matching engine.pipeline.schedulers entry
     num_inference_steps: int
     guidance_scale: float  # 1 turns classifier-free guidance off: one UNet pass a step, half the work
 

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine import pnginfo, video
-from engine.generate import MAX_SEED, ImageRequest, RunControl, check_request
-from engine.schedulers import DEFAULT_SAMPLER, is_stochastic
+from engine import video
+from engine.files import pnginfo
+from engine.image.generate import MAX_SEED, ImageRequest, RunControl, check_request
+from engine.pipeline.schedulers import DEFAULT_SAMPLER, is_stochastic
 from engine.video import interpolation
 
 MAX_FRAMES = 600  # 50 s at 12 fps; longer runs belong in several resumable pieces
@@ -273,7 +274,7 @@ def prepare_folder(folder: Path) -> None:
 
 
 def _render(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl, notes: list[str]) -> WalkResult:
-    """The prompts' LoRAs stay active for the whole walk (engine.manager.lora_scope)."""
+    """The prompts' LoRAs stay active for the whole walk (engine.pipeline.manager.lora_scope)."""
     req = WalkRequest(**plan["request"])
     with manager.lora_scope(*req.prompts, req.negative_prompt):
         return _render_plan(manager, plan, paths, on_frame, control, notes)

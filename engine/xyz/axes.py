@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.generate import MAX_SEED, MAX_SIDE, MAX_STEPS, MIN_SIDE
-from engine.schedulers import sampler_names
+from engine.image.generate import MAX_SEED, MAX_SIDE, MAX_STEPS, MIN_SIDE
+from engine.pipeline.schedulers import sampler_names
 
 PLOT_GUIDANCE = (-30.0, 30.0)  # the CFG axis sweeps past the tabs' 1..30: at 0 and below the prompt pulls less, or away
 MAX_CELLS = 100

@@ -14,8 +14,8 @@ from typing import Callable
 
 from PIL import Image
 
-from engine import pnginfo
-from engine.generate import (
+from engine.files import pnginfo
+from engine.image.generate import (
     GeneratedImage,
     ImageRequest,
     RunControl,

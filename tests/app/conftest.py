@@ -15,7 +15,7 @@ def server(tmp_path_factory):
     import os
 
     from app import build_demo
-    from engine.manager import PipelineManager, RuntimeOptions
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
 
     os.environ["STUDIO_OUTPUT_DIR"] = str(tmp_path_factory.mktemp("app-outputs"))
     demo = build_demo(PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32")))

@@ -5,7 +5,7 @@ import pytest
 from gradio_client import handle_file
 from PIL import Image
 
-from engine import pnginfo
+from engine.files import pnginfo
 
 T2I = dict(prompt="a red apple", negative_prompt="", num_inference_steps=3, guidance_scale=7, width=64,
            height=64, seed=11, batch_count=1, sampler="Euler")

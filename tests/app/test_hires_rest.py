@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from engine import pnginfo
+from engine.files import pnginfo
 
 
 @pytest.fixture(scope="module")

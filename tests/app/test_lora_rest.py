@@ -10,14 +10,14 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from engine import pnginfo
+from engine.files import pnginfo
 from tests.engine import lora_files as lf
 
 
 @pytest.fixture(scope="module")
 def http(tmp_path_factory):
     import app
-    from engine.manager import PipelineManager, RuntimeOptions
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
 
     root = tmp_path_factory.mktemp("networks")
     pipe = PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32")).base()

@@ -5,7 +5,8 @@ import pytest
 from gradio_client import handle_file
 from PIL import Image
 
-from engine import pnginfo, styles
+from engine.files import pnginfo
+from engine.text import styles
 
 T2I = dict(prompt="a red apple", negative_prompt="", num_inference_steps=2, guidance_scale=7, width=64,
            height=64, seed=21, batch_count=1, sampler="Euler")

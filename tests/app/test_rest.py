@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from engine import pnginfo
+from engine.files import pnginfo
 
 EXAMPLE = "presets/examples/astronaut.jpg"
 
@@ -161,7 +161,7 @@ def test_files_are_served_only_from_the_output_folder(http):
 
 
 def test_busy_answer_when_every_slot_and_the_line_are_taken(http):
-    from engine.gate import Gate
+    from engine.jobs.gate import Gate
 
     manager = route_manager(http, "/api/txt2img")
     original, manager.gate = manager.gate, Gate(limit=1, max_waiting=0)

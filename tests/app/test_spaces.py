@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import gpu_time
+from engine.jobs import gpu_time
 from engine.video import walk
 from tabs import walk_common
 from tabs.common import SessionControl, on_gpu
@@ -40,7 +40,7 @@ def no_spaces(monkeypatch):
 
 def tiny_demo():
     from app import build_demo
-    from engine.manager import PipelineManager, RuntimeOptions
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
 
     manager = PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32"))
     return manager, build_demo(manager)
@@ -247,7 +247,7 @@ def test_the_model_loads_at_start_up_on_zerogpu_and_the_menu_keeps_to_it(spaces)
 
 def test_elsewhere_the_model_still_loads_lazily(no_spaces, monkeypatch):
     import app
-    from engine.manager import PipelineManager
+    from engine.pipeline.manager import PipelineManager
 
     started = []
     monkeypatch.setattr(PipelineManager, "preload", lambda self: started.append(self))

@@ -6,7 +6,8 @@ import pytest
 from gradio_client import handle_file
 from PIL import Image
 
-from engine import pnginfo, video
+from engine import video
+from engine.files import pnginfo
 
 BASE = dict(prompt="a red apple", negative_prompt="", num_inference_steps=2, guidance_scale=7, width=64, height=64,
             seed=5, sampler="Euler", fast=False)

@@ -49,7 +49,7 @@ def launch_app(manager):
     Set STUDIO_OUTPUT_DIR first: the output folder is the one extra folder Gradio may serve files from.
     """
     from app import CSS, build_demo
-    from engine.outputs import output_root
+    from engine.files.outputs import output_root
 
     demo = build_demo(manager)
     demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,

@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from playwright.sync_api import expect, sync_playwright
 
-    from engine.manager import PipelineManager, RuntimeOptions
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
 
     # 1. the app on the tiny model, writing its outputs to a throwaway folder
     os.environ["STUDIO_OUTPUT_DIR"] = tempfile.mkdtemp(prefix="ds-screenshot-")

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def networks_url(tmp_path_factory):
     """The app on the tiny model with a LoRA folder (a style LoRA and an LCM LoRA) and an embedding."""
-    from engine.manager import PipelineManager, RuntimeOptions
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
 
     root = tmp_path_factory.mktemp("networks")
     manager = PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32"), lora_dir=root / "Lora",

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from engine import styles
+from engine.text import styles
 from tests.browser.conftest import need_playwright
 from tests.browser.test_tabs import RUN_TIMEOUT_MS, info, open_tab, output_image, set_slider
 

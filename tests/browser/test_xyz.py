@@ -8,7 +8,7 @@ from tests.browser.conftest import need_playwright
 need_playwright()  # a missing Playwright fails with the install line (skips only with STUDIO_SKIP_BROWSER=1)
 from playwright.sync_api import Locator, Page, expect  # noqa: E402
 
-from engine import pnginfo  # noqa: E402
+from engine.files import pnginfo  # noqa: E402
 from tests.browser.test_tabs import RUN_TIMEOUT_MS, fetch_image, info, open_tab, set_slider  # noqa: E402
 
 pytestmark = pytest.mark.browser

@@ -20,8 +20,8 @@ pytestmark = pytest.mark.browser
 def zerogpu_url(tmp_path_factory):
     """The app as app.py serves it on ZeroGPU: the model loaded at start-up, walks in GPU calls of 2 frames."""
     import app
-    from engine import gpu_time
-    from engine.manager import PipelineManager, RuntimeOptions
+    from engine.jobs import gpu_time
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
     from tabs import walk_common
     from tests.app import fake_spaces
 

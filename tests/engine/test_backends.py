@@ -10,8 +10,8 @@ import torch
 
 from engine import backends
 from engine.backends import choose_backend
-from engine.generate import ImageRequest, text_to_image
-from engine.schedulers import DEFAULT_SAMPLER
+from engine.image.generate import ImageRequest, text_to_image
+from engine.pipeline.schedulers import DEFAULT_SAMPLER
 
 SD15_PARAMETERS = 859_520_964
 TINY_PARAMETERS = 500_000
@@ -51,7 +51,7 @@ def test_unknown_backend_and_openvino_on_a_gpu_are_refused_in_one_sentence():
         choose_backend("tensorrt", "cpu", SD15_PARAMETERS)
     with pytest.raises(ValueError, match="CPU only"):
         choose_backend("openvino", "cuda", SD15_PARAMETERS, installed=True)
-    from engine.manager import PipelineManager, RuntimeOptions
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
 
     with pytest.raises(ValueError, match="Unknown back end"):
         PipelineManager("tiny", RuntimeOptions(backend="onnx"))
@@ -70,7 +70,7 @@ def test_flags_and_environment_carry_the_backend(monkeypatch):
 # 2. without OpenVINO
 def test_without_openvino_everything_runs_on_torch(monkeypatch, tmp_path):
     from engine.backends.openvino import OpenVINOUNetRunner
-    from engine.manager import PipelineManager, RuntimeOptions
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
 
     monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now raises ImportError
     assert not backends.openvino_installed()
@@ -92,7 +92,7 @@ def ov_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ov_manager(ov_cache):
-    from engine.manager import PipelineManager, RuntimeOptions
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
 
     mp = pytest.MonkeyPatch()
     mp.setenv("STUDIO_OPENVINO_CACHE", str(ov_cache))
@@ -188,7 +188,7 @@ def test_a_new_model_is_prepared_in_the_background_while_torch_serves(ov_manager
 def test_the_default_back_end_is_auto(monkeypatch):
     import app
     from engine.cli import build_parser
-    from engine.manager import RuntimeOptions
+    from engine.pipeline.manager import RuntimeOptions
 
     monkeypatch.delenv("STUDIO_BACKEND", raising=False)
     assert app.parse_args([]).backend == "auto"

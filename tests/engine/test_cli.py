@@ -5,8 +5,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from engine import pnginfo
 from engine.cli import main
+from engine.files import pnginfo
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = ["--model", "tiny", "--dtype", "float32", "--steps", "2", "--width", "64", "--height", "64"]

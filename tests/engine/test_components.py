@@ -1,4 +1,4 @@
-"""The preset configs, the tiny pipeline and offline single-file loading (engine/components.py)."""
+"""The preset configs, the tiny pipeline and offline single-file loading (engine/pipeline/components.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from diffusers.loaders.single_file_utils import (
 )
 from safetensors.torch import save_file
 
-from engine.components import (
+from engine.pipeline.components import (
     SD15_CONFIG_DIR,
     TINY_CONFIG_DIR,
     build_from_configs,

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from engine.devices import cpu_supports_bf16, pick_device, pick_dtype
+from engine.pipeline.devices import cpu_supports_bf16, pick_device, pick_dtype
 
 
 def test_bf16_only_where_the_cpu_has_bf16_instructions():

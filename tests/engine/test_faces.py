@@ -20,7 +20,7 @@ from engine.faces import (
     pick_face,
     usable,
 )
-from engine.masks import paste_back
+from engine.image.masks import paste_back
 
 ASTRONAUT_FACE = (165, 55, 280, 195)  # generous (left, top, right, bottom) around her face in the 512x512 photo
 

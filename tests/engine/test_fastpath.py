@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from engine.backends import fastpath
-from engine.schedulers import DEFAULT_SAMPLER
+from engine.pipeline.schedulers import DEFAULT_SAMPLER
 
 STEPS = 12
 SIZE = 64
@@ -39,7 +39,7 @@ def test_fast_is_off_by_default(tiny_manager):
     pipe = tiny_manager.pipeline("txt2img", DEFAULT_SAMPLER)
     assert not fastpath.is_fast(pipe)
     assert fastpath.apply_fast(pipe, enabled=False) is pipe
-    from engine.generate import ImageRequest
+    from engine.image.generate import ImageRequest
     from engine.video.walk import WalkRequest
 
     # once the requests carry the toggle, it must default to off
@@ -172,7 +172,7 @@ def test_allocator_tuning_is_idempotent():
 
 
 def test_fast_request_reaches_the_pipeline(tiny_manager):
-    from engine.generate import ImageRequest, text_to_image
+    from engine.image.generate import ImageRequest, text_to_image
 
     if "fast" not in ImageRequest.__dataclass_fields__:
         pytest.skip("ImageRequest has no `fast` field yet (the wiring in BENCHMARKS.md is not applied)")
@@ -196,7 +196,7 @@ def test_small_models_run_on_one_thread_and_full_size_ones_on_all(tiny_manager):
 
 
 def test_the_tiny_model_defaults_to_a_size_it_answers_quickly():
-    from engine.models import model_defaults
+    from engine.pipeline.models import model_defaults
 
     assert (model_defaults("tiny").width, model_defaults("tiny").height) == (128, 128)
     assert model_defaults("SG161222/Realistic_Vision_V6.0_B1_noVAE").width == 512

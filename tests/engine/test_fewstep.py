@@ -4,13 +4,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine import pnginfo
 from engine.cli import main
-from engine.generate import ImageRequest, request_from_parameters, text_to_image
+from engine.files import pnginfo
+from engine.image.generate import ImageRequest, request_from_parameters, text_to_image
 from engine.loaders import fewstep
 from engine.loaders.lora import LoraFolder
-from engine.manager import PipelineManager, RuntimeOptions
-from engine.schedulers import a1111_fields, from_a1111_fields
+from engine.pipeline.manager import PipelineManager, RuntimeOptions
+from engine.pipeline.schedulers import a1111_fields, from_a1111_fields
 from tests.engine import lora_files as lf
 
 TINY = ["--model", "tiny", "--dtype", "float32", "--width", "64", "--height", "64"]

@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from engine.gate import Busy, Gate
+from engine.jobs.gate import Busy, Gate
 
 
 def test_callers_beyond_slots_and_line_are_told_busy_at_once():

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from engine import pnginfo
 from engine.faces.gender import GenderRequest, check_gender, gender_swap
 from engine.faces.portrait import find_face_area
+from engine.files import pnginfo
 
 FAST = dict(num_inference_steps=3, size=64, sampler="Euler", seed=4)
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import pnginfo
-from engine.generate import (
+from engine.files import pnginfo
+from engine.image.generate import (
     ImageRequest,
     RunControl,
     check_request,
@@ -118,8 +118,8 @@ def test_inpaint_changes_only_the_masked_area(tiny_manager, astronaut, only_mask
 def test_saved_inpaint_keeps_every_pixel_outside_the_mask_and_carries_the_mark(tiny_manager, astronaut, tmp_path):
     """The downloaded PNG, not just the array: the watermark goes only where the model painted."""
     from engine import provenance
-    from engine.masks import blur_mask
-    from engine.pnginfo import save_png
+    from engine.files.pnginfo import save_png
+    from engine.image.masks import blur_mask
 
     photo = astronaut.resize((480, 400))
     mask = np.zeros((400, 480), dtype=bool)

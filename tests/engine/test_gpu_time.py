@@ -1,8 +1,8 @@
 """The GPU time a ZeroGPU call asks for: pure arithmetic, no numpy, no model."""
 import pytest
 
-from engine import gpu_time
-from engine.gpu_time import Work, frames_per_call, seconds_for, work_seconds
+from engine.jobs import gpu_time
+from engine.jobs.gpu_time import Work, frames_per_call, seconds_for, work_seconds
 
 
 def test_the_ask_grows_with_steps_images_size_and_strength():

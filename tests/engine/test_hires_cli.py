@@ -1,8 +1,8 @@
 """`python -m engine txt2img --hires-scale ...`: Hires. fix from the shell."""
 from PIL import Image
 
-from engine import pnginfo
 from engine.cli import main
+from engine.files import pnginfo
 
 TINY = ["--model", "tiny", "--dtype", "float32", "--steps", "2", "--width", "64", "--height", "64"]
 

@@ -9,8 +9,8 @@ from safetensors.torch import save_file
 
 from engine.faces import identity
 from engine.faces.gender import GenderRequest, gender_swap
-from engine.generate import ImageRequest, text_to_image
-from engine.manager import PipelineManager, RuntimeOptions
+from engine.image.generate import ImageRequest, text_to_image
+from engine.pipeline.manager import PipelineManager, RuntimeOptions
 
 FAST = dict(direction="man", variants=1, num_inference_steps=3, size=64, sampler="Euler", seed=4)
 
@@ -53,7 +53,7 @@ def write_tiny_adapter(folder, unet_config, width: int = 32) -> None:
 @pytest.fixture(scope="module")
 def adapter_manager(tmp_path_factory):
     """A tiny-model manager whose weights/ holds the tiny adapter."""
-    from engine.components import TINY_CONFIG_DIR
+    from engine.pipeline.components import TINY_CONFIG_DIR
 
     folder = tmp_path_factory.mktemp("weights")
     import json

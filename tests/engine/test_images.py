@@ -1,4 +1,4 @@
-"""engine.images: every kind of upload ends as 8-bit RGB, and bad files end as a clear ValueError."""
+"""engine.files.images: every kind of upload ends as 8-bit RGB, and bad files end as a clear ValueError."""
 
 import io
 
@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
-from engine import images
-from engine.images import load_image, scale_to_long_side, snap_size
+from engine.files import images
+from engine.files.images import load_image, scale_to_long_side, snap_size
 
 
 def encode(image: Image.Image, fmt: str, **kwargs) -> bytes:

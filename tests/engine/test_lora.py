@@ -9,9 +9,9 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from engine.generate import ImageRequest, text_to_image
+from engine.image.generate import ImageRequest, text_to_image
 from engine.loaders.lora import split_tags, uses_in
-from engine.manager import PipelineManager, RuntimeOptions
+from engine.pipeline.manager import PipelineManager, RuntimeOptions
 from tests.engine import lora_files as lf
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.generate import ImageRequest, text_to_image
-from engine.manager import PipelineManager, RuntimeOptions
+from engine.image.generate import ImageRequest, text_to_image
+from engine.pipeline.manager import PipelineManager, RuntimeOptions
 from tests.engine import lora_files as lf
 
 

@@ -3,8 +3,8 @@ import time
 import pytest
 import torch
 
-from engine.manager import PipelineManager, RuntimeOptions
-from engine.models import DEFAULT_HUB_MODEL, TINY, model_choices, resolve_model
+from engine.pipeline.manager import PipelineManager, RuntimeOptions
+from engine.pipeline.models import DEFAULT_HUB_MODEL, TINY, model_choices, resolve_model
 
 
 def test_task_pipelines_share_one_set_of_weights(tiny_manager):
@@ -99,7 +99,7 @@ def test_status_tells_the_tiny_model_makes_noise(tiny_manager):
 
 
 def test_preload_loads_in_the_background_and_reports_a_failure_in_status(caplog):
-    from engine.manager import PipelineManager, RuntimeOptions
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
 
     manager = PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32"))
     manager.preload().join(timeout=120)

@@ -1,11 +1,11 @@
-"""engine.masks: mask formats, feathering, A1111 "only masked" crop box and a paste-back that leaves the rest untouched."""
+"""engine.image.masks: mask formats, feathering, the "only masked" crop box and a paste-back that leaves the rest alone."""
 
 import numpy as np
 import pytest
 from PIL import Image
 from skimage import data
 
-from engine.masks import EMPTY_MASK, blur_mask, dilate_mask, mask_to_l, masked_crop_box, paste_back
+from engine.image.masks import EMPTY_MASK, blur_mask, dilate_mask, mask_to_l, masked_crop_box, paste_back
 
 SIZE = (64, 48)  # (width, height)
 

@@ -80,8 +80,8 @@ def test_page_out_changes_nothing_but_residency(tmp_path):
 def test_torch_unet_reads_its_weights_from_the_cache_once_openvino_is_ready(tmp_path):
     pytest.importorskip("openvino")
     from engine.backends.openvino import OpenVINOUNetRunner, Shape
-    from engine.components import build_tiny_pipeline
     from engine.faces.identity import share_unet
+    from engine.pipeline.components import build_tiny_pipeline
 
     unet = build_tiny_pipeline().unet
     twin = share_unet(unet)  # the identity adapter's UNet, made before OpenVINO was ready

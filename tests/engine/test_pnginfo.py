@@ -1,4 +1,4 @@
-"""engine.pnginfo: A1111's `parameters` text, written, parsed back, stored in PNGs and read by sd-parsers."""
+"""engine.files.pnginfo: A1111's `parameters` text, written, parsed back, stored in PNGs and read by sd-parsers."""
 
 import io
 import json
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine.pnginfo import format_parameters, parse_parameters, png_bytes, read_parameters, save_png
+from engine.files.pnginfo import format_parameters, parse_parameters, png_bytes, read_parameters, save_png
 
 SETTINGS = {
     "Steps": 20,

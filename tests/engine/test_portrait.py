@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import faces, pnginfo, provenance
+from engine import faces, provenance
 from engine.faces import Face, face_identity_distance
 from engine.faces.aging import AgingRequest, aging_timelapse
 from engine.faces.gender import GenderRequest, gender_swap
@@ -18,7 +18,8 @@ from engine.faces.portrait import (
     identity_note,
     mark_box,
 )
-from engine.masks import paste_back
+from engine.files import pnginfo
+from engine.image.masks import paste_back
 
 FAST = dict(num_inference_steps=3, size=64, sampler="Euler", seed=4)
 

@@ -1,10 +1,10 @@
-"""engine.preview: the A1111 "Approx cheap" latent preview, at the output's size."""
+"""engine.image.preview: the A1111 "Approx cheap" latent preview, at the output's size."""
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from engine.preview import LATENT_RGB_FACTORS, latents_to_preview
+from engine.image.preview import LATENT_RGB_FACTORS, latents_to_preview
 
 
 def latent_of(vector, height=4, width=6) -> np.ndarray:

@@ -4,7 +4,7 @@ import math
 import pytest
 import torch
 
-from engine.prompts import (
+from engine.text.prompts import (
     CHUNK_TOKENS,
     apply_weights,
     encode_prompt_pair,
@@ -198,7 +198,7 @@ def test_break_starts_a_new_chunk_encoded_on_its_own(tiny_manager):
 
 
 def test_weighted_prompt_changes_the_image_and_stays_deterministic(tiny_manager):
-    from engine.generate import ImageRequest, text_to_image
+    from engine.image.generate import ImageRequest, text_to_image
 
     def run(prompt):
         req = ImageRequest(prompt=prompt, num_inference_steps=2, width=64, height=64, seed=3)

@@ -1,6 +1,6 @@
 import torch
 
-from engine.prompts import CHUNK_TOKENS, chunk_ids, encode_prompt_pair, token_ids
+from engine.text.prompts import CHUNK_TOKENS, chunk_ids, encode_prompt_pair, token_ids
 
 
 def test_long_prompts_are_encoded_in_77_token_chunks_not_cut(tiny_manager):

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from engine import provenance, video
-from engine.pnginfo import png_bytes, read_parameters, save_png
+from engine.files.pnginfo import png_bytes, read_parameters, save_png
 
 PARAMETERS = "a portrait of a 70 years old woman\nSteps: 20, Sampler: DPM++ 2M, CFG scale: 7, Seed: 1, Size: 512x512"
 

@@ -8,7 +8,7 @@ pytestmark = pytest.mark.weights
 
 @pytest.fixture(scope="module")
 def real_manager():
-    from engine.manager import PipelineManager
+    from engine.pipeline.manager import PipelineManager
 
     return PipelineManager(os.environ["STUDIO_REAL_WEIGHTS"])
 

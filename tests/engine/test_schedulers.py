@@ -1,6 +1,6 @@
 import pytest
 
-from engine.schedulers import SAMPLERS, a1111_fields, from_a1111_fields, is_stochastic, make_scheduler, sampler_names
+from engine.pipeline.schedulers import SAMPLERS, a1111_fields, from_a1111_fields, is_stochastic, make_scheduler, sampler_names
 
 A1111_NAMES = ["DPM++ 2M", "DPM++ 2M Karras", "DPM++ 2M SDE", "DPM++ 2M SDE Karras", "DPM++ SDE",
                "DPM++ SDE Karras", "DPM2", "DPM2 a", "Euler", "Euler a", "Heun", "LMS", "DDIM", "PNDM", "UniPC",

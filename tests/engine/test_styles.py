@@ -4,8 +4,8 @@ import time
 
 import pytest
 
-from engine import styles
-from engine.styles import EXAMPLE_STYLES, Style, StyleFile, apply_styles, merge_prompt, read_styles, use_styles
+from engine.text import styles
+from engine.text.styles import EXAMPLE_STYLES, Style, StyleFile, apply_styles, merge_prompt, read_styles, use_styles
 
 A1111_CSV = (
     "name,prompt,negative_prompt\n"

@@ -1,6 +1,6 @@
 """`python -m engine ... --style NAME --styles PATH`: styles from the shell, on the tiny model."""
-from engine import pnginfo
 from engine.cli import main
+from engine.files import pnginfo
 from tests.engine.test_styles import A1111_CSV
 
 

@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from engine import video
-from engine.generate import RunControl
+from engine.image.generate import RunControl
 from engine.video.motion import adapter as motion_adapter
 from engine.video.motion.text2video import (
     Text2VideoRequest,
@@ -77,7 +77,7 @@ def test_sharing_gives_what_diffusers_own_copy_gives(tiny_manager):
 
 
 def test_switching_models_frees_the_adapter():
-    from engine.manager import PipelineManager, RuntimeOptions
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
 
     manager = PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32"))
     unet = manager.base().unet

@@ -219,7 +219,7 @@ def test_describe_length():
 
 
 def test_videos_get_the_same_permissions_as_images(tmp_path):
-    from engine.pnginfo import save_png
+    from engine.files.pnginfo import save_png
 
     frames = [np.full((64, 64, 3), i * 20, np.uint8) for i in range(3)]
     mp4 = video.write_mp4(frames, tmp_path / "v.mp4", fps=4)

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from engine import video
-from engine.generate import RunControl
+from engine.image.generate import RunControl
 from engine.video import interpolation
 from engine.video.walk import (
     MAX_FRAMES,
@@ -148,7 +148,7 @@ def test_unwritable_output_folder_is_reported(tiny_manager, tmp_path):
 
 def test_resume_refuses_another_model_and_the_cli_takes_the_plans(tiny_manager, tmp_path, capsys):
     from engine.cli import main
-    from engine.manager import PipelineManager
+    from engine.pipeline.manager import PipelineManager
 
     control = RunControl()
     paths = RunPaths.in_folder(tmp_path / "stopped", "walk")

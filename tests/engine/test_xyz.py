@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import pnginfo, video
-from engine.generate import ImageRequest, image_to_image, text_to_image
+from engine import video
+from engine.files import pnginfo
+from engine.image.generate import ImageRequest, image_to_image, text_to_image
 from engine.xyz import (
     PlotRequest,
     draw_grid,
@@ -185,7 +186,7 @@ def test_sweep_video_has_one_captioned_frame_per_value(tiny_manager, tmp_path):
 
 
 def test_stop_keeps_the_cells_made(tiny_manager):
-    from engine.generate import RunControl
+    from engine.image.generate import RunControl
 
     control = RunControl()
     seen = []
@@ -204,7 +205,7 @@ def test_stop_keeps_the_cells_made(tiny_manager):
 
 @pytest.mark.parametrize("task", ["img2img", "inpaint"])
 def test_denoising_video_for_img2img_and_inpaint(tiny_manager, photo_64, task):
-    from engine.generate import inpaint
+    from engine.image.generate import inpaint
 
     req = ImageRequest(**{**BASE, "num_inference_steps": 4, "strength": 0.5, "denoise_video": True, "mask_blur": 0})
     if task == "img2img":

@@ -17,7 +17,7 @@ def ray_outputs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def ray_loras(tmp_path_factory):
     """A LoRA folder the replicas are started with (--lora-dir), holding one small random LoRA."""
-    from engine.manager import PipelineManager, RuntimeOptions
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
     from tests.engine import lora_files as lf
 
     folder = tmp_path_factory.mktemp("ray-loras")
@@ -32,7 +32,7 @@ def engine_handle(ray_outputs, ray_loras):
     import ray
     from ray import serve
 
-    from engine.manager import RuntimeOptions
+    from engine.pipeline.manager import RuntimeOptions
     from server.ray_app import serve_engine
 
     previous = os.environ.get("STUDIO_OUTPUT_DIR")
@@ -54,7 +54,7 @@ def engine_handle(ray_outputs, ray_loras):
 def ray_manager(engine_handle):
     """A front-end manager (no weights of its own) whose jobs run on the replicas."""
     from engine.backends.ray import RayRunner
-    from engine.manager import PipelineManager, RuntimeOptions
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
 
     manager = PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32", concurrency=REPLICAS))
     manager.runner = RayRunner(engine_handle)

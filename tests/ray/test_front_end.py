@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import pnginfo
 from engine.backends.ray import WorkerStopped
-from engine.generate import ImageRequest, text_to_image
-from engine.runner import replica_of, run_job
+from engine.files import pnginfo
+from engine.image.generate import ImageRequest, text_to_image
+from engine.jobs.runner import replica_of, run_job
 from engine.video import walk
 
 from .conftest import REPLICAS, wait_for_replicas

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from engine import pnginfo
-from engine.generate import ImageRequest, image_to_image, inpaint
-from engine.runner import replica_of, run_job
+from engine.files import pnginfo
+from engine.image.generate import ImageRequest, image_to_image, inpaint
+from engine.jobs.runner import replica_of, run_job
 from engine.video.walk import RunPaths
 
 IMAGE = dict(prompt="a red apple", num_inference_steps=3, width=64, height=64, seed=4, sampler="Euler",

@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from engine import pnginfo
 from engine.backends.ray import WORKER_STOPPED, WorkerStopped
-from engine.generate import ImageRequest, RunControl, text_to_image
-from engine.runner import replica_of, run_job
+from engine.files import pnginfo
+from engine.image.generate import ImageRequest, RunControl, text_to_image
+from engine.jobs.runner import replica_of, run_job
 
 from .conftest import REPLICAS, live_replicas, wait_for_replicas
 
@@ -25,7 +25,7 @@ def pixels(result):
 
 
 def test_a_lora_tag_runs_on_the_replica_as_in_process(ray_manager, ray_loras):
-    from engine.manager import PipelineManager, RuntimeOptions
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
 
     req = ImageRequest(**{**REQ, "prompt": "a red apple <lora:ray_style:0.8>"}, seed=7)
     remote = run_job(text_to_image, ray_manager, req, None, None)
@@ -101,8 +101,8 @@ def test_full_replica_queues_give_the_busy_answer():
     from ray.serve.exceptions import BackPressureError
 
     from engine.backends.ray import RayRunner
-    from engine.gate import BUSY, Busy
-    from engine.manager import PipelineManager
+    from engine.jobs.gate import BUSY, Busy
+    from engine.pipeline.manager import PipelineManager
 
     class FullQueues:
         def options(self, **_):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.models import HUB_ID, WEIGHTS_DIR, hub_offline, hub_reachable
+from engine.pipeline.models import HUB_ID, WEIGHTS_DIR, hub_offline, hub_reachable
 
 DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 MISSING = (f"3D mode needs a depth model and none was found: put a depth-estimation model folder (such as "

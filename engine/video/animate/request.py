@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 
 from engine import video
-from engine.generate import MAX_SEED, ImageRequest, check_request
-from engine.schedulers import DEFAULT_SAMPLER
+from engine.image.generate import MAX_SEED, ImageRequest, check_request
+from engine.pipeline.schedulers import DEFAULT_SAMPLER
 from engine.video.animate import color, schedules, warp
 
 MAX_FRAMES = 1000  # about 80 s at 12 fps; longer animations belong in several resumable pieces

@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine import images, pnginfo, video
-from engine.generate import MIN_SIDE, RunControl
+from engine import video
+from engine.files import images, pnginfo
+from engine.image.generate import MIN_SIDE, RunControl
 from engine.video.animate import color, depth, schedules, video_input, warp
 from engine.video.animate.deforum_settings import to_settings
 from engine.video.animate.request import (
@@ -228,7 +229,7 @@ def _open_run(manager, plan_path: Path) -> tuple[Path, dict, RunPaths]:
 
 # 2. rendering
 def _render(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl, notes: list[str]) -> AnimateResult:
-    """The prompts' LoRAs stay active for the whole animation (engine.manager.lora_scope)."""
+    """The prompts' LoRAs stay active for the whole animation (engine.pipeline.manager.lora_scope)."""
     req = request_from_dict(plan["request"])
     with manager.lora_scope(*req.prompts.values(), req.negative_prompt):
         return _render_plan(manager, plan, paths, on_frame, control, notes)

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import torch
 
-from engine.components import PRESETS_DIR
-from engine.models import CHECKPOINT_SUFFIXES, HUB_ID, TINY, hub_offline, hub_reachable
+from engine.pipeline.components import PRESETS_DIR
+from engine.pipeline.models import CHECKPOINT_SUFFIXES, HUB_ID, TINY, hub_offline, hub_reachable
 
 DEFAULT_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
 MOTION_PRESETS: Path = PRESETS_DIR / "motion"

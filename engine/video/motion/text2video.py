@@ -15,13 +15,14 @@ from typing import Callable
 import torch
 from PIL import Image
 
-from engine import pnginfo, video
+from engine import video
 from engine.backends import fastpath
 from engine.backends import openvino as ov_backend
-from engine.generate import ImageRequest, RunControl, check_request, pick_seed
-from engine.outputs import output_root
-from engine.preview import latents_to_preview
-from engine.schedulers import check_sampler, make_scheduler, sampler_names
+from engine.files import pnginfo
+from engine.files.outputs import output_root
+from engine.image.generate import ImageRequest, RunControl, check_request, pick_seed
+from engine.image.preview import latents_to_preview
+from engine.pipeline.schedulers import check_sampler, make_scheduler, sampler_names
 from engine.video.animate.schedules import parse_prompts
 from engine.video.motion import adapter as motion_adapter
 from engine.video.motion.unet import motion_unet

@@ -12,9 +12,11 @@ from typing import Callable
 import torch
 from PIL import Image
 
-from engine import images, masks, pnginfo, provenance
-from engine.preview import latents_to_preview
-from engine.schedulers import DEFAULT_SAMPLER, a1111_fields, check_sampler
+from engine import provenance
+from engine.files import images, pnginfo
+from engine.image import masks
+from engine.image.preview import latents_to_preview
+from engine.pipeline.schedulers import DEFAULT_SAMPLER, a1111_fields, check_sampler
 from engine.video.denoise import decode_frames, record_predictions
 
 MAX_STEPS = 150
@@ -37,14 +39,14 @@ class ImageRequest:
     height: int = 512  # multiple of 8
     seed: int = -1  # -1 picks a random seed; the one used is reported and saved
     batch_count: int = 1  # images made one after another with seeds seed, seed+1, ...
-    sampler: str = DEFAULT_SAMPLER  # an A1111 sampler name from engine.schedulers
+    sampler: str = DEFAULT_SAMPLER  # an A1111 sampler name from engine.pipeline.schedulers
     strength: float = 0.75  # img2img/inpaint: how much of the image is redrawn
     mask_blur: int = 4  # inpaint: feathering of the mask edge in pixels
     only_masked: bool = False  # inpaint: work on the masked area at full resolution, then paste back
     only_masked_padding: int = 32  # inpaint: context around the mask in "only masked" mode
     denoise_video: bool = False  # also keep the predicted image at every step, for a video (inpaint: pasted back)
     fast: bool = False  # reuse deep UNet features between steps (engine.backends.fastpath): ~2x faster, slightly different
-    hires_scale: float | None = None  # txt2img Hires. fix (engine.hires): upscale by this, 1..4; None = off
+    hires_scale: float | None = None  # txt2img Hires. fix (engine.image.hires): upscale by this, 1..4; None = off
     hires_upscaler: str = "Latent"  # Hires. fix: "Latent" (and its variants) or "Lanczos"/"Nearest" on the image
     hires_steps: int = 0  # Hires. fix: denoising steps of the second pass; 0 = the same as num_inference_steps
     hires_strength: float = 0.5  # Hires. fix: how much of the upscaled image is redrawn, 0..1 (0 = upscale only)
@@ -170,7 +172,7 @@ def text_to_image(manager, req: ImageRequest, on_step: StepCallback | None = Non
     """Images from a prompt."""
     req, notes = check_request(req, "txt2img", guidance_range)
     if req.hires_scale is not None:  # draw small, upscale, redraw large
-        from engine.hires import check_hires, hires_fix
+        from engine.image.hires import check_hires, hires_fix
 
         req, hires_notes = check_hires(req)
         result = hires_fix(manager, req, on_step, control)
@@ -365,7 +367,7 @@ def _short(value: float) -> str:
 
 def request_from_parameters(text: str) -> tuple[ImageRequest, list[str]]:
     """Turn a PNG's parameters text back into a request, listing fields we could not use."""
-    from engine.schedulers import from_a1111_fields
+    from engine.pipeline.schedulers import from_a1111_fields
 
     fields = pnginfo.parse_parameters(text)
     skipped: list[str] = []
@@ -385,7 +387,7 @@ def request_from_parameters(text: str) -> tuple[ImageRequest, list[str]]:
             skipped.append("Size")
     req.fast = "Fast" in fields
     if "Hires upscale" in fields or "Hires resize" in fields:
-        from engine.hires import hires_from_fields
+        from engine.image.hires import hires_from_fields
 
         skipped += hires_from_fields(req, fields)
     if "Sampler" in fields:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS_DIR = REPO_ROOT / "weights"
 TINY = "tiny"
 DEFAULT_HUB_MODEL = "SG161222/Realistic_Vision_V6.0_B1_noVAE"
@@ -95,7 +95,7 @@ def resolve_model(name: str, weights_dir: Path = WEIGHTS_DIR) -> ModelSource:
 
 def load_pipeline(source: ModelSource, dtype: torch.dtype):
     """Load the base text-to-image pipeline for a source; every failure becomes one plain sentence."""
-    from engine import components
+    from engine.pipeline import components
 
     if source.kind == "tiny":
         return components.build_tiny_pipeline(dtype=dtype)

@@ -11,7 +11,7 @@ from dataclasses import replace
 import torch
 from PIL import Image
 
-from engine.generate import (
+from engine.image.generate import (
     MAX_SEED,
     MAX_SIDE,
     MAX_STEPS,

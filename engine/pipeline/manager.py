@@ -14,13 +14,13 @@ import torch
 from engine import backends
 from engine.backends import fastpath
 from engine.backends import openvino as ov_backend
-from engine.devices import dtype_name, pick_device, pick_dtype
 from engine.faces import identity
-from engine.gate import Gate
+from engine.jobs.gate import Gate
 from engine.loaders import lora
 from engine.loaders.embeddings import EmbeddingStore
 from engine.loaders.switch import NOTHING, AdapterSwitch
-from engine.models import (
+from engine.pipeline.devices import dtype_name, pick_device, pick_dtype
+from engine.pipeline.models import (
     DEFAULT_HUB_MODEL,
     TINY,
     WEIGHTS_DIR,
@@ -33,8 +33,8 @@ from engine.models import (
     model_defaults,
     resolve_model,
 )
-from engine.prompts import encode_prompt_pair, prompt_chunks
-from engine.schedulers import make_scheduler
+from engine.pipeline.schedulers import make_scheduler
+from engine.text.prompts import encode_prompt_pair, prompt_chunks
 
 TASKS = ("txt2img", "img2img", "inpaint")
 log = logging.getLogger("diffusion_studio")
@@ -97,7 +97,7 @@ class PipelineManager:
         self._lock = threading.RLock()
         self.threads = fastpath.DEFAULT_THREADS  # fitted to the model's size when it loads (engine.backends.fastpath)
         self.gate = Gate(self.options.concurrency, self.options.queue_size)
-        self.runner = None  # where jobs run: None here, or a Ray Serve deployment (engine.runner)
+        self.runner = None  # where jobs run: None here, or a Ray Serve deployment (engine.jobs.runner)
         self.replica: str | None = None  # the Ray Serve replica this manager serves in, named in PNG info
 
     # 1. choosing and loading

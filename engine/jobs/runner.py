@@ -10,9 +10,9 @@ from typing import Callable
 
 # Every engine job a front end may run elsewhere, as "module:function". A replica runs only these.
 JOBS = (
-    "engine.generate:text_to_image",
-    "engine.generate:image_to_image",
-    "engine.generate:inpaint",
+    "engine.image.generate:text_to_image",
+    "engine.image.generate:image_to_image",
+    "engine.image.generate:inpaint",
     "engine.xyz.plot:run_plot",
     "engine.faces.aging:aging_timelapse",
     "engine.faces.gender:gender_swap",
@@ -36,7 +36,7 @@ def job_name(fn: Callable) -> str:
     """The name a job travels under; only the engine's own jobs (JOBS) have one."""
     name = f"{getattr(fn, '__module__', '')}:{getattr(fn, '__qualname__', '')}"
     if name not in JOBS:
-        raise ValueError(f"{name} is not an engine job that can run on a worker; add it to engine.runner.JOBS.")
+        raise ValueError(f"{name} is not an engine job that can run on a worker; add it to engine.jobs.runner.JOBS.")
     return name
 
 

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parent.parent  # the app folder (engine.models says the same; no torch here)
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the app folder (engine.pipeline.models says the same; no torch here)
 APP_STYLES = REPO_ROOT / "styles.csv"  # where A1111 keeps it: the app folder
 EXAMPLE_STYLES = REPO_ROOT / "presets" / "styles.csv"  # shipped examples, used when the app folder has none
 PLACEHOLDER = "{prompt}"

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from engine.models import REPO_ROOT
+from engine.pipeline.models import REPO_ROOT
 
 
 def output_root() -> Path:

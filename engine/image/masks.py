@@ -17,7 +17,7 @@ def read_mask_file(source) -> Image.Image:
     """Open a mask file as-is, keeping its alpha: a transparent PNG with painted strokes is a valid mask."""
     from pathlib import Path
 
-    from engine.images import MAX_SIDE
+    from engine.files.images import MAX_SIDE
 
     name = Path(source).name if isinstance(source, (str, Path)) else "The mask"
     try:

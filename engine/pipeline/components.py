@@ -9,7 +9,7 @@ import torch
 from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
-PRESETS_DIR = Path(__file__).resolve().parent.parent / "presets"
+PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
 SD15_CONFIG_DIR: Path = PRESETS_DIR / "sd15"
 TINY_CONFIG_DIR: Path = PRESETS_DIR / "tiny"
 

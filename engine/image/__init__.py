@@ -1,0 +1,1 @@
+"""Image jobs: text to image, image to image, inpaint, Hires. fix, masks and live previews."""
