@@ -36,7 +36,8 @@ def main(argv=None) -> int:
     p.add_argument("--strength", type=float, default=0.65, help="Deforum strength: share of the frame kept")
     args = p.parse_args(argv)
 
-    from engine.image.generate import ImageRequest, text_to_image
+    from engine.image.generate import text_to_image
+    from engine.image.request import ImageRequest
     from engine.pipeline.devices import dtype_name
     from engine.video.animate import AnimateRequest, animate
     from engine.video.walk import RunPaths

@@ -248,7 +248,7 @@ def record_last_latent(scheduler, box: dict) -> None:
 
 
 def image_request(size: int, steps: int, seed: int = SEED):
-    from engine.image.generate import ImageRequest
+    from engine.image.request import ImageRequest
 
     return ImageRequest(prompt=PROMPT, negative_prompt=NEGATIVE, num_inference_steps=steps, width=size,
                         height=size, seed=seed, sampler=SAMPLER, guidance_scale=GUIDANCE)

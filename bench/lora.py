@@ -74,7 +74,8 @@ def step_times(manager, size: int, repeats: int, prompt: str) -> dict:
 
 
 def image_seconds(manager, size: int, steps: int, guidance: float, sampler: str, prompt: str) -> dict:
-    from engine.image.generate import ImageRequest, text_to_image
+    from engine.image.generate import text_to_image
+    from engine.image.request import ImageRequest
 
     req = ImageRequest(prompt=prompt, negative_prompt=NEGATIVE, num_inference_steps=steps, guidance_scale=guidance,
                        width=size, height=size, seed=SEED, sampler=sampler)

@@ -32,7 +32,8 @@ def face_inpaint(manager, photo, size: int, steps: int, prompt: str, count: int)
     """Aging/gender-swap stand-in: inpaint an ellipse over the face, only-masked, at the model's size."""
     from PIL import Image, ImageDraw
 
-    from engine.image.generate import ImageRequest, inpaint
+    from engine.image.generate import inpaint
+    from engine.image.request import ImageRequest
 
     mask = Image.new("L", photo.size, 0)
     x0, y0, x1, y1 = face_box(photo)

@@ -48,7 +48,8 @@ def time_encoding(manager, repeats: int) -> dict:
 
 def time_hires(manager, size: int, steps: int) -> dict:
     """Seconds for a direct image at `size` against Hires. fix from size/2 with steps/2 + steps/2."""
-    from engine.image.generate import ImageRequest, text_to_image
+    from engine.image.generate import text_to_image
+    from engine.image.request import ImageRequest
 
     common = dict(prompt=PROMPT, negative_prompt=NEGATIVE, seed=SEED, sampler=SAMPLER)
     direct = ImageRequest(**common, width=size, height=size, num_inference_steps=steps)

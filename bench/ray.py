@@ -100,7 +100,8 @@ def overhead(runs: int) -> dict:
     from ray import serve
 
     from engine.backends.ray import RayRunner
-    from engine.image.generate import ImageRequest, text_to_image
+    from engine.image.generate import text_to_image
+    from engine.image.request import ImageRequest
     from engine.jobs.runner import run_job
     from engine.pipeline.manager import PipelineManager, RuntimeOptions
     from server.ray_app import build

@@ -43,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     from diffusers import MotionAdapter
 
     from engine.cli import quiet_libraries
-    from engine.image.generate import ImageRequest, text_to_image
+    from engine.image.generate import text_to_image
+    from engine.image.request import ImageRequest
     from engine.video.motion import adapter as motion_adapter
     from engine.video.motion.text2video import Text2VideoRequest, text_to_video
     from engine.video.walk import RunPaths

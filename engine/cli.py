@@ -6,7 +6,8 @@ import os
 import sys
 from pathlib import Path
 
-from engine.image.generate import ImageRequest, image_to_image, inpaint, text_to_image
+from engine.image.generate import image_to_image, inpaint, text_to_image
+from engine.image.request import ImageRequest
 from engine.pipeline.schedulers import DEFAULT_SAMPLER
 
 DEFAULT_STEPS, DEFAULT_GUIDANCE = 20, 7.0

@@ -13,7 +13,7 @@ import threading
 from dataclasses import asdict, fields
 
 from engine.backends.ray import NAMESPACE, JobCall, import_ray, stop_board, unpack
-from engine.image.generate import RunControl
+from engine.image.request import RunControl
 from engine.jobs.runner import job_function
 from engine.pipeline.manager import RuntimeOptions
 

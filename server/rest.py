@@ -16,7 +16,8 @@ from engine.faces.aging import AgingRequest, aging_timelapse, parse_ages
 from engine.faces.gender import GenderRequest, gender_swap
 from engine.files import pnginfo
 from engine.files.outputs import next_path, output_root, task_dir
-from engine.image.generate import ImageRequest, text_to_image
+from engine.image.generate import text_to_image
+from engine.image.request import ImageRequest
 from engine.jobs.gate import BUSY, Busy
 from engine.jobs.runner import replica_of, run_job
 from engine.pipeline.schedulers import DEFAULT_SAMPLER

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.image.generate import MAX_STEPS
+from engine.image.request import MAX_STEPS
 from engine.jobs import gpu_time
 from engine.jobs.runner import run_job
 from engine.pipeline.schedulers import DEFAULT_SAMPLER, sampler_names

@@ -15,7 +15,7 @@ import gradio as gr
 
 from engine.files import images, pnginfo
 from engine.files.outputs import next_path, task_dir
-from engine.image.generate import MAX_BATCH, MAX_STEPS, RunControl, RunResult, StepUpdate
+from engine.image.request import MAX_BATCH, MAX_STEPS, RunControl, RunResult, StepUpdate
 from engine.jobs.gate import BUSY, Busy, Gate
 from engine.pipeline.schedulers import DEFAULT_SAMPLER, sampler_names
 from engine.video.denoise import write_denoise_video

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 
 import gradio as gr
 
-from engine.image.generate import RunControl
+from engine.image.request import RunControl
 from engine.jobs import gpu_time
 from engine.jobs.gate import BUSY, Busy
 
@@ -300,7 +300,7 @@ def _aging(v: dict) -> list[gpu_time.Work]:
 
 def _plot(task: str) -> Callable[[dict], list[gpu_time.Work]]:
     def works(v: dict) -> list[gpu_time.Work]:
-        from engine.image.generate import ImageRequest
+        from engine.image.request import ImageRequest
         from engine.xyz import plan_plot
         from tabs.xyz_common import plot_request
 

@@ -5,7 +5,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from engine.image.generate import ImageRequest, image_to_image
+from engine.image.generate import image_to_image
+from engine.image.request import ImageRequest
 from engine.jobs.runner import run_job
 from engine.xyz import run_plot
 from tabs.common import (

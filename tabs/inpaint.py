@@ -6,7 +6,8 @@ from types import SimpleNamespace
 import gradio as gr
 import numpy as np
 
-from engine.image.generate import ImageRequest, inpaint, inpaint_preview
+from engine.image.generate import inpaint, inpaint_preview
+from engine.image.request import ImageRequest
 from engine.jobs.runner import run_job
 from tabs.common import (
     SessionControl,

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from engine.image.generate import MAX_STEPS
+from engine.image.request import MAX_STEPS
 from engine.jobs.runner import run_job
 from engine.video.motion import adapter as motion_adapter
 from engine.video.motion.text2video import (

@@ -6,8 +6,9 @@ from types import SimpleNamespace
 import gradio as gr
 
 from engine.files import pnginfo
-from engine.image.generate import MAX_STEPS, ImageRequest, request_from_parameters, text_to_image
+from engine.image.generate import request_from_parameters, text_to_image
 from engine.image.hires import DEFAULT_SCALE, DEFAULT_STRENGTH, DEFAULT_UPSCALER, MAX_SCALE, MIN_SCALE, UPSCALERS, hires_size
+from engine.image.request import MAX_STEPS, ImageRequest
 from engine.jobs.runner import run_job
 from engine.xyz import run_plot
 from tabs.common import (

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.files.outputs import output_root
-from engine.image.generate import RunControl
+from engine.image.request import RunControl
 from engine.jobs.gate import BUSY, Busy
 from engine.jobs.runner import job_name
 

@@ -24,7 +24,8 @@ from engine.faces.portrait import (
     identity_note,
 )
 from engine.files import pnginfo
-from engine.image.generate import ImageRequest, RunControl, check_request, pick_seed, replica_field
+from engine.image.parameters import replica_field
+from engine.image.request import ImageRequest, RunControl, check_request, pick_seed
 from engine.pipeline.schedulers import DEFAULT_SAMPLER
 from engine.text.presets import aging_preset
 from engine.video.interpolation import lerp

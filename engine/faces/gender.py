@@ -15,7 +15,8 @@ from engine.faces.portrait import (
     identity_note,
 )
 from engine.files import pnginfo
-from engine.image.generate import MAX_BATCH, ImageRequest, RunControl, check_request, pick_seed, replica_field
+from engine.image.parameters import replica_field
+from engine.image.request import MAX_BATCH, ImageRequest, RunControl, check_request, pick_seed
 from engine.pipeline.schedulers import DEFAULT_SAMPLER, a1111_fields
 from engine.text.presets import gender_preset
 

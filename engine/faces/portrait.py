@@ -19,7 +19,7 @@ from PIL import Image
 from engine import faces, provenance
 from engine.files import images
 from engine.image import masks
-from engine.image.generate import RunControl
+from engine.image.request import RunControl
 
 WORK_SIZE = 512  # SD 1.5's native resolution
 IP_CROP_PADDING = 0.2  # the identity adapter sees the face box grown by this share on each side

@@ -11,7 +11,8 @@ from dataclasses import replace
 import torch
 from PIL import Image
 
-from engine.image.generate import (
+from engine.image.parameters import parameters_text
+from engine.image.request import (
     MAX_SEED,
     MAX_SIDE,
     MAX_STEPS,
@@ -20,11 +21,10 @@ from engine.image.generate import (
     RunControl,
     RunResult,
     StepCallback,
-    _number,
-    _step_callback,
-    parameters_text,
+    as_number,
     pick_seed,
 )
+from engine.image.steps import step_callback
 from engine.video.denoise import decode_frames, record_predictions
 
 # A1111's latent upscalers: torch interpolation mode and antialiasing, applied to the latents
@@ -55,16 +55,16 @@ def hires_size(width: int, height: int, scale: float) -> tuple[int, int]:
 
 def check_hires(req: ImageRequest) -> tuple[ImageRequest, list[str]]:
     """Reject Hires. fix settings that can't run, with a sentence; `req` has already passed check_request."""
-    scale = _number(req.hires_scale, "Hires upscale")
+    scale = as_number(req.hires_scale, "Hires upscale")
     if not MIN_SCALE <= scale <= MAX_SCALE:
         raise ValueError(f"Hires upscale must be from {MIN_SCALE:g} to {MAX_SCALE:g}; got {req.hires_scale}.")
     if req.hires_upscaler not in UPSCALERS:
         raise ValueError(f"Unknown Hires upscaler {req.hires_upscaler!r}; choose one of {', '.join(UPSCALERS)}.")
-    steps = _number(req.hires_steps, "Hires steps")
+    steps = as_number(req.hires_steps, "Hires steps")
     if steps != int(steps) or not 0 <= steps <= MAX_STEPS:
         raise ValueError(f"Hires steps must be a whole number from 0 (same as Steps) to {MAX_STEPS}; "
                          f"got {req.hires_steps}.")
-    strength = _number(req.hires_strength, "Hires denoising strength")
+    strength = as_number(req.hires_strength, "Hires denoising strength")
     if not 0.0 <= strength <= 1.0:
         raise ValueError(f"Hires denoising strength must be from 0 to 1; got {req.hires_strength}.")
     width, height = hires_size(req.width, req.height, scale)
@@ -179,7 +179,7 @@ def hires_fix(manager, req: ImageRequest, on_step: StepCallback | None = None,
         report = _shifted(on_step, 0, second_steps)
         output = pipe(**embeds, num_inference_steps=req.num_inference_steps, height=req.height, width=req.width,
                       generator=torch.Generator("cpu").manual_seed(seed), output_type="latent" if latent else "pil",
-                      callback_on_step_end=_step_callback(index, req.batch_count, report, control))
+                      callback_on_step_end=step_callback(index, req.batch_count, report, control))
         base, frames = output.images, (decode_frames(pipe.vae, recorded, pipe.image_processor) if recorded else [])
         if pipe.interrupt:  # stopped in the first pass: keep what there is, at the base size
             image = decode_latents(pipe, base) if latent else base[0]
@@ -201,7 +201,7 @@ def hires_fix(manager, req: ImageRequest, on_step: StepCallback | None = None,
         output = pipe(**embeds, image=upscaled, strength=req.hires_strength,
                       num_inference_steps=schedule_length(second_steps, req.hires_strength),
                       generator=torch.Generator("cpu").manual_seed(seed),
-                      callback_on_step_end=_step_callback(index, req.batch_count, report, control))
+                      callback_on_step_end=step_callback(index, req.batch_count, report, control))
         if recorded:
             frames += decode_frames(pipe.vae, recorded, pipe.image_processor)
         stopped = bool(pipe.interrupt)

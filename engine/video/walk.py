@@ -19,7 +19,7 @@ from PIL import Image
 
 from engine import video
 from engine.files import pnginfo
-from engine.image.generate import MAX_SEED, ImageRequest, RunControl, check_request
+from engine.image.request import MAX_SEED, ImageRequest, RunControl, check_request
 from engine.pipeline.schedulers import DEFAULT_SAMPLER, is_stochastic
 from engine.video import interpolation
 

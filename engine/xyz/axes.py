@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engine.image.generate import MAX_SEED, MAX_SIDE, MAX_STEPS, MIN_SIDE
+from engine.image.request import MAX_SEED, MAX_SIDE, MAX_STEPS, MIN_SIDE
 from engine.pipeline.schedulers import sampler_names
 
 PLOT_GUIDANCE = (-30.0, 30.0)  # the CFG axis sweeps past the tabs' 1..30: at 0 and below the prompt pulls less, or away

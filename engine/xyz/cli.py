@@ -21,7 +21,7 @@ def add_parser(jobs, add_model_flags, add_generation_flags) -> None:
 
 
 def run(args, make_manager, fill_model_defaults, request_from_args, check_writable, error_cls) -> int:
-    from engine.image.generate import pick_seed
+    from engine.image.request import pick_seed
     from engine.xyz import PlotRequest, default_seconds_per_step, describe_plan, plan_plot, run_plot, write_plot
 
     out = check_writable(Path(args.out))

@@ -15,16 +15,8 @@ from typing import Callable
 from PIL import Image
 
 from engine.files import pnginfo
-from engine.image.generate import (
-    GeneratedImage,
-    ImageRequest,
-    RunControl,
-    StepUpdate,
-    check_request,
-    image_to_image,
-    pick_seed,
-    text_to_image,
-)
+from engine.image.generate import image_to_image, text_to_image
+from engine.image.request import GeneratedImage, ImageRequest, RunControl, StepUpdate, check_request, pick_seed
 from engine.video import MAX_FPS
 from engine.xyz.axes import MAX_CELLS, PLOT_GUIDANCE, Axis, parse_axis_spec
 from engine.xyz.grid import draw_grid

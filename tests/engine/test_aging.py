@@ -14,7 +14,7 @@ from engine.faces.aging import (
     timeline,
 )
 from engine.faces.portrait import find_face_area
-from engine.image.generate import RunControl
+from engine.image.request import RunControl
 
 FAST = dict(num_inference_steps=3, strength=0.6, size=64, sampler="Euler", seed=9, fps=4)
 

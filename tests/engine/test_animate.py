@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from engine import video
-from engine.image.generate import RunControl
+from engine.image.request import RunControl
 from engine.video.animate import AnimateRequest, animate, resume
 from engine.video.animate.color import mean_lab
 from engine.video.animate.deforum_settings import read_settings

@@ -10,7 +10,8 @@ import torch
 
 from engine import backends
 from engine.backends import choose_backend
-from engine.image.generate import ImageRequest, text_to_image
+from engine.image.generate import text_to_image
+from engine.image.request import ImageRequest
 from engine.pipeline.schedulers import DEFAULT_SAMPLER
 
 SD15_PARAMETERS = 859_520_964

@@ -39,7 +39,7 @@ def test_fast_is_off_by_default(tiny_manager):
     pipe = tiny_manager.pipeline("txt2img", DEFAULT_SAMPLER)
     assert not fastpath.is_fast(pipe)
     assert fastpath.apply_fast(pipe, enabled=False) is pipe
-    from engine.image.generate import ImageRequest
+    from engine.image.request import ImageRequest
     from engine.video.walk import WalkRequest
 
     # once the requests carry the toggle, it must default to off
@@ -172,7 +172,8 @@ def test_allocator_tuning_is_idempotent():
 
 
 def test_fast_request_reaches_the_pipeline(tiny_manager):
-    from engine.image.generate import ImageRequest, text_to_image
+    from engine.image.generate import text_to_image
+    from engine.image.request import ImageRequest
 
     if "fast" not in ImageRequest.__dataclass_fields__:
         pytest.skip("ImageRequest has no `fast` field yet (the wiring in BENCHMARKS.md is not applied)")

@@ -6,7 +6,8 @@ import pytest
 
 from engine.cli import main
 from engine.files import pnginfo
-from engine.image.generate import ImageRequest, request_from_parameters, text_to_image
+from engine.image.generate import request_from_parameters, text_to_image
+from engine.image.request import ImageRequest
 from engine.loaders import fewstep
 from engine.loaders.lora import LoraFolder
 from engine.pipeline.manager import PipelineManager, RuntimeOptions

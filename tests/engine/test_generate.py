@@ -5,16 +5,8 @@ import pytest
 from PIL import Image
 
 from engine.files import pnginfo
-from engine.image.generate import (
-    ImageRequest,
-    RunControl,
-    check_request,
-    image_to_image,
-    inpaint,
-    inpaint_preview,
-    request_from_parameters,
-    text_to_image,
-)
+from engine.image.generate import image_to_image, inpaint, inpaint_preview, request_from_parameters, text_to_image
+from engine.image.request import ImageRequest, RunControl, check_request
 
 FAST = dict(prompt="a red apple", num_inference_steps=3, width=64, height=64, sampler="Euler")
 

@@ -3,8 +3,10 @@ import pytest
 from PIL import Image
 
 from engine.files import pnginfo
-from engine.image.generate import ImageRequest, RunControl, parameters_text, request_from_parameters, text_to_image
+from engine.image.generate import request_from_parameters, text_to_image
 from engine.image.hires import UPSCALERS, hires_size, schedule_length
+from engine.image.parameters import parameters_text
+from engine.image.request import ImageRequest, RunControl
 
 BASE = dict(prompt="a lighthouse at dusk", num_inference_steps=3, width=64, height=64, seed=11)
 

@@ -9,7 +9,8 @@ from safetensors.torch import save_file
 
 from engine.faces import identity
 from engine.faces.gender import GenderRequest, gender_swap
-from engine.image.generate import ImageRequest, text_to_image
+from engine.image.generate import text_to_image
+from engine.image.request import ImageRequest
 from engine.pipeline.manager import PipelineManager, RuntimeOptions
 
 FAST = dict(direction="man", variants=1, num_inference_steps=3, size=64, sampler="Euler", seed=4)

@@ -9,7 +9,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from engine.image.generate import ImageRequest, text_to_image
+from engine.image.generate import text_to_image
+from engine.image.request import ImageRequest
 from engine.loaders.lora import split_tags, uses_in
 from engine.pipeline.manager import PipelineManager, RuntimeOptions
 from tests.engine import lora_files as lf

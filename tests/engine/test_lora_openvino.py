@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.image.generate import ImageRequest, text_to_image
+from engine.image.generate import text_to_image
+from engine.image.request import ImageRequest
 from engine.pipeline.manager import PipelineManager, RuntimeOptions
 from tests.engine import lora_files as lf
 

@@ -198,7 +198,8 @@ def test_break_starts_a_new_chunk_encoded_on_its_own(tiny_manager):
 
 
 def test_weighted_prompt_changes_the_image_and_stays_deterministic(tiny_manager):
-    from engine.image.generate import ImageRequest, text_to_image
+    from engine.image.generate import text_to_image
+    from engine.image.request import ImageRequest
 
     def run(prompt):
         req = ImageRequest(prompt=prompt, num_inference_steps=2, width=64, height=64, seed=3)

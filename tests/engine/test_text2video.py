@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from engine import video
-from engine.image.generate import RunControl
+from engine.image.request import RunControl
 from engine.video.motion import adapter as motion_adapter
 from engine.video.motion.text2video import (
     Text2VideoRequest,

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from engine import video
-from engine.image.generate import RunControl
+from engine.image.request import RunControl
 from engine.video import interpolation
 from engine.video.walk import (
     MAX_FRAMES,

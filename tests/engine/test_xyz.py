@@ -7,7 +7,8 @@ from PIL import Image
 
 from engine import video
 from engine.files import pnginfo
-from engine.image.generate import ImageRequest, image_to_image, text_to_image
+from engine.image.generate import image_to_image, text_to_image
+from engine.image.request import ImageRequest
 from engine.xyz import (
     PlotRequest,
     draw_grid,
@@ -186,7 +187,7 @@ def test_sweep_video_has_one_captioned_frame_per_value(tiny_manager, tmp_path):
 
 
 def test_stop_keeps_the_cells_made(tiny_manager):
-    from engine.image.generate import RunControl
+    from engine.image.request import RunControl
 
     control = RunControl()
     seen = []

@@ -13,7 +13,8 @@ from PIL import Image
 
 from engine.backends.ray import WorkerStopped
 from engine.files import pnginfo
-from engine.image.generate import ImageRequest, text_to_image
+from engine.image.generate import text_to_image
+from engine.image.request import ImageRequest
 from engine.jobs.runner import replica_of, run_job
 from engine.video import walk
 

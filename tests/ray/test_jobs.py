@@ -5,7 +5,8 @@ import numpy as np
 from PIL import Image
 
 from engine.files import pnginfo
-from engine.image.generate import ImageRequest, image_to_image, inpaint
+from engine.image.generate import image_to_image, inpaint
+from engine.image.request import ImageRequest
 from engine.jobs.runner import replica_of, run_job
 from engine.video.walk import RunPaths
 

@@ -11,7 +11,8 @@ import pytest
 
 from engine.backends.ray import WORKER_STOPPED, WorkerStopped
 from engine.files import pnginfo
-from engine.image.generate import ImageRequest, RunControl, text_to_image
+from engine.image.generate import text_to_image
+from engine.image.request import ImageRequest, RunControl
 from engine.jobs.runner import replica_of, run_job
 
 from .conftest import REPLICAS, live_replicas, wait_for_replicas

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 import numpy as np
 
 from engine import video
-from engine.image.generate import MAX_SEED, ImageRequest, check_request
+from engine.image.request import MAX_SEED, ImageRequest, check_request
 from engine.pipeline.schedulers import DEFAULT_SAMPLER
 from engine.video.animate import color, schedules, warp
 

@@ -26,7 +26,7 @@ from PIL import Image
 
 from engine import video
 from engine.files import images, pnginfo
-from engine.image.generate import MIN_SIDE, RunControl
+from engine.image.request import MIN_SIDE, RunControl
 from engine.video.animate import color, depth, schedules, video_input, warp
 from engine.video.animate.deforum_settings import to_settings
 from engine.video.animate.request import (

@@ -20,8 +20,8 @@ from engine.backends import fastpath
 from engine.backends import openvino as ov_backend
 from engine.files import pnginfo
 from engine.files.outputs import output_root
-from engine.image.generate import ImageRequest, RunControl, check_request, pick_seed
 from engine.image.preview import latents_to_preview
+from engine.image.request import ImageRequest, RunControl, check_request, pick_seed
 from engine.pipeline.schedulers import check_sampler, make_scheduler, sampler_names
 from engine.video.animate.schedules import parse_prompts
 from engine.video.motion import adapter as motion_adapter
