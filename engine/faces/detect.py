@@ -1,4 +1,4 @@
-"""Find faces offline and outline the face-and-hair area, so aging and gender swap repaint only the person.
+"""Find faces offline, so aging and gender swap repaint only the person (engine.faces.region outlines the area).
 
 Detection uses the Haar cascades that ship inside opencv-python-headless (<5; OpenCV 5 dropped
 `CascadeClassifier`), so nothing is downloaded. The flow a feature follows:
@@ -15,20 +15,16 @@ Every pixel where `mask` is 0 comes back from `paste_back` identical to `photo`.
 
 from __future__ import annotations
 
-import functools
-import importlib.util
 import math
 import os
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from engine.files.images import ImageSource, load_image
-from engine.image.masks import blur_mask
 
 MIN_FACE = 64
 """Smallest face side, in pixels, that the face features work on (defaults to 64).
@@ -41,9 +37,6 @@ DETECT_SIDE = 1024
 """Longest side, in pixels, of the copy the detector searches. Larger photos are shrunk first, so
 faces smaller than about `long side / 40` pixels (96 on a 4096-pixel photo) may be missed."""
 
-SAME_PERSON = 0.6
-"""`identity_distance` at or below this means the same person (dlib's published threshold)."""
-
 NO_FACE = (
     "No face was found in the photo; use a clear, front-facing photo or process the whole photo instead."
 )
@@ -54,12 +47,9 @@ _EYES = ("haarcascade_eye.xml", "haarcascade_eye_tree_eyeglasses.xml")
 _NEIGHBOURS = 3  # raw windows a cascade must group; the checks in _judge filter the weak ones
 _STRONG_VOTES = 25  # primary votes that stand in for one missing check (sunglasses, a tilted head)
 _SEARCH_FLOOR = MIN_FACE // 2  # smallest face, in photo pixels, worth reporting as "too small"
-_OVERLAP = 0.3  # intersection-over-union at which two boxes are the same face
-_HAIR_SHARE = 0.6  # share of the square's extra height put above the face (the rest is below)
-_MASK_WIDTH = 0.84  # ellipse width as a share of the region side: hair is narrower than tall
+OVERLAP = 0.3  # intersection-over-union at which two boxes are the same face
 
 _THREAD_CASCADES = threading.local()  # the Haar models, loaded once per thread
-_IDENTITY_LOCK = threading.Lock()  # dlib's models keep scratch buffers, so one comparison at a time
 
 
 @dataclass(frozen=True)
@@ -149,77 +139,6 @@ def pick_face(faces: list[Face], index: int | None = None) -> tuple[Face, str | 
     return face, f"{count} faces were found; {used} was used."
 
 
-def face_region(face: Face, image_size: tuple[int, int], padding: float = 0.5) -> tuple[int, int, int, int]:
-    """Square box to regenerate: the face grown to take in hair and neck, kept inside the photo.
-
-    padding (`float`, *optional*, defaults to 0.5): fraction of the face size added on each side,
-    0 to 2; 60% of the extra height goes above the face for hair. The square is shifted to stay
-    inside the image, and shrunk to the image's shorter side when it would not fit. Returns
-    (left, top, right, bottom), right and bottom exclusive.
-    """
-    width, height = _check_size(image_size)
-    _check_face(face, width, height)
-    ok = isinstance(padding, (int, float, np.integer, np.floating)) and not isinstance(padding, bool)
-    if not ok or not math.isfinite(padding) or not 0 <= padding <= 2:
-        raise ValueError(f"Pass a face padding between 0 and 2 (a fraction of the face size), not {padding!r}.")
-    size = max(face.width, face.height)
-    side = min(round(size * (1 + 2 * padding)), width, height)
-    left = round(face.x + face.width / 2 - side / 2)
-    top = round(face.y - _HAIR_SHARE * (side - face.height))
-    left = min(max(left, 0), width - side)
-    top = min(max(top, 0), height - side)
-    return left, top, left + side, top + side
-
-
-def face_mask(
-    face: Face, image_size: tuple[int, int], region: tuple[int, int, int, int], feather: int | None = None
-) -> Image.Image:
-    """Soft ellipse over face, hair and a little neck, so the repaint blends in and nothing else changes.
-
-    feather (`int`, *optional*, defaults to None: the region side / 48): Gaussian blur radius in
-    pixels. The ellipse is sized from the face and the region side, so it grows with `padding`;
-    a wider feather shrinks it so the fade still ends inside the region (raise `padding` with it).
-    Returns an "L" image the size of the photo: 255 over the face centre, exactly 0 everywhere
-    outside `region`, so `masks.paste_back(photo, generated, region, mask)` leaves those pixels as
-    they were.
-    """
-    # 1. check inputs
-    width, height = _check_size(image_size)
-    _check_face(face, width, height)
-    left, top, right, bottom = _check_region(region, width, height)
-    side = right - left
-    if feather is None:
-        feather = max(1, round(side / 48))
-    if isinstance(feather, bool) or not isinstance(feather, (int, np.integer)) or feather < 0:
-        raise ValueError(f"Pass the mask feather as a whole number of pixels, 0 or more, not {feather!r}.")
-    face_size = max(face.width, face.height)
-    axes = _ellipse_axes(side, face_size, feather)
-    if axes is None:
-        limit = next((f for f in range(feather, -1, -1) if _ellipse_axes(side, face_size, f)), 0)
-        raise ValueError(f"A feather of {feather} pixels is too wide for this region; use at most {limit}.")
-    half_width, half_height = axes
-    reach = _reach(feather)
-
-    # 2. ellipse inside the ideal square (the one face_region centres on the face before clamping)
-    centre_x = face.x + face.width / 2
-    centre_y = face.y - _HAIR_SHARE * (side - face.height) + side / 2
-    values = np.zeros((height, width), np.uint8)
-    cv2.ellipse(
-        values, (round(centre_x), round(centre_y)), (round(half_width), round(half_height)), 0, 0, 360, 255, -1
-    )
-
-    # 3. keep the blur inside the region: cut back from inner edges, blur, zero the outside
-    inner = np.zeros_like(values)
-    inner[
-        top + (reach if top > 0 else 0) : bottom - (reach if bottom < height else 0),
-        left + (reach if left > 0 else 0) : right - (reach if right < width else 0),
-    ] = 1
-    soft = np.asarray(blur_mask(Image.fromarray(values * inner, "L"), feather))
-    outside = np.ones_like(values, bool)
-    outside[top:bottom, left:right] = False
-    return Image.fromarray(np.where(outside, 0, soft).astype(np.uint8), "L")
-
-
 def draw_faces(image: ImageSource, faces: list[Face], chosen: int = 0) -> Image.Image:
     """Preview with numbered boxes, the chosen one highlighted, so the user can pick another face.
 
@@ -250,50 +169,6 @@ def draw_faces(image: ImageSource, faces: list[Face], chosen: int = 0) -> Image.
         draw.rectangle((left, label_top, left + text_w, label_top + text_h), fill=colour)
         draw.text((left + line - text_box[0], label_top + line - text_box[1]), label, fill=(0, 0, 0), font=font)
     return preview
-
-
-def identity_distance(a: ImageSource, b: ImageSource) -> float | None:
-    """How far apart two faces are by dlib's ResNet embedding, so a feature can check the person was kept.
-
-    Compares the largest face in each image; at or below `SAME_PERSON` (0.6) means the same person.
-    Returns None when it cannot measure, so a finished run never fails on this optional check: the
-    packages are not installed (`pip install dlib-bin face-recognition-models`) or an image has no face.
-    """
-    models = _identity_models()
-    if models is None:
-        return None
-    with _IDENTITY_LOCK:
-        first, second = (_embedding(models, image) for image in (a, b))
-    return None if first is None or second is None else float(np.linalg.norm(first - second))
-
-
-def identity_available() -> bool:
-    """Tell whether `identity_distance` can measure at all (dlib and its face models are installed)."""
-    return _identity_models() is not None
-
-
-def face_identity_distance(original: ImageSource, result: ImageSource, face: Face,
-                           region: tuple[int, int, int, int] | None = None) -> float | None:
-    """How far the edited face is from the same face in the input, so a check never reads another person.
-
-    Both images are cropped to `region` (defaults to the whole image) and compared on the face found
-    where `face` is: the input is measured on `face` itself, the result on a face detected at that place
-    (its box overlapping `face` by at least 30%). Returns None when nothing can be measured: the dlib
-    packages are missing (see `identity_available`) or no face is found there in the result; a face
-    turned to noise therefore gives None, never a small distance.
-    """
-    models = _identity_models()
-    if models is None:
-        return None
-    first, second = load_image(original), load_image(result)
-    if first.size != second.size:
-        raise ValueError(f"The result is {second.size} but the photo is {first.size}; compare images of one size.")
-    box = region or (0, 0, *first.size)
-    shifted = Face(face.x - box[0], face.y - box[1], face.width, face.height, face.score)
-    with _IDENTITY_LOCK:
-        before = _embedding_at(models, first.crop(box), shifted, must_find=False)
-        after = _embedding_at(models, second.crop(box), shifted, must_find=True)
-    return None if before is None or after is None else float(np.linalg.norm(before - after))
 
 
 # --- detection helpers ----------------------------------------------------------------------
@@ -342,8 +217,8 @@ def _confirm(grey: np.ndarray, box) -> tuple[tuple[int, int, int, int], int] | N
     best = None
     for (cx, cy, cw, ch), count in zip(np.asarray(found).reshape(-1, 4).tolist(), np.ravel(votes).tolist()):
         other = (cx + left, cy + top, cw, ch)
-        overlap = _iou(box, other)
-        if overlap >= _OVERLAP and (best is None or overlap > best[0]):
+        overlap = iou(box, other)
+        if overlap >= OVERLAP and (best is None or overlap > best[0]):
             best = (overlap, other, int(count))
     return None if best is None else (best[1], best[2])
 
@@ -352,12 +227,12 @@ def _merge(found: list[tuple[tuple, float]]) -> list[tuple[tuple, float]]:
     """Keep the best-voted box of each overlapping or nested group."""
     kept: list[tuple[tuple, float]] = []
     for box, score in sorted(found, key=lambda item: (-item[1], item[0])):
-        if not any(_iou(box, other) >= _OVERLAP or _nested(box, other) for other, _ in kept):
+        if not any(iou(box, other) >= OVERLAP or _nested(box, other) for other, _ in kept):
             kept.append((box, score))
     return kept
 
 
-def _iou(a, b) -> float:
+def iou(a, b) -> float:
     ax, ay, aw, ah = a
     bx, by, bw, bh = b
     overlap_w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
@@ -384,126 +259,3 @@ def _to_face(box, score: float, scale_x: float, scale_y: float, width: int, heig
     left, top = max(0, round(x * scale_x)), max(0, round(y * scale_y))
     right, bottom = min(width, round((x + w) * scale_x)), min(height, round((y + h) * scale_y))
     return Face(left, top, right - left, bottom - top, score)
-
-
-def _check_size(image_size) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in image_size)
-    except (TypeError, ValueError):
-        raise ValueError(f"Pass the image size as (width, height) in pixels, not {image_size!r}.") from None
-    if width < 1 or height < 1:
-        raise ValueError(f"Pass an image size of at least 1x1 pixels, not {image_size!r}.")
-    return width, height
-
-
-def _check_face(face: Face, width: int, height: int) -> None:
-    left, top, right, bottom = face.box
-    if not (0 <= left < right <= width and 0 <= top < bottom <= height):
-        raise ValueError(f"The face {face.box} lies outside the {width}x{height} image; detect faces on this image.")
-
-
-def _check_region(region, width: int, height: int) -> tuple[int, int, int, int]:
-    try:
-        left, top, right, bottom = (int(v) for v in region)
-    except (TypeError, ValueError):
-        raise ValueError(f"Pass the region as (left, top, right, bottom), not {region!r}.") from None
-    if not (0 <= left < right <= width and 0 <= top < bottom <= height) or right - left != bottom - top:
-        raise ValueError(
-            f"The region {region!r} is not a square inside the {width}x{height} image; make it with face_region."
-        )
-    return left, top, right, bottom
-
-
-# --- mask helpers ---------------------------------------------------------------------------
-
-
-def _reach(feather: int) -> int:
-    """How far `blur_mask` spreads a mask edge (its kernel half-width), plus one pixel."""
-    return int(2.5 * feather + 0.5) + 1 if feather else 0
-
-
-def _ellipse_axes(side: int, face_size: int, feather: int) -> tuple[float, float] | None:
-    """Half-width and half-height of the mask ellipse, or None when the feather leaves too little of it."""
-    half_height = side / 2 - _reach(feather)
-    half_width = min(_MASK_WIDTH * side / 2, half_height)
-    return None if half_width < face_size / 4 else (half_width, half_height)
-
-
-# --- identity (optional dlib) ---------------------------------------------------------------
-
-
-def _identity_models():
-    """dlib's detector, 5-point landmarks and ResNet embedding, or None when not installed."""
-    try:
-        import dlib  # noqa: F401  (only to see that it is installed)
-    except ImportError:
-        return None
-    # find_spec locates the package without running its __init__, which needs the removed pkg_resources
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(list(spec.submodule_search_locations)[0]) / "models"
-    if not (folder / "dlib_face_recognition_resnet_model_v1.dat").is_file():
-        return None
-    return _load_identity_models(str(folder))
-
-
-@functools.lru_cache(maxsize=1)
-def _load_identity_models(folder: str):
-    import dlib
-
-    return (
-        dlib.get_frontal_face_detector(),
-        dlib.shape_predictor(os.path.join(folder, "shape_predictor_5_face_landmarks.dat")),
-        dlib.face_recognition_model_v1(os.path.join(folder, "dlib_face_recognition_resnet_model_v1.dat")),
-    )
-
-
-def _embedding(models, image: ImageSource) -> np.ndarray | None:
-    """128-number embedding of the largest face `detect_faces` finds, aligned on dlib's own box when it agrees."""
-    import dlib
-
-    detector, landmarks, encoder = models
-    photo = load_image(image)
-    scale = min(1.0, DETECT_SIDE / max(photo.size))
-    if scale < 1.0:
-        photo = photo.resize((round(photo.width * scale), round(photo.height * scale)), Image.Resampling.LANCZOS)
-    pixels = np.ascontiguousarray(np.asarray(photo))
-    rects, scores, _ = detector.run(pixels, 1, 0)
-    ranked = [rect for _, rect in sorted(zip(scores, rects), key=lambda item: -item[0])]
-    faces = detect_faces(photo)
-    if faces:
-        x, y, w, h = faces[0].x, faces[0].y, faces[0].width, faces[0].height
-        agreeing = [r for r in ranked if _iou((x, y, w, h), (r.left(), r.top(), r.width(), r.height())) >= _OVERLAP]
-        rect = agreeing[0] if agreeing else dlib.rectangle(x, y, x + w - 1, y + h - 1)
-    elif ranked:
-        rect = ranked[0]
-    else:
-        return None
-    return np.asarray(encoder.compute_face_descriptor(pixels, landmarks(pixels, rect), 1))
-
-
-def _embedding_at(models, image: Image.Image, face: Face, must_find: bool) -> np.ndarray | None:
-    """Embedding of the face at `face`'s place: dlib's or the cascades' box that overlaps it, else `face`
-    itself unless `must_find` (then None: the result has no face there)."""
-    import dlib
-
-    detector, landmarks, encoder = models
-    scale = min(1.0, DETECT_SIDE / max(image.size))
-    if scale < 1.0:
-        image = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.LANCZOS)
-    target = tuple(round(v * scale) for v in (face.x, face.y, face.width, face.height))
-    pixels = np.ascontiguousarray(np.asarray(image.convert("RGB")))
-    rects, scores, _ = detector.run(pixels, 1, 0)
-    candidates = [(r.left(), r.top(), r.width(), r.height())
-                  for _, r in sorted(zip(scores, rects), key=lambda item: -item[0])]
-    candidates += [(f.x, f.y, f.width, f.height) for f in detect_faces(image)]
-    overlapping = [c for c in candidates if _iou(target, c) >= _OVERLAP]
-    if overlapping:
-        x, y, w, h = overlapping[0]
-    elif must_find:
-        return None
-    else:
-        x, y, w, h = target
-    rect = dlib.rectangle(int(x), int(y), int(x + w - 1), int(y + h - 1))
-    return np.asarray(encoder.compute_face_descriptor(pixels, landmarks(pixels, rect), 1))
