@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 
 from engine import images, masks, pnginfo, provenance
+from engine.limits import excerpt
 from engine.preview import latents_to_preview
 from engine.schedulers import DEFAULT_SAMPLER, a1111_fields, check_sampler
 from engine.video.denoise import decode_frames, record_predictions
@@ -152,10 +153,16 @@ def _number(value, name: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number; got {value!r}.") from None
+        raise ValueError(f"{name} must be a number; got {excerpt(value)}.") from None
     if not math.isfinite(number):
         raise ValueError(f"{name} must be a finite number; got {value}.")
     return number
+
+
+def check_prompts(manager, req: ImageRequest) -> None:
+    """The prompt and the negative prompt within the manager's cap (--max-prompt-tokens), before any work."""
+    manager.check_prompt(req.prompt, "The prompt")
+    manager.check_prompt(req.negative_prompt, "The negative prompt")
 
 
 def pick_seed(seed: int) -> int:
@@ -169,6 +176,7 @@ def text_to_image(manager, req: ImageRequest, on_step: StepCallback | None = Non
                   guidance_range: tuple[float, float] = (MIN_GUIDANCE, MAX_GUIDANCE)) -> RunResult:
     """Images from a prompt."""
     req, notes = check_request(req, "txt2img", guidance_range)
+    check_prompts(manager, req)
     if req.hires_scale is not None:  # draw small, upscale, redraw large
         from engine.hires import check_hires, hires_fix
 
@@ -186,6 +194,7 @@ def image_to_image(manager, req: ImageRequest, image, on_step: StepCallback | No
                    guidance_range: tuple[float, float] = (MIN_GUIDANCE, MAX_GUIDANCE)) -> RunResult:
     """Redraw an image; it keeps its aspect ratio, its longer side set by the larger of width and height."""
     req, notes = check_request(req, "img2img", guidance_range)
+    check_prompts(manager, req)
     init = images.load_image(image)
     width, height = images.scale_to_long_side(*init.size, max(req.width, req.height))
     if max(width, height) > 2 * max(init.size):  # say so, or a 1x1 start image silently becomes a 64x64 result
@@ -202,6 +211,7 @@ def inpaint(manager, req: ImageRequest, image, mask, on_step: StepCallback | Non
             control: RunControl | None = None) -> RunResult:
     """Redraw the painted area only; everything outside the mask stays pixel for pixel."""
     req, notes = check_request(req, "inpaint")
+    check_prompts(manager, req)
     original = images.load_image(image)
     if isinstance(mask, (str, Path, bytes)):
         mask = masks.read_mask_file(mask if not isinstance(mask, bytes) else io.BytesIO(mask))
@@ -375,7 +385,10 @@ def request_from_parameters(text: str) -> tuple[ImageRequest, list[str]]:
     for key, (attr, kind) in conversions.items():
         if key in fields:
             try:
-                setattr(req, attr, kind(float(fields[key])))
+                number = float(fields[key])
+                if not math.isfinite(number):  # "Steps: inf" would load as an overflow, "CFG scale: nan" as NaN
+                    raise ValueError(key)
+                setattr(req, attr, kind(number))
             except ValueError:
                 skipped.append(key)
     if "Size" in fields:

@@ -17,6 +17,7 @@ from engine.faces.aging import AgingRequest, aging_timelapse, parse_ages
 from engine.faces.gender import GenderRequest, gender_swap
 from engine.gate import BUSY, Busy
 from engine.generate import ImageRequest, text_to_image
+from engine.limits import excerpt
 from engine.outputs import next_path, output_root, task_dir
 from engine.presets import aging_preset, gender_preset
 from engine.runner import replica_of, run_job
@@ -85,7 +86,7 @@ def face_fields(face: str | None) -> dict:
     try:
         number = int(text)
     except ValueError:
-        raise ValueError(f"face: give a face number from 1 (the largest) or 'all', not {face!r}.") from None
+        raise ValueError(f"face: give a face number from 1 (the largest) or 'all', not {excerpt(face)}.") from None
     if number < 1:
         raise ValueError(f"face: faces are numbered from 1 (the largest), not {number}.")
     return {"face_index": number - 1, "all_faces": False}

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from engine.components import PRESETS_DIR
+from engine.limits import excerpt
 from engine.models import CHECKPOINT_SUFFIXES, HUB_ID, TINY, hub_offline, hub_reachable
 
 DEFAULT_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
@@ -91,7 +92,7 @@ def resolve_adapter(name: str | None, model_name: str, weights_dir: Path) -> Ada
             return AdapterSource(name, "file", str(candidate.resolve()))
     if HUB_ID.match(name) and not name.startswith(("weights/", "./", "../")):
         return AdapterSource(name, "hub", name)
-    raise ValueError(f"The motion adapter {name!r} was not found; {HOW_TO_GET}.")
+    raise ValueError(f"The motion adapter {excerpt(name)} was not found; {HOW_TO_GET}.")
 
 
 def hub_cached(repo_id: str) -> bool:
