@@ -9,7 +9,6 @@ maths functions in `FUNCTIONS` are allowed. Nothing is ever passed to `eval`.
 from __future__ import annotations
 
 import ast
-import bisect
 import math
 import operator
 import re
@@ -55,8 +54,8 @@ class Schedule:
         keys = self.keyframes
         out = np.empty(num_frames, dtype=np.float64)
         for frame in range(num_frames):
-            after = bisect.bisect_left(keys, frame)  # the first keyframe at or after this frame
-            if after == len(keys):  # past the last keyframe: the last expression holds
+            after = next((i for i, k in enumerate(keys) if k >= frame), None)
+            if after is None:  # past the last keyframe: the last expression holds
                 out[frame] = self.value(frame, len(keys) - 1)
             elif keys[after] == frame or after == 0:  # on a keyframe, or before the first
                 out[frame] = self.value(frame, after)
