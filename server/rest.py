@@ -88,7 +88,7 @@ def face_fields(face: str | None) -> dict:
     except ValueError:
         raise ValueError(f"face: give a face number from 1 (the largest) or 'all', not {excerpt(face)}.") from None
     if number < 1:
-        raise ValueError(f"face: faces are numbered from 1 (the largest), not {number}.")
+        raise ValueError(f"face: faces are numbered from 1 (the largest), not {excerpt(number)}.")
     return {"face_index": number - 1, "all_faces": False}
 
 
