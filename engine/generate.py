@@ -155,7 +155,7 @@ def _number(value, name: str) -> float:
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number; got {excerpt(value)}.") from None
     if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number; got {value}.")
+        raise ValueError(f"{name} must be a finite number; got {excerpt(value) if isinstance(value, str) else value}.")
     return number
 
 
