@@ -17,6 +17,7 @@ import gradio as gr
 from engine.files.outputs import delete_older_than, output_root
 from engine.pipeline.manager import PipelineManager, RuntimeOptions
 from engine.pipeline.models import DEFAULT_HUB_MODEL, TINY, WEIGHTS_DIR, model_defaults
+from engine.text.prompts import MAX_TOKENS
 from engine.text.styles import use_styles
 from tabs import aging, animate, dream, gender_swap, img2img, inpaint, latent_walk, send, text2video, txt2img
 from tabs.common import QUEUE_ID, user_errors
@@ -125,6 +126,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--queue-size", type=int, default=int(env("QUEUE_SIZE", 20)),
                    help="requests that may wait; more are told the app is busy")
     p.add_argument("--max-upload-mb", type=int, default=int(env("MAX_UPLOAD_MB", 20)), help="upload size cap")
+    p.add_argument("--max-prompt-tokens", type=int, default=int(env("MAX_PROMPT_TOKENS", MAX_TOKENS)),
+                   help=f"the longest prompt or negative prompt accepted, in CLIP tokens (default {MAX_TOKENS})")
     p.add_argument("--keep-outputs-hours", type=float, default=float(env("KEEP_OUTPUTS_HOURS", 168)),
                    help="delete outputs older than this at start-up (0 keeps everything)")
     p.add_argument("--cpu-offload", action="store_true", default=env_flag("CPU_OFFLOAD"),
@@ -172,7 +175,8 @@ def manager_from(args: argparse.Namespace) -> PipelineManager:
     options = RuntimeOptions(device=device, dtype=args.dtype, cpu_offload=args.cpu_offload,
                              vae_tiling=args.vae_tiling, attention_slicing=args.attention_slicing,
                              concurrency=args.concurrency, queue_size=args.queue_size,
-                             compile_unet=args.compile, backend=args.backend)
+                             compile_unet=args.compile, backend=args.backend,
+                             max_prompt_tokens=args.max_prompt_tokens)
     folders = {key: Path(getattr(args, key)) for key in ("lora_dir", "embeddings_dir") if getattr(args, key, None)}
     return PipelineManager(args.model, options, weights_dir=Path(args.weights_dir), **folders)
 

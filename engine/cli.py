@@ -9,6 +9,7 @@ from pathlib import Path
 from engine.image.generate import image_to_image, inpaint, text_to_image
 from engine.image.request import ImageRequest
 from engine.pipeline.schedulers import DEFAULT_SAMPLER
+from engine.text.prompts import MAX_TOKENS
 
 DEFAULT_STEPS, DEFAULT_GUIDANCE = 20, 7.0
 
@@ -36,6 +37,8 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
                    help="folder of LoRAs for <lora:NAME:WEIGHT> tags (default: weights/Lora)")
     p.add_argument("--embeddings-dir", default=os.environ.get("STUDIO_EMBEDDINGS_DIR"),
                    help="folder of textual-inversion embeddings, used by name in prompts (default: weights/embeddings)")
+    p.add_argument("--max-prompt-tokens", type=int, default=os.environ.get("STUDIO_MAX_PROMPT_TOKENS", MAX_TOKENS),
+                   help=f"the longest prompt or negative prompt accepted, in CLIP tokens (default {MAX_TOKENS})")
 
 
 def add_generation_flags(p: argparse.ArgumentParser, walk: bool = False) -> None:
@@ -224,6 +227,8 @@ def make_manager(args):
     options = RuntimeOptions(device=args.device, dtype=args.dtype, compile_unet=args.compile,
                              backend=getattr(args, "backend", "auto"),
                              openvino_background=False)  # a one-shot run: prepare OpenVINO before the image
+    if getattr(args, "max_prompt_tokens", None) is not None:
+        options.max_prompt_tokens = args.max_prompt_tokens
     folders = {key: Path(getattr(args, key)) for key in ("lora_dir", "embeddings_dir") if getattr(args, key, None)}
     return PipelineManager(args.model, options, **folders)
 

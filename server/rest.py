@@ -21,6 +21,7 @@ from engine.image.request import ImageRequest
 from engine.jobs.gate import BUSY, Busy
 from engine.jobs.runner import replica_of, run_job
 from engine.pipeline.schedulers import DEFAULT_SAMPLER
+from engine.text.limits import excerpt
 from engine.text.presets import aging_preset, gender_preset
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
@@ -86,9 +87,9 @@ def face_fields(face: str | None) -> dict:
     try:
         number = int(text)
     except ValueError:
-        raise ValueError(f"face: give a face number from 1 (the largest) or 'all', not {face!r}.") from None
+        raise ValueError(f"face: give a face number from 1 (the largest) or 'all', not {excerpt(face)}.") from None
     if number < 1:
-        raise ValueError(f"face: faces are numbered from 1 (the largest), not {number}.")
+        raise ValueError(f"face: faces are numbered from 1 (the largest), not {excerpt(number)}.")
     return {"face_index": number - 1, "all_faces": False}
 
 

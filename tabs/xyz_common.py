@@ -80,7 +80,7 @@ def plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, vid
 def plan_line(manager, req: PlotRequest, task: str, pace: float | None) -> str:
     """The cell count and estimated time, or the sentence saying what is wrong, before anything runs."""
     try:
-        plan = plan_plot(req, task)
+        plan = plan_plot(req, task, manager.options.max_prompt_tokens)
     except ValueError as exc:
         return f"⚠️ {exc}"
     return describe_plan(plan, pace or default_seconds_per_step(manager), measured=pace is not None)

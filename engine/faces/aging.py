@@ -27,10 +27,13 @@ from engine.files import pnginfo
 from engine.image.parameters import replica_field
 from engine.image.request import ImageRequest, RunControl, check_request, pick_seed
 from engine.pipeline.schedulers import DEFAULT_SAMPLER
+from engine.text.limits import excerpt, listed, whole_number
 from engine.text.presets import aging_preset
 from engine.video.interpolation import lerp
 
 MIN_AGE, MAX_AGE = 1, 100
+MAX_AGES = MAX_AGE - MIN_AGE + 1  # every age once, rising
+MAX_AGES_TEXT = 1000  # characters: 100 ages written out, with room to spare
 MAX_TRANSITION_FRAMES = 24
 HOLD_SECONDS = 0.5  # each age stays on screen this long
 BLEND_FRAMES = 2  # crossfade frames between neighbouring rendered frames
@@ -94,22 +97,32 @@ class AgingResult:
 
 
 def parse_ages(text: str) -> list[int]:
-    """'10, 20, 30' or 'start-end/step' such as '10-80/10'."""
+    """'10, 20, 30' or 'start-end/step' such as '10-80/10'; a range is checked from its ends before it is listed."""
     text = (text or "").strip()
+    if len(text) > MAX_AGES_TEXT:
+        raise ValueError(f"The ages are {len(text):,} characters long; give at most {MAX_AGES} ages, like "
+                         "'10, 20, 30' or '10-80/10'.")
     if "-" in text and "/" in text and "," not in text:
         try:
             span, step = text.split("/")
             start, end = (int(v) for v in span.split("-"))
             step = int(step)
         except ValueError:
-            raise ValueError(f"Write ages as '10, 20, 30' or as start-end/step like '10-80/10', not {text!r}.") from None
+            raise ValueError(f"Write ages as '10, 20, 30' or as start-end/step like '10-80/10', not "
+                             f"{excerpt(text)}.") from None
         if step <= 0:
             raise ValueError("The age step must be a positive whole number.")
+        if not (MIN_AGE <= start <= MAX_AGE and MIN_AGE <= end <= MAX_AGE):
+            raise ValueError(f"Every age must be from {MIN_AGE} to {MAX_AGE}; got the range {excerpt(text)}.")
         return list(range(start, end + 1, step))
     try:
-        return [int(v) for v in text.replace(";", ",").split(",") if v.strip()]
+        ages = [int(v) for v in text.replace(";", ",").split(",") if v.strip()]
     except ValueError:
-        raise ValueError(f"Write ages as whole numbers separated by commas, like '10, 20, 30', not {text!r}.") from None
+        raise ValueError(f"Write ages as whole numbers separated by commas, like '10, 20, 30', not "
+                         f"{excerpt(text)}.") from None
+    if len(ages) > MAX_AGES:
+        raise ValueError(f"That is {len(ages):,} ages; give at most {MAX_AGES}, rising, from {MIN_AGE} to {MAX_AGE}.")
+    return ages
 
 
 def check_aging(req: AgingRequest) -> AgingRequest:
@@ -117,12 +130,13 @@ def check_aging(req: AgingRequest) -> AgingRequest:
     ages = list(req.ages)
     if len(ages) < 2:
         raise ValueError("Give at least two ages for a timelapse, for example 20, 40, 60.")
+    if len(ages) > MAX_AGES:
+        raise ValueError(f"That is {len(ages):,} ages; give at most {MAX_AGES}, rising, from {MIN_AGE} to {MAX_AGE}.")
     if any(not MIN_AGE <= a <= MAX_AGE for a in ages):
-        raise ValueError(f"Every age must be from {MIN_AGE} to {MAX_AGE}; got {', '.join(map(str, ages))}.")
+        raise ValueError(f"Every age must be from {MIN_AGE} to {MAX_AGE}; got {listed(ages)}.")
     if any(b <= a for a, b in zip(ages, ages[1:])):
-        raise ValueError(f"Ages must rise from first to last with no repeats; got {', '.join(map(str, ages))}.")
-    if not 0 <= int(req.transition_frames) <= MAX_TRANSITION_FRAMES:
-        raise ValueError(f"Frames per transition must be from 0 to {MAX_TRANSITION_FRAMES}.")
+        raise ValueError(f"Ages must rise from first to last with no repeats; got {listed(ages)}.")
+    transition_frames = whole_number(req.transition_frames, "Frames per transition", 0, MAX_TRANSITION_FRAMES)
     if not 0 < float(req.fps) <= video.MAX_FPS:
         raise ValueError(f"Frames per second must be above 0 and at most {video.MAX_FPS}; got {req.fps}.")
     aging_preset().prompt_for(ages[0], req.subject)  # unknown subject
@@ -132,7 +146,7 @@ def check_aging(req: AgingRequest) -> AgingRequest:
                                             sampler=req.sampler, strength=req.strength), task="img2img")
     return AgingRequest(**{**asdict(req), "ages": ages, "seed": pick_seed(checked.seed),
                            "num_inference_steps": checked.num_inference_steps,
-                           "guidance_scale": checked.guidance_scale, "transition_frames": int(req.transition_frames),
+                           "guidance_scale": checked.guidance_scale, "transition_frames": transition_frames,
                            "all_faces": bool(req.all_faces), "keep_identity": keep_identity})
 
 

@@ -20,6 +20,7 @@ from engine import faces, provenance
 from engine.files import images
 from engine.image import masks
 from engine.image.request import RunControl
+from engine.text.limits import excerpt
 
 WORK_SIZE = 512  # SD 1.5's native resolution
 IP_CROP_PADDING = 0.2  # the identity adapter sees the face box grown by this share on each side
@@ -297,7 +298,7 @@ def check_keep_identity(value) -> float:
     if value is None:
         return 0.0
     if not ok or not 0 <= float(value) <= 1:
-        raise ValueError(f"Keep identity must be from 0 (off) to 1; got {value!r}.")
+        raise ValueError(f"Keep identity must be from 0 (off) to 1; got {excerpt(value)}.")
     return float(value)
 
 

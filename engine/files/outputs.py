@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import time
 from pathlib import Path
 
 from engine.pipeline.models import REPO_ROOT
+
+log = logging.getLogger("diffusion_studio")
 
 
 def output_root() -> Path:
@@ -20,10 +23,12 @@ def task_dir(task: str, root: Path | None = None) -> Path:
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ValueError(f"The output folder {folder} can't be written ({exc.strerror}); "
-                         "set STUDIO_OUTPUT_DIR to a writable folder.") from exc
+        log.warning("The output folder %s can't be written (%s).", folder, exc.strerror)  # the path goes to the log only
+        raise ValueError(f"The output folder can't be written ({exc.strerror}); set STUDIO_OUTPUT_DIR to a writable "
+                         "folder.") from exc
     if not os.access(folder, os.W_OK):
-        raise ValueError(f"The output folder {folder} can't be written; set STUDIO_OUTPUT_DIR to a writable folder.")
+        log.warning("The output folder %s can't be written.", folder)
+        raise ValueError("The output folder can't be written; set STUDIO_OUTPUT_DIR to a writable folder.")
     return folder
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from engine.image.request import (
     RunControl,
     RunResult,
     StepCallback,
+    check_prompts,
     check_request,
     pick_seed,
 )
@@ -36,6 +38,7 @@ def text_to_image(manager, req: ImageRequest, on_step: StepCallback | None = Non
                   guidance_range: tuple[float, float] = (MIN_GUIDANCE, MAX_GUIDANCE)) -> RunResult:
     """Images from a prompt."""
     req, notes = check_request(req, "txt2img", guidance_range)
+    check_prompts(manager, req)
     if req.hires_scale is not None:  # draw small, upscale, redraw large
         req, hires_notes = check_hires(req)
         result = hires_fix(manager, req, on_step, control)
@@ -51,6 +54,7 @@ def image_to_image(manager, req: ImageRequest, image, on_step: StepCallback | No
                    guidance_range: tuple[float, float] = (MIN_GUIDANCE, MAX_GUIDANCE)) -> RunResult:
     """Redraw an image; it keeps its aspect ratio, its longer side set by the larger of width and height."""
     req, notes = check_request(req, "img2img", guidance_range)
+    check_prompts(manager, req)
     init = images.load_image(image)
     width, height = images.scale_to_long_side(*init.size, max(req.width, req.height))
     if max(width, height) > 2 * max(init.size):  # say so, or a 1x1 start image silently becomes a 64x64 result
@@ -67,6 +71,7 @@ def inpaint(manager, req: ImageRequest, image, mask, on_step: StepCallback | Non
             control: RunControl | None = None) -> RunResult:
     """Redraw the painted area only; everything outside the mask stays pixel for pixel."""
     req, notes = check_request(req, "inpaint")
+    check_prompts(manager, req)
     original = images.load_image(image)
     if isinstance(mask, (str, Path, bytes)):
         mask = masks.read_mask_file(mask if not isinstance(mask, bytes) else io.BytesIO(mask))
@@ -181,7 +186,10 @@ def request_from_parameters(text: str) -> tuple[ImageRequest, list[str]]:
     for key, (attr, kind) in conversions.items():
         if key in fields:
             try:
-                setattr(req, attr, kind(float(fields[key])))
+                number = float(fields[key])
+                if not math.isfinite(number):  # "Steps: inf" would load as an overflow, "CFG scale: nan" as NaN
+                    raise ValueError(key)
+                setattr(req, attr, kind(number))
             except ValueError:
                 skipped.append(key)
     if "Size" in fields:

@@ -25,6 +25,7 @@ from engine.image.request import (
     pick_seed,
 )
 from engine.image.steps import step_callback
+from engine.text.limits import excerpt
 from engine.video.denoise import decode_frames, record_predictions
 
 # A1111's latent upscalers: torch interpolation mode and antialiasing, applied to the latents
@@ -59,7 +60,7 @@ def check_hires(req: ImageRequest) -> tuple[ImageRequest, list[str]]:
     if not MIN_SCALE <= scale <= MAX_SCALE:
         raise ValueError(f"Hires upscale must be from {MIN_SCALE:g} to {MAX_SCALE:g}; got {req.hires_scale}.")
     if req.hires_upscaler not in UPSCALERS:
-        raise ValueError(f"Unknown Hires upscaler {req.hires_upscaler!r}; choose one of {', '.join(UPSCALERS)}.")
+        raise ValueError(f"Unknown Hires upscaler {excerpt(req.hires_upscaler)}; choose one of {', '.join(UPSCALERS)}.")
     steps = as_number(req.hires_steps, "Hires steps")
     if steps != int(steps) or not 0 <= steps <= MAX_STEPS:
         raise ValueError(f"Hires steps must be a whole number from 0 (same as Steps) to {MAX_STEPS}; "

@@ -11,6 +11,7 @@ from PIL import Image
 
 from engine.files import images
 from engine.pipeline.schedulers import DEFAULT_SAMPLER, check_sampler
+from engine.text.limits import excerpt
 
 MAX_STEPS = 150
 MIN_GUIDANCE, MAX_GUIDANCE = 1.0, 30.0
@@ -146,10 +147,16 @@ def as_number(value, name: str) -> float:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number; got {value!r}.") from None
+        raise ValueError(f"{name} must be a number; got {excerpt(value)}.") from None
     if not math.isfinite(number):
-        raise ValueError(f"{name} must be a finite number; got {value}.")
+        raise ValueError(f"{name} must be a finite number; got {excerpt(value) if isinstance(value, str) else value}.")
     return number
+
+
+def check_prompts(manager, req: ImageRequest) -> None:
+    """The prompt and the negative prompt within the manager's cap (--max-prompt-tokens), before any work."""
+    manager.check_prompt(req.prompt, "The prompt")
+    manager.check_prompt(req.negative_prompt, "The negative prompt")
 
 
 def pick_seed(seed: int) -> int:

@@ -4,7 +4,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from engine.loaders.lora import TAG, LoraFolder
+from engine.loaders.lora import TAG, LoraFolder, log
+from engine.text.limits import excerpt
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,10 @@ def pick(folder: LoraFolder, name: str | None = None) -> FewStep:
             if few.lora.lower() == name.lower():
                 return few
         folder.path(name)  # unknown name: lists what is there
-        raise ValueError(f"{name} is not a few-step LoRA this app recognises (LCM, TCD or Hyper-SD for SD 1.5, "
+        raise ValueError(f"{excerpt(name)} is not a few-step LoRA this app recognises (LCM, TCD or Hyper-SD for SD 1.5, "
                          "by its published file name).")
     if not found:
-        raise ValueError(f"Few-step mode needs an LCM, TCD or Hyper-SD LoRA for SD 1.5 in {folder.folder}, e.g. "
+        log.info("Few-step mode: no LCM, TCD or Hyper-SD LoRA in %s.", folder.folder)
+        raise ValueError("Few-step mode needs an LCM, TCD or Hyper-SD LoRA for SD 1.5 in the LoRA folder, e.g. "
                          "lcm-lora-sdv1-5.safetensors (latent-consistency/lcm-lora-sdv1-5 on the Hugging Face hub).")
     return found[0]

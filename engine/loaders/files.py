@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import hashlib
+import pickle
 import threading
+import warnings
 from pathlib import Path
 
 import torch
@@ -29,7 +31,13 @@ def read_tensors(path: Path, what: str) -> dict:
             from safetensors.torch import load_file
 
             return load_file(str(path), device="cpu")
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about old pickle protocols, naming its own file: the
+            warnings.simplefilter("ignore")  # sentence below is what the user needs
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise ValueError(f"The {what} file {path.name} can't be read as plain tensors: it is damaged, or it holds "
+                         "Python objects, which are never loaded because they could run code. Use a .safetensors "
+                         "version of it.") from None
     except Exception as exc:  # noqa: BLE001 - any reader failure means the file is unusable
         raise ValueError(f"The {what} file {path.name} could not be read ({type(exc).__name__}); it may be damaged "
                          "or incomplete: download it again.") from None

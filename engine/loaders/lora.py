@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.loaders.files import names_in, read_tensors, short_hash
+from engine.text.limits import excerpt, listed
 
 SUFFIXES = (".safetensors", ".pt", ".ckpt")
 TAG = re.compile(r"<lora:([^>]*)>", re.IGNORECASE)
@@ -16,6 +17,7 @@ LORA_KEY = re.compile(r"lora_(down|up|A|B)\.|\.lora\.(down|up)\.|_lora\.(down|up
 LYCORIS_KEY = re.compile(r"\.(hada_w1_a|lokr_w1|oft_blocks|oft_diag)")
 SDXL_MARKERS = ("lora_te2_", "text_encoder_2.", "te2.", "conditioner.embedders.1")
 FAMILY_WIDTHS = {768: "SD 1.5", 1024: "SD 2", 2048: "SDXL", 4096: "a large model"}
+log = logging.getLogger("diffusion_studio")
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,8 @@ def parse_tag(tag: str, body: str) -> LoraUse:
     parts = body.split(":")
     name = parts[0].strip()
     if not name or len(parts) > 2:
-        raise ValueError(f"The tag {tag} is not understood; write <lora:NAME:WEIGHT>, for example <lora:mystyle:0.8>.")
+        raise ValueError(f"The tag {excerpt(tag)} is not understood; write <lora:NAME:WEIGHT>, for example "
+                         "<lora:mystyle:0.8>.")
     if len(parts) == 1:
         return LoraUse(name, 1.0)
     try:
@@ -50,8 +53,8 @@ def parse_tag(tag: str, body: str) -> LoraUse:
     except ValueError:
         weight = math.nan
     if not math.isfinite(weight):
-        raise ValueError(f"The weight in {tag} must be a number, for example <lora:{name}:0.8>; "
-                         f"got {parts[1].strip()!r}.")
+        raise ValueError(f"The weight in {excerpt(tag)} must be a number, for example <lora:NAME:0.8>; "
+                         f"got {excerpt(parts[1].strip())}.")
     return LoraUse(name, weight)
 
 
@@ -62,7 +65,7 @@ def uses_in(*texts: str) -> list[LoraUse]:
         for use in split_tags(text)[1]:
             other = found.get(use.name)
             if other is not None and other.weight != use.weight:
-                raise ValueError(f"The LoRA {use.name} appears with two weights ({other.weight:g} and "
+                raise ValueError(f"The LoRA {excerpt(use.name)} appears with two weights ({other.weight:g} and "
                                  f"{use.weight:g}) in one job; give it one weight.")
             found[use.name] = use
     return list(found.values())
@@ -88,12 +91,12 @@ class LoraFolder:
         folded = {key.lower(): path for key, path in files.items()}
         if name.lower() in folded:
             return folded[name.lower()]
-        where = self.folder or "the LoRA folder"
+        log.info("No LoRA named %s in %s.", excerpt(name), self.folder)  # the folder goes to the log, not to clients
         if files:
-            raise ValueError(f"No LoRA named {name!r} in {where}; the LoRAs there are: "
-                             f"{', '.join(sorted(files, key=str.lower))}.")
-        raise ValueError(f"No LoRA named {name!r}: {where} has no LoRA files. Put .safetensors LoRAs there, or "
-                         "point --lora-dir at your LoRA folder.")
+            raise ValueError(f"No LoRA named {excerpt(name)} in the LoRA folder; the LoRAs there are: "
+                             f"{listed(sorted(files, key=str.lower), 50)}.")
+        raise ValueError(f"No LoRA named {excerpt(name)}: the LoRA folder has no LoRA files. Put .safetensors LoRAs "
+                         "there, or point --lora-dir at your LoRA folder.")
 
     def hash(self, name: str) -> str:
         return short_hash(self.path(name))

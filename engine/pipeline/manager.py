@@ -34,11 +34,13 @@ from engine.pipeline.models import (
     resolve_model,
 )
 from engine.pipeline.schedulers import make_scheduler
-from engine.text.prompts import encode_prompt_pair, prompt_chunks
+from engine.text.limits import whole_number
+from engine.text.prompts import MAX_TOKENS, check_characters, check_length, encode_prompt_pair, prompt_chunks
 
 TASKS = ("txt2img", "img2img", "inpaint")
 log = logging.getLogger("diffusion_studio")
 EMBED_CACHE_SIZE = 32
+MAX_PROMPT_TOKENS_CAP = 100_000  # the highest --max-prompt-tokens: far past any real prompt
 LORA_FILES_KEPT = 4  # LoRA files kept read in memory (a few MB to a few hundred MB each)
 
 
@@ -56,6 +58,7 @@ class RuntimeOptions:
     compile_unet: bool = False  # torch.compile the UNet: ~1.18x a step on CPU after a minute's warm-up per size
     backend: str = "auto"  # auto, torch or openvino: where the UNet runs (engine.backends)
     openvino_background: bool = True  # convert for a new size in the background while PyTorch serves it
+    max_prompt_tokens: int = MAX_TOKENS  # the longest prompt (and negative prompt) accepted, in CLIP tokens
 
 
 def task_class(task: str):
@@ -78,6 +81,7 @@ class PipelineManager:
                  weights_dir: Path = WEIGHTS_DIR, lora_dir: Path | None = None, embeddings_dir: Path | None = None):
         self.options = options or RuntimeOptions()
         backends.check_backend(self.options.backend)
+        whole_number(self.options.max_prompt_tokens, "--max-prompt-tokens", 1, MAX_PROMPT_TOKENS_CAP)
         self.weights_dir = weights_dir
         self.loras = lora.LoraFolder(lora_dir or Path(weights_dir) / "Lora")
         self.embeddings = EmbeddingStore(embeddings_dir or Path(weights_dir) / "embeddings")
@@ -329,6 +333,16 @@ class PipelineManager:
             text = self.embeddings.expand(text)
         return text
 
+    def check_prompt(self, text: str, label: str = "The prompt") -> None:
+        """Refuse a prompt over the cap (--max-prompt-tokens), counted in the tokens CLIP will read, with one sentence.
+
+        `label` names the prompt in the sentence ("The negative prompt", "Prompt 2"). Characters are counted first,
+        so a megabyte of text never reaches the tokenizer or the LoRA and embedding parsers.
+        """
+        cap = self.options.max_prompt_tokens
+        check_characters(len(text or ""), cap, label)
+        check_length(self.base().tokenizer, self.prompt_text(text or ""), cap, label)
+
     def prompt_chunks(self, *texts: str) -> int:
         """How many 77-token windows the longest of these prompts needs, as CLIP will read them."""
         return prompt_chunks(self.base().tokenizer, *(self.prompt_text(t) for t in texts))
@@ -350,6 +364,9 @@ class PipelineManager:
         LoRA tags are taken out and embedding words expanded; outside a job's `lora_scope` the prompt's own
         LoRAs are applied for the encoding. The cache knows which LoRAs the text encoder carried.
         """
+        cap = self.options.max_prompt_tokens
+        check_characters(len(prompt or ""), cap, "The prompt")
+        check_characters(len(negative_prompt or ""), cap, "The negative prompt")
         with self.lora_scope(prompt, negative_prompt) as active:
             text, negative = self.prompt_text(prompt), self.prompt_text(negative_prompt)
             key = (text, negative, min_chunks, active)
@@ -358,6 +375,8 @@ class PipelineManager:
                     self._embeds.move_to_end(key)
                     return self._embeds[key]
             base = self.base()
+            check_length(base.tokenizer, text, cap, "The prompt")  # every job's prompts pass here, whatever checked them
+            check_length(base.tokenizer, negative, cap, "The negative prompt")
             with self._text_lock:
                 embeds = encode_prompt_pair(base.tokenizer, base.text_encoder, text, negative, self.dtype, min_chunks)
             with self._lock:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 
+from engine.text.limits import excerpt
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 WEIGHTS_DIR = REPO_ROOT / "weights"
 TINY = "tiny"
@@ -82,15 +84,16 @@ def resolve_model(name: str, weights_dir: Path = WEIGHTS_DIR) -> ModelSource:
     for candidate in (weights_dir / name, Path(name), REPO_ROOT / name):
         if candidate.is_file():
             if candidate.suffix.lower() not in CHECKPOINT_SUFFIXES:
-                raise ValueError(f"{name} is not a .safetensors or .ckpt checkpoint.")
+                raise ValueError(f"{excerpt(name)} is not a .safetensors or .ckpt checkpoint.")
             return ModelSource(name, "file", str(candidate.resolve()))
         if candidate.is_dir():
             if not (candidate / "model_index.json").is_file():
-                raise ValueError(f"{name} is a folder without model_index.json, so it is not a diffusers model.")
+                raise ValueError(f"{excerpt(name)} is a folder without model_index.json, so it is not a diffusers "
+                                 "model.")
             return ModelSource(name, "folder", str(candidate.resolve()))
     if HUB_ID.match(name) and not name.startswith(("weights/", "./", "../")):
         return ModelSource(name, "hub", name)
-    raise ValueError(f"Model {name!r} was not found: {FIX}.")
+    raise ValueError(f"Model {excerpt(name)} was not found: {FIX}.")
 
 
 def load_pipeline(source: ModelSource, dtype: torch.dtype):

@@ -6,6 +6,8 @@ from typing import Any
 
 import diffusers
 
+from engine.text.limits import excerpt
+
 
 @dataclass(frozen=True)
 class Sampler:
@@ -57,7 +59,7 @@ def check_sampler(name: str) -> Sampler:
     try:
         return SAMPLERS[name]
     except KeyError:
-        raise ValueError(f"Unknown sampler {name!r}; choose one of: {', '.join(SAMPLERS)}.") from None
+        raise ValueError(f"Unknown sampler {excerpt(name)}; choose one of: {', '.join(SAMPLERS)}.") from None
 
 
 def make_scheduler(name: str, base_config: dict[str, Any]):

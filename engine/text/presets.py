@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from engine.text.limits import excerpt
+
 PRESETS_DIR = Path(__file__).resolve().parents[2] / "presets"
 ADULT_AGE = 18
 
@@ -23,7 +25,7 @@ class AgingPreset:
     def prompt_for(self, age: int, subject: str) -> str:
         """The prompt for one age, e.g. 'close-up portrait photo of a 40 year old woman, middle-aged, ...'."""
         if subject not in self.subjects:
-            raise ValueError(f"Unknown subject {subject!r}; choose {', '.join(self.subjects)}.")
+            raise ValueError(f"Unknown subject {excerpt(subject)}; choose {', '.join(self.subjects)}.")
         stage = next(words for max_age, words in self.stages if age <= max_age)
         noun = self.subjects[subject]["young" if age < ADULT_AGE else "adult"]
         return self.prompt.format(age=age, subject=noun, stage=stage)
@@ -38,7 +40,7 @@ class GenderPreset:
 
     def prompts_for(self, direction: str) -> tuple[str, str]:
         if direction not in self.directions:
-            raise ValueError(f"Unknown direction {direction!r}; choose {' or '.join(self.directions)}.")
+            raise ValueError(f"Unknown direction {excerpt(direction)}; choose {' or '.join(self.directions)}.")
         entry = self.directions[direction]
         return entry["prompt"], entry["negative_prompt"]
 

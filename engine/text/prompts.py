@@ -6,15 +6,21 @@ as plain CLIP text in 75-token chunks (nothing past token 75 is cut silently).
 """
 from __future__ import annotations
 
+import math
 import re
 
 import torch
 
+from engine.text.limits import excerpt
+
 CHUNK_TOKENS = 75  # CLIP's window is 77: start token + 75 + end token
+MAX_TOKENS = 1000  # the default cap on a prompt's length (--max-prompt-tokens, STUDIO_MAX_PROMPT_TOKENS)
+CHARACTERS_PER_TOKEN = 32  # the cheap check before tokenizing: a prompt under the cap is never this long
 BREAK = "BREAK"
 BREAK_WEIGHT = -1.0  # the marker weight A1111's parser gives a BREAK
 ROUND_MULTIPLIER = 1.1
 SQUARE_MULTIPLIER = 1 / 1.1
+MAX_NESTING = 100  # brackets open at once; each closing one re-weighs everything inside it, so depth costs time
 MEAN_FLOOR = 1e-4  # a chunk mean below this share of the mean magnitude is rounding noise (see apply_weights)
 
 _ATTENTION = re.compile(r"""
@@ -60,10 +66,11 @@ def _runs(text: str) -> list[tuple[str, float, bool]]:
         piece, weight = match.group(0), match.group(1)
         if piece.startswith("\\"):
             runs.append([piece[1:], 1.0, False])
-        elif piece == "(":
-            round_open.append(len(runs))
-        elif piece == "[":
-            square_open.append(len(runs))
+        elif piece in ("(", "["):
+            if len(round_open) + len(square_open) >= MAX_NESTING:
+                raise ValueError(f"The prompt opens more than {MAX_NESTING} brackets inside each other; close some, "
+                                 "or escape them as \\( and \\[.")
+            (round_open if piece == "(" else square_open).append(len(runs))
         elif weight is not None and round_open:
             multiply_from(round_open.pop(), _weight(weight))
         elif piece == ")" and round_open:
@@ -79,6 +86,9 @@ def _runs(text: str) -> list[tuple[str, float, bool]]:
         multiply_from(start, ROUND_MULTIPLIER)
     for start in square_open:
         multiply_from(start, SQUARE_MULTIPLIER)
+    if any(not math.isfinite(run[1]) for run in runs):
+        raise ValueError("The prompt's weights multiply to more than any number can hold; use smaller weights, "
+                         "like (word:1.5).")
     if not runs:
         runs = [["", 1.0, False]]
     merged = [runs[0]]
@@ -93,9 +103,12 @@ def _runs(text: str) -> list[tuple[str, float, bool]]:
 
 def _weight(text: str) -> float:
     try:
-        return float(text)
+        weight = float(text)
     except ValueError:
-        raise ValueError(f"The prompt weight {text!r} is not a number; write it like (word:1.2).") from None
+        raise ValueError(f"The prompt weight {excerpt(text)} is not a number; write it like (word:1.2).") from None
+    if not math.isfinite(weight):
+        raise ValueError(f"The prompt weight {excerpt(text)} is too large; write it like (word:1.2).")
+    return weight
 
 
 # 2. tokens in chunks
@@ -150,6 +163,30 @@ def _framed(tokenizer, body: list[int]) -> list[int]:
 def prompt_chunks(tokenizer, *texts: str) -> int:
     """How many 77-token windows the longest of these prompts needs (BREAKs included)."""
     return max(1, *(len(weighted_chunks(tokenizer, t or "")) for t in texts))
+
+
+def token_count(tokenizer, text: str) -> int:
+    """The token positions a prompt fills in its 75-token chunks: its tokens, a BREAK filling the rest of its chunk."""
+    chunks = weighted_chunks(tokenizer, text or "")
+    return (len(chunks) - 1) * CHUNK_TOKENS + len(chunks[-1][0])
+
+
+def check_characters(length: int, max_tokens: int = MAX_TOKENS, label: str = "The prompt") -> None:
+    """Refuse, before any tokenizing, a text far too long to be under the token cap."""
+    if length > max_tokens * CHARACTERS_PER_TOKEN:
+        raise ValueError(f"{label} is {length:,} characters long; the cap is {max_tokens:,} CLIP tokens (at most "
+                         f"{max_tokens * CHARACTERS_PER_TOKEN:,} characters). Shorten it.")
+
+
+def check_length(tokenizer, text: str, max_tokens: int = MAX_TOKENS, label: str = "The prompt") -> None:
+    """Refuse a prompt over `max_tokens` CLIP tokens, saying the cap; a megabyte of text never reaches the tokenizer."""
+    text = text or ""
+    check_characters(len(text), max_tokens, label)
+    count = token_count(tokenizer, text)
+    if count > max_tokens:
+        breaks = " (a BREAK fills the rest of its 75-token chunk)" if BREAK in text else ""
+        raise ValueError(f"{label} is {count:,} CLIP tokens long{breaks}; the cap is {max_tokens:,} tokens. "
+                         "Shorten it.")
 
 
 # 3. encoding

@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.text.limits import excerpt
+
 REPO_ROOT = Path(__file__).resolve().parents[2]  # the app folder (engine.pipeline.models says the same; no torch here)
 APP_STYLES = REPO_ROOT / "styles.csv"  # where A1111 keeps it: the app folder
 EXAMPLE_STYLES = REPO_ROOT / "presets" / "styles.csv"  # shipped examples, used when the app folder has none
@@ -39,7 +41,7 @@ def apply_styles(styles: dict[str, Style], names: list[str] | None, prompt: str,
     for name in names or []:
         if name not in styles:
             known = ", ".join(styles) or "none: the styles file is empty or missing"
-            raise ValueError(f"There is no style named {name!r}; the styles are: {known}.")
+            raise ValueError(f"There is no style named {excerpt(name)}; the styles are: {known}.")
         style = styles[name]
         prompt = merge_prompt(style.prompt, prompt)
         negative_prompt = merge_prompt(style.negative_prompt, negative_prompt)

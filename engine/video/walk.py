@@ -21,10 +21,12 @@ from engine import video
 from engine.files import pnginfo
 from engine.image.request import MAX_SEED, ImageRequest, RunControl, check_request
 from engine.pipeline.schedulers import DEFAULT_SAMPLER, is_stochastic
+from engine.text.limits import excerpt, whole_number
 from engine.video import interpolation
 
 MAX_FRAMES = 600  # 50 s at 12 fps; longer runs belong in several resumable pieces
 MAX_BATCH_SIZE = 8
+MAX_KEYFRAMES = 100  # prompts of a walk, noises of a dream
 PLAN_VERSION = 1
 
 
@@ -77,6 +79,8 @@ class WalkResult:
 def parse_prompts(text: str) -> list[str]:
     """One prompt per line; a blank line in the middle is a mistake worth pointing at."""
     lines = [line.strip() for line in (text or "").strip().splitlines()]
+    if len(lines) > MAX_KEYFRAMES:
+        raise ValueError(f"There are {len(lines):,} prompt lines; a walk takes at most {MAX_KEYFRAMES}.")
     for number, line in enumerate(lines, 1):
         if not line:
             raise ValueError(f"Prompt line {number} is empty; write a prompt on it or remove it.")
@@ -88,6 +92,8 @@ def parse_seeds(text: str) -> list[int | None]:
     entries = [e.strip() for e in (text or "").replace(",", "\n").splitlines()]
     while entries and not entries[-1]:
         entries.pop()
+    if len(entries) > MAX_KEYFRAMES:
+        raise ValueError(f"There are {len(entries):,} seeds; a walk takes at most {MAX_KEYFRAMES}, one per prompt.")
     seeds: list[int | None] = []
     for number, entry in enumerate(entries, 1):
         if entry.lower() in ("", "random", "-1"):
@@ -96,9 +102,10 @@ def parse_seeds(text: str) -> list[int | None]:
         try:
             seed = int(entry)
         except ValueError:
-            raise ValueError(f"Seed {number} ({entry!r}) is not a whole number; use a number or 'random'.") from None
+            raise ValueError(f"Seed {number} ({excerpt(entry)}) is not a whole number; use a number or "
+                             "'random'.") from None
         if not 0 <= seed <= MAX_SEED:
-            raise ValueError(f"Seed {number} must be from 0 to {MAX_SEED}, or 'random'; got {seed}.")
+            raise ValueError(f"Seed {number} must be from 0 to {MAX_SEED}, or 'random'; got {excerpt(seed)}.")
         seeds.append(seed)
     return seeds
 
@@ -108,39 +115,47 @@ def check_walk(req: WalkRequest) -> WalkRequest:
     minimum = 1 if req.kind == "dream" else 2
     if len(req.prompts) < minimum:
         raise ValueError("A latent walk needs at least 2 prompts, one per line.")
+    if len(req.prompts) > MAX_KEYFRAMES:
+        raise ValueError(f"There are {len(req.prompts):,} prompts; a walk takes at most {MAX_KEYFRAMES}.")
     for number, prompt in enumerate(req.prompts, 1):
         if not (prompt or "").strip():
             raise ValueError(f"Prompt {number} is empty; write a prompt or remove it.")
     if len(req.seeds) > len(req.prompts):
         raise ValueError(f"There are {len(req.seeds)} seeds for {len(req.prompts)} prompts; give one seed per "
                          "prompt at most.")
-    if isinstance(req.num_frames, bool) or int(req.num_frames) != req.num_frames or not \
-            2 <= req.num_frames <= MAX_FRAMES:
-        raise ValueError(f"Frames must be a whole number from 2 to {MAX_FRAMES}; got {req.num_frames}.")
+    num_frames = whole_number(req.num_frames, "Frames", 2, MAX_FRAMES)
     if not isinstance(req.fps, (int, float)) or not 0 < req.fps <= video.MAX_FPS:
-        raise ValueError(f"Frames per second must be above 0 and at most {video.MAX_FPS}; got {req.fps}.")
-    if not 1 <= int(req.batch_size) <= MAX_BATCH_SIZE:
-        raise ValueError(f"Batch size must be from 1 to {MAX_BATCH_SIZE}; got {req.batch_size}.")
+        raise ValueError(f"Frames per second must be above 0 and at most {video.MAX_FPS}; got {excerpt(req.fps)}.")
+    batch_size = whole_number(req.batch_size, "Batch size", 1, MAX_BATCH_SIZE)
     image_req, _ = check_request(ImageRequest(num_inference_steps=req.num_inference_steps,
                                               guidance_scale=req.guidance_scale, width=req.width,
                                               height=req.height, sampler=req.sampler))
     seeds = [s if s is not None and s >= 0 else secrets.randbelow(MAX_SEED + 1) for s in req.seeds]
     seeds += [secrets.randbelow(MAX_SEED + 1) for _ in range(len(req.prompts) - len(seeds))]
-    return WalkRequest(**{**asdict(req), "seeds": seeds, "num_frames": int(req.num_frames),
-                          "batch_size": int(req.batch_size), "width": image_req.width,
+    return WalkRequest(**{**asdict(req), "seeds": seeds, "num_frames": num_frames,
+                          "batch_size": batch_size, "width": image_req.width,
                           "height": image_req.height, "num_inference_steps": image_req.num_inference_steps,
                           "guidance_scale": image_req.guidance_scale})
 
 
+def check_prompts(manager, req: WalkRequest) -> None:
+    """Every keyframe prompt and the negative prompt within the manager's cap (--max-prompt-tokens)."""
+    if req.kind == "dream":
+        manager.check_prompt(req.prompts[0], "The prompt")
+    else:
+        for number, prompt in enumerate(req.prompts, 1):
+            manager.check_prompt(prompt, f"Prompt {number}")
+    manager.check_prompt(req.negative_prompt, "The negative prompt")
+
+
 def dream_request(prompt: str, num_keyframes: int, seed: int | None = None, **settings) -> WalkRequest:
     """A dream: one prompt over several random keyframe noises, seeds counting up from `seed`."""
-    if not 2 <= int(num_keyframes) <= 100:
-        raise ValueError(f"A dream needs from 2 to 100 keyframe noises; got {num_keyframes}.")
+    num_keyframes = whole_number(num_keyframes, "Random keyframe noises", 2, MAX_KEYFRAMES)
     if not (prompt or "").strip():
         raise ValueError("Write a prompt for the dream.")
     first = secrets.randbelow(MAX_SEED + 1) if seed is None or seed < 0 else int(seed)
-    seeds = [(first + i) % (MAX_SEED + 1) for i in range(int(num_keyframes))]
-    return WalkRequest(prompts=[prompt.strip()] * int(num_keyframes), seeds=seeds, kind="dream", **settings)
+    seeds = [(first + i) % (MAX_SEED + 1) for i in range(num_keyframes)]
+    return WalkRequest(prompts=[prompt.strip()] * num_keyframes, seeds=seeds, kind="dream", **settings)
 
 
 def notes_for(req: WalkRequest) -> list[str]:
@@ -180,6 +195,7 @@ def latent_walk(manager, req: WalkRequest, paths: RunPaths, on_frame: Callable[[
 def start(manager, req: WalkRequest, paths: RunPaths) -> Path:
     """Check a walk and write its plan, rendering nothing: the frames follow in one run or in several chunks."""
     req = check_walk(req)
+    check_prompts(manager, req)
     prepare_folder(paths.frames)
     plan = {"version": PLAN_VERSION, "request": asdict(req), "model": manager.model_label,
             "model_name": manager.model_name,

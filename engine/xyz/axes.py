@@ -19,10 +19,12 @@ import numpy as np
 
 from engine.image.request import MAX_SEED, MAX_SIDE, MAX_STEPS, MIN_SIDE
 from engine.pipeline.schedulers import sampler_names
+from engine.text.limits import count_range, excerpt
 
 PLOT_GUIDANCE = (-30.0, 30.0)  # the CFG axis sweeps past the tabs' 1..30: at 0 and below the prompt pulls less, or away
 MAX_CELLS = 100
 MAX_VALUES = 100  # one axis alone can't hold more values than the plot has cells
+MAX_TEXT = 20_000  # characters of one axis's values: 100 Prompt S/R texts of 200 characters
 
 # A1111's spelling, in the order its menu lists them; the kind says how values are read.
 AXES: dict[str, str] = {
@@ -78,7 +80,7 @@ def find_axis(name: str, task: str = "txt2img", slot: str = "X") -> str:
                 raise ValueError(f"{slot} axis: {known} is the img2img denoising strength; it applies only to "
                                  "Image to image.")
             return known
-    raise ValueError(f"{slot} axis: unknown axis {name!r}; choose one of: {', '.join(axis_names(task))}.")
+    raise ValueError(f"{slot} axis: unknown axis {excerpt(name)}; choose one of: {', '.join(axis_names(task))}.")
 
 
 def parse_axis_spec(spec: str, task: str = "txt2img", slot: str = "X") -> Axis | None:
@@ -88,7 +90,8 @@ def parse_axis_spec(spec: str, task: str = "txt2img", slot: str = "X") -> Axis |
         return None
     name, colon, values = spec.partition(":")
     if not colon:
-        raise ValueError(f"{slot} axis: write it as 'Name: values', e.g. 'CFG Scale: 5, 7.5, 10'; got {spec!r}.")
+        raise ValueError(f"{slot} axis: write it as 'Name: values', e.g. 'CFG Scale: 5, 7.5, 10'; got "
+                         f"{excerpt(spec)}.")
     return parse_axis(name, values, task, slot)
 
 
@@ -96,18 +99,22 @@ def parse_axis(name: str, text: str, task: str = "txt2img", slot: str = "X") -> 
     """Read one axis's values, checked against the setting's own limits."""
     name = find_axis(name, task, slot)
     kind = AXES[name]
+    if len(text or "") > MAX_TEXT:
+        raise ValueError(f"{slot} axis ({name}): the values are {len(text):,} characters long; keep them under "
+                         f"{MAX_TEXT:,}.")
     items = _split(text)
     if not items:
         raise ValueError(f"{slot} axis ({name}): give at least one value, e.g. {_example(name)}.")
+    if len(items) > MAX_VALUES:
+        _too_many(name, slot, len(items))
     if kind == "sampler":
         values = [_sampler(item, slot) for item in items]
     elif kind == "text":
         values = items
     else:
-        values = [v for item in items for v in _numbers(item, name, kind, slot)]
-    if len(values) > MAX_VALUES:
-        raise ValueError(f"{slot} axis ({name}): {len(values)} values is more than the plot's {MAX_CELLS} cells; "
-                         "use fewer values.")
+        values = []
+        for item in items:
+            values += _numbers(item, name, kind, slot, room=MAX_VALUES - len(values))
     for value in values:
         _check_value(name, value, slot)
     return Axis(name, tuple(values), ", ".join(items))
@@ -122,48 +129,70 @@ def _split(text: str) -> list[str]:
     return [item.strip() for item in row if item.strip()]
 
 
-def _numbers(item: str, name: str, kind: str, slot: str) -> list:
-    """One list item: a plain number or one of A1111's ranges."""
+def _numbers(item: str, name: str, kind: str, slot: str, room: int = MAX_VALUES) -> list:
+    """One list item: a plain number or one of A1111's ranges. A range is counted from its ends before it is
+    listed, and one giving more than `room` values is refused."""
     text = item.replace("\u2212", "-")  # a typographic minus, as pasted from documents
     where = f"{slot} axis ({name})"
     match = _RANGE.match(text)
     if match:
-        start, end = _to_float(match[1]), _to_float(match[2])
+        start, end = _to_float(match[1], item, where), _to_float(match[2], item, where)
+        if kind == "int" and any(v != int(v) for v in (start, end)):
+            raise ValueError(f"{where}: {excerpt(item)} must use whole numbers.")
+        step = 1.0
         if match[4] is not None:  # [count]
-            values = list(np.linspace(start, end, int(match[4])))
+            count = int(match[4]) if len(match[4]) <= 15 else math.inf
         else:  # (step), 1 when left out
-            step = _to_float(match[3]) if match[3] is not None else 1.0
+            step = _to_float(match[3], item, where) if match[3] is not None else 1.0
             if step == 0:
-                raise ValueError(f"{where}: the range {item!r} has a step of 0; use a step like (+1).")
-            count = math.floor((end - start) / step + 1e-9) + 1
-            values = [start + i * step for i in range(max(count, 0))]
-        if not values:
-            raise ValueError(f"{where}: the range {item!r} gives no values; check its direction and step "
+                raise ValueError(f"{where}: the range {excerpt(item)} has a step of 0; use a step like (+1).")
+            count = count_range(start, end, step)
+        if count > room:
+            _too_many(name, slot, count + MAX_VALUES - room, item)
+        if not count:
+            raise ValueError(f"{where}: the range {excerpt(item)} gives no values; check its direction and step "
                              "(e.g. 1-20 (+5), 20-1 (-5) or 1-20 [4]).")
+        if match[4] is not None:
+            values = list(np.linspace(start, end, int(count)))
+        else:
+            values = [start + i * step for i in range(int(count))]
         if kind == "int":
-            if any(v != int(v) for v in (start, end)):
-                raise ValueError(f"{where}: {item!r} must use whole numbers.")
             return [int(v) for v in values]  # A1111 cuts the fraction of a counted range
         return [round(float(v), 6) for v in values]
     if not _PLAIN.match(text):
-        raise ValueError(f"{where}: {item!r} is not a number; write values like {_example(name)}.")
-    value = _to_float(text)
+        raise ValueError(f"{where}: {excerpt(item)} is not a number; write values like {_example(name)}.")
+    if room < 1:
+        _too_many(name, slot, MAX_VALUES + 1)
+    value = _to_float(text, item, where)
     if kind == "int":
         if value != int(value):
-            raise ValueError(f"{where}: {item!r} is not a whole number.")
+            raise ValueError(f"{where}: {excerpt(item)} is not a whole number.")
         return [int(value)]
     return [value]
 
 
-def _to_float(text: str) -> float:
-    return float(text.replace(" ", ""))
+def _too_many(name: str, slot: str, total: float, item: str | None = None) -> None:
+    """The sentence for an axis with more values than the plot has cells (`total` with the range `item`), said
+    before any value is listed."""
+    many = f"{int(total):,} values" if total < 1e15 else "more values than can be counted"
+    what = f"with the range {excerpt(item)} the axis has {many}" if item else f"the axis has {many}"
+    raise ValueError(f"{slot} axis ({name}): {what}, more than the plot's {MAX_CELLS} cells; use fewer values.")
+
+
+def _to_float(text: str, item: str, where: str) -> float:
+    """A number as written; one too large for a float (hundreds of digits) gets a sentence, not infinity."""
+    value = float(text.replace(" ", ""))
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: {excerpt(item)} holds a number too large to use.")
+    return value
 
 
 def _sampler(item: str, slot: str) -> str:
     for known in sampler_names():
         if known.lower() == " ".join(item.split()).lower():
             return known
-    raise ValueError(f"{slot} axis (Sampler): unknown sampler {item!r}; choose from: {', '.join(sampler_names())}.")
+    raise ValueError(f"{slot} axis (Sampler): unknown sampler {excerpt(item)}; choose from: "
+                     f"{', '.join(sampler_names())}.")
 
 
 def _check_value(name: str, value, slot: str) -> None:

@@ -36,7 +36,7 @@ def run(args, make_manager, fill_model_defaults, request_from_args, check_writab
     req = PlotRequest(base, x=args.x, y=args.y, z=args.z, video="X" if args.video else "",
                       fps=args.fps)
     task = "img2img" if args.image else "txt2img"
-    plan = plan_plot(req, task)  # every value checked before the model loads
+    plan = plan_plot(req, task, manager.options.max_prompt_tokens)  # every value checked before the model loads
     print(describe_plan(plan, default_seconds_per_step(manager)), file=sys.stderr)
     result = run_plot(manager, req, Path(args.image) if args.image else None, task=task)
     for note in result.notes:

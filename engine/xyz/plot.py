@@ -17,6 +17,8 @@ from PIL import Image
 from engine.files import pnginfo
 from engine.image.generate import image_to_image, text_to_image
 from engine.image.request import GeneratedImage, ImageRequest, RunControl, StepUpdate, check_request, pick_seed
+from engine.text.limits import excerpt
+from engine.text.prompts import MAX_TOKENS, check_characters
 from engine.video import MAX_FPS
 from engine.xyz.axes import MAX_CELLS, PLOT_GUIDANCE, Axis, parse_axis_spec
 from engine.xyz.grid import draw_grid
@@ -102,10 +104,14 @@ class PlotResult:
 
 
 # 1. planning
-def plan_plot(req: PlotRequest, task: str = "txt2img") -> Plan:
-    """Parse and check the axes and every cell's settings; nothing runs. Raises ValueError with one sentence."""
+def plan_plot(req: PlotRequest, task: str = "txt2img", max_prompt_tokens: int = MAX_TOKENS) -> Plan:
+    """Parse and check the axes and every cell's settings; nothing runs. Raises ValueError with one sentence.
+
+    `max_prompt_tokens` is the manager's prompt cap: a Prompt S/R value that would grow a prompt past it in
+    characters is refused before any prompt is made.
+    """
     if task not in ("txt2img", "img2img"):
-        raise ValueError(f"The X/Y/Z plot runs in Text to image and Image to image, not {task!r}.")
+        raise ValueError(f"The X/Y/Z plot runs in Text to image and Image to image, not {excerpt(task)}.")
     axes = {slot: parse_axis_spec(spec, task, slot) for slot, spec in zip(SLOTS, (req.x, req.y, req.z))}
     named = [(slot, axis) for slot, axis in axes.items() if axis]
     if not named:
@@ -121,12 +127,13 @@ def plan_plot(req: PlotRequest, task: str = "txt2img") -> Plan:
         raise ValueError(f"The plot has {total} cells ({sizes}); the limit is {MAX_CELLS}. Use fewer values.")
     video = (req.video or "").strip().upper()
     if video and (video not in SLOTS or not axes[video]):
-        raise ValueError(f"The sweep video goes along an axis that is set; {req.video!r} is not one.")
+        raise ValueError(f"The sweep video goes along an axis that is set; {excerpt(req.video)} is not one.")
     if video and not (isinstance(req.fps, (int, float)) and 0 < req.fps <= MAX_FPS):
-        raise ValueError(f"The sweep video's fps must be above 0 and at most {MAX_FPS}; got {req.fps!r}.")
+        raise ValueError(f"The sweep video's fps must be above 0 and at most {MAX_FPS}; got {excerpt(req.fps)}.")
     base = replace(req.base, seed=pick_seed(req.base.seed), batch_count=1)
     seeds = _axis_seeds(axes)
     _check_search(axes, base)
+    _check_growth(axes, base, max_prompt_tokens)
     cells = []
     for z in range(counts[2]):
         for y in range(counts[1]):
@@ -155,8 +162,34 @@ def _check_search(axes: dict[str, Axis | None], base: ImageRequest) -> None:
         if axis and axis.name == "Prompt S/R":
             search = axis.values[0]
             if search not in base.prompt and search not in base.negative_prompt:
-                raise ValueError(f"{slot} axis (Prompt S/R): {search!r} is not in the prompt or the negative "
+                raise ValueError(f"{slot} axis (Prompt S/R): {excerpt(search)} is not in the prompt or the negative "
                                  "prompt; the first value is the text each value replaces.")
+
+
+def _check_growth(axes: dict[str, Axis | None], base: ImageRequest, max_prompt_tokens: int) -> None:
+    """A replacement's length is worked out before it is made: a short value found many times can grow a prompt
+    past any cap (and past memory) in 100 cells."""
+    for slot, axis in axes.items():
+        if axis and axis.name == "Prompt S/R":
+            search = axis.values[0]
+            for value in axis.values[1:]:
+                for text, what in ((base.prompt, "prompt"), (base.negative_prompt, "negative prompt")):
+                    grown = len(text) + text.count(search) * (len(value) - len(search))
+                    check_characters(grown, max_prompt_tokens, f"{slot} axis (Prompt S/R): with {excerpt(value)}, "
+                                                               f"the {what}")
+
+
+def check_prompts(manager, plan: Plan) -> None:
+    """Every cell's prompts within the manager's cap (--max-prompt-tokens), before the first cell runs."""
+    seen = set()
+    for cell in plan.cells:
+        pair = (cell.request.prompt, cell.request.negative_prompt)
+        if pair in seen:
+            continue
+        seen.add(pair)
+        replaced = next((f" ({excerpt(label, 60)})" for label in cell.labels if label.startswith("Prompt S/R")), "")
+        manager.check_prompt(cell.request.prompt, f"The prompt{replaced}")
+        manager.check_prompt(cell.request.negative_prompt, f"The negative prompt{replaced}")
 
 
 def apply_value(req: ImageRequest, axis: Axis, value, task: str) -> ImageRequest:
@@ -213,7 +246,8 @@ def run_plot(manager, req: PlotRequest, image=None, on_step: Callable[[StepUpdat
     task = task or ("txt2img" if image is None else "img2img")
     if task == "img2img" and image is None:
         raise ValueError("Upload an image to start from.")
-    plan = plan_plot(req, task)
+    plan = plan_plot(req, task, manager.options.max_prompt_tokens)
+    check_prompts(manager, plan)
     control = control or RunControl()
     result = PlotResult(plan, cells=[None] * len(plan.cells))
     # 2. the cells, one plain run each

@@ -214,3 +214,34 @@ def test_user_errors_are_logged_in_one_line(caplog):
         error = user_error("Upload a photo to start.")
     assert error.print_exception is False
     assert [r.getMessage() for r in caplog.records] == ["user error: Upload a photo to start."]
+
+
+def test_an_age_range_bomb_gets_a_short_sentence_at_once(client):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(Exception) as error:
+        client.predict(photo=handle_file(EXAMPLE), ages="1-10000000/1", subject="woman", strength=0.5,
+                       transition_frames=0, fps=4, captions=True, api_name="/aging", **FACE_FAST)
+    assert time.perf_counter() - start < 10
+    assert "Every age must be from 1 to 100; got the range '1-10000000/1'." in str(error.value)
+    assert len(str(error.value)) < 300
+
+
+def test_prompts_over_the_cap_get_a_sentence_that_states_it(client):
+    with pytest.raises(Exception, match=r"The prompt is 100,000 characters long; the cap is 1,000 CLIP tokens"):
+        client.predict(**{**T2I, "prompt": "a" * 100_000}, api_name="/txt2img")
+    with pytest.raises(Exception, match=r"The negative prompt is 1,001 CLIP tokens long; the cap is 1,000 tokens"):
+        client.predict(**{**T2I, "negative_prompt": "blurry " * 1001}, api_name="/txt2img")
+    with pytest.raises(Exception, match=r"Prompt 2 is 1,001 CLIP tokens long"):
+        client.predict(prompts="a cat\n" + "cat " * 1001, seeds="", negative_prompt="", num_frames=4, fps=4,
+                       num_inference_steps=1, guidance_scale=7, sampler="Euler", width=64, height=64, loop=False,
+                       smooth=False, batch_size=1, api_name="/latent_walk")
+
+
+def test_an_unknown_lora_names_no_server_folder(client):
+    with pytest.raises(Exception) as error:
+        client.predict(**{**T2I, "prompt": "a boat <lora:nope:1>"}, api_name="/txt2img")
+    message = str(error.value)
+    assert "No LoRA named 'nope'" in message and "the LoRA folder" in message
+    assert str(Path(__file__).resolve().parents[2]) not in message and "/weights" not in message

@@ -47,10 +47,10 @@ def test_a_tag_applies_the_lora_and_is_recorded(http):
     assert not np.array_equal(pixels(reply), pixels(txt2img(http, "a boat")))
 
 
-def test_an_unknown_lora_is_a_422_with_the_names(http):
+def test_an_unknown_lora_is_a_422_with_the_names_and_no_server_folder(http):
     reply = txt2img(http, "a boat <lora:oil:1>")
     assert reply.status_code == 422
-    assert reply.json()["error"].startswith("No LoRA named 'oil'") and "chalk, ink" in reply.json()["error"]
+    assert reply.json()["error"] == "No LoRA named 'oil' in the LoRA folder; the LoRAs there are: chalk, ink."
 
 
 def test_two_requests_at_once_with_different_loras_equal_their_solo_runs(http):

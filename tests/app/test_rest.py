@@ -1,6 +1,7 @@
 import base64
 import io
 import threading
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -221,3 +222,34 @@ def test_txt2img_without_a_size_takes_the_models_own(http):
     got = http.post("/api/txt2img", json={"prompt": "a red apple", "num_inference_steps": 2, "seed": 1})
     assert got.status_code == 200, got.text
     assert decode(got.json()["images"][0]["png_base64"]).size == (128, 128)  # the tiny model's default
+
+
+def test_an_age_range_bomb_gets_a_short_sentence_at_once(http):
+    start = time.perf_counter()
+    reply = http.post("/api/aging", files={"image": ("f.jpg", example_bytes(), "image/jpeg")},
+                      data={"ages": "1-10000000/1"})
+    assert time.perf_counter() - start < 2
+    assert reply.status_code == 422 and len(reply.content) < 300
+    assert reply.json()["error"] == "Every age must be from 1 to 100; got the range '1-10000000/1'."
+
+
+def test_prompts_over_the_cap_get_a_422_that_states_the_cap(http):
+    body = {"num_inference_steps": 1, "width": 64, "height": 64}
+    start = time.perf_counter()
+    reply = http.post("/api/txt2img", json={**body, "prompt": "a" * 100_000})
+    assert time.perf_counter() - start < 2
+    assert reply.status_code == 422 and reply.json()["error"] == (
+        "The prompt is 100,000 characters long; the cap is 1,000 CLIP tokens (at most 32,000 characters). Shorten it.")
+    reply = http.post("/api/txt2img", json={**body, "prompt": "a cat", "negative_prompt": "blurry " * 1001})
+    assert reply.status_code == 422
+    assert reply.json()["error"] == "The negative prompt is 1,001 CLIP tokens long; the cap is 1,000 tokens. Shorten it."
+    assert http.post("/api/txt2img", json={**body, "prompt": "cat " * 1000}).status_code == 200
+
+
+def test_the_prompt_cap_is_a_flag_and_a_studio_variable(monkeypatch):
+    import app
+
+    assert app.manager_from(app.parse_args(["--model", "tiny"])).options.max_prompt_tokens == 1000
+    assert app.manager_from(app.parse_args(["--model", "tiny", "--max-prompt-tokens", "80"])).options.max_prompt_tokens == 80
+    monkeypatch.setenv("STUDIO_MAX_PROMPT_TOKENS", "120")
+    assert app.manager_from(app.parse_args(["--model", "tiny"])).options.max_prompt_tokens == 120

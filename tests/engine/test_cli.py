@@ -134,3 +134,42 @@ def test_keep_identity_without_the_adapter_exits_2_saying_how_to_get_it(tmp_path
                  "--out", str(tmp_path / "k.png")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "hf download h94/IP-Adapter" in err
+
+
+def test_a_pickled_embedding_gives_one_line_and_runs_nothing(tmp_path):
+    """A real process, so the line torch warns on (its own site-packages path) would show on stderr."""
+    import os
+    import pickle
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'ran'}",))
+
+    (tmp_path / "embeddings").mkdir()
+    (tmp_path / "embeddings" / "evil.pt").write_bytes(pickle.dumps({"string_to_param": Payload()}, protocol=4))
+    proc = subprocess.run([sys.executable, "-m", "engine", "txt2img", "--prompt", "a evil cat", "--embeddings-dir",
+                           str(tmp_path / "embeddings"), "--out", str(tmp_path / "x.png"), *TINY],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("error: The embedding file evil.pt can't be read as plain tensors")
+    assert "site-packages" not in proc.stderr and not (tmp_path / "ran").exists()
+
+
+def test_a_settings_file_with_nan_exits_2_naming_the_field(tmp_path, capsys):
+    settings = tmp_path / "deforum.txt"
+    settings.write_text('{"animation_mode": "2D", "max_frames": NaN, "W": 64, "H": 64}')
+    assert main(["animate", "--model", "tiny", "--settings", str(settings), "--out", str(tmp_path / "a.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert err == "error: In the settings file, max_frames should be a finite number; got nan.\n"
+
+
+def test_the_prompt_cap_flag_and_variable(tmp_path, capsys, monkeypatch):
+    out = str(tmp_path / "x.png")
+    assert main(["txt2img", *TINY, "--prompt", "cat " * 100, "--max-prompt-tokens", "80", "--out", out]) == 2
+    assert capsys.readouterr().err == "error: The prompt is 100 CLIP tokens long; the cap is 80 tokens. Shorten it.\n"
+    monkeypatch.setenv("STUDIO_MAX_PROMPT_TOKENS", "50")
+    assert main(["walk", *TINY, "--prompt", "a", "--prompt", "cat " * 60, "--frames", "3", "--out",
+                 str(tmp_path / "w.mp4")]) == 2
+    assert "Prompt 2 is 60 CLIP tokens long; the cap is 50 tokens" in capsys.readouterr().err
+    assert main(["txt2img", *TINY, "--prompt", "cat " * 100, "--out", out]) == 2  # the variable holds
+    assert main(["txt2img", *TINY, "--prompt", "cat " * 100, "--max-prompt-tokens", "1000", "--out", out]) == 0

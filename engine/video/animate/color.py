@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.text.limits import excerpt
+
 MODES = ("none", "rgb", "hsv", "lab")
 
 
@@ -10,7 +12,7 @@ def check_mode(mode: str | None) -> str:
     """none, rgb, hsv or lab, in any case; Deforum's 'Match Frame 0 LAB' style names are accepted too."""
     value = str(mode or "none").strip().lower().replace("match frame 0", "").strip()
     if value not in MODES:
-        raise ValueError(f"Colour coherence must be one of None, RGB, HSV or LAB; got {mode!r}.")
+        raise ValueError(f"Colour coherence must be one of None, RGB, HSV or LAB; got {excerpt(mode)}.")
     return value
 
 

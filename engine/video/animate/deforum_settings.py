@@ -5,9 +5,11 @@ Keys this app has no use for are listed by name, never dropped silently.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import fields
 from pathlib import Path
 
+from engine.text.limits import EXCERPT, excerpt, listed
 from engine.video.animate.request import AnimateRequest, request_to_dict
 
 SCHEDULE_KEYS = {"zoom": "zoom", "angle": "angle", "translation_x": "translation_x",
@@ -30,17 +32,19 @@ NO_EFFECT = {"use_init", "batch_name", "outdir", "sd_model_name", "sd_model_hash
 def _typed(key: str, value, kind):
     if kind is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ValueError(f"In the settings file, {key} should be text; got {value!r}.")
+            raise ValueError(f"In the settings file, {key} should be text; got {excerpt(value)}.")
         return str(value)
     if isinstance(value, bool) or value is None:
-        raise ValueError(f"In the settings file, {key} should be a number; got {value!r}.")
+        raise ValueError(f"In the settings file, {key} should be a number; got {excerpt(value)}.")
     try:
         number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"In the settings file, {key} should be a number; got {value!r}.") from None
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"In the settings file, {key} should be a number; got {excerpt(value)}.") from None
+    if not math.isfinite(number):  # JSON as Python writes it allows NaN and Infinity
+        raise ValueError(f"In the settings file, {key} should be a finite number; got {excerpt(value)}.")
     if kind is int:
         if number != int(number):
-            raise ValueError(f"In the settings file, {key} should be a whole number; got {value!r}.")
+            raise ValueError(f"In the settings file, {key} should be a whole number; got {excerpt(value)}.")
         return int(number)
     return number
 
@@ -60,10 +64,11 @@ def _prompts(value) -> dict[int, str]:
         try:
             frame = int(str(key).strip())
         except ValueError:
-            raise ValueError(f"In the settings file, animation_prompts has the key {key!r}; keys must be frame "
+            raise ValueError(f"In the settings file, animation_prompts has the key {excerpt(key)}; keys must be frame "
                              "numbers (Deforum's expressions as keys are not supported).") from None
         if not isinstance(prompt, str):
-            raise ValueError(f"In the settings file, the prompt for frame {frame} should be text; got {prompt!r}.")
+            raise ValueError(f"In the settings file, the prompt for frame {excerpt(frame)} should be text; got "
+                             f"{excerpt(prompt)}.")
         prompts[frame] = prompt
     return dict(sorted(prompts.items()))
 
@@ -78,7 +83,7 @@ def parse_settings(data: dict, base: AnimateRequest | None = None) -> tuple[Anim
         if key in SCHEDULE_KEYS:
             if not isinstance(value, str):
                 raise ValueError(f"In the settings file, {key} should be a schedule such as \"0:(1.0)\"; "
-                                 f"got {value!r}.")
+                                 f"got {excerpt(value)}.")
             values[SCHEDULE_KEYS[key]] = value
         elif key in PLAIN_KEYS:
             name, kind = PLAIN_KEYS[key]
@@ -90,25 +95,25 @@ def parse_settings(data: dict, base: AnimateRequest | None = None) -> tuple[Anim
         elif key == "animation_mode":
             mode = str(value).strip().lower().replace("video input", "video")
             if mode not in MODE_NAMES:
-                raise ValueError(f"In the settings file, animation_mode {value!r} is not supported; use 2D, 3D or "
+                raise ValueError(f"In the settings file, animation_mode {excerpt(value)} is not supported; use 2D, 3D or "
                                  "Video Input.")
             values["mode"] = mode
         elif key == "color_coherence":
             if not isinstance(value, str):
-                raise ValueError(f"In the settings file, color_coherence should be text; got {value!r}.")
+                raise ValueError(f"In the settings file, color_coherence should be text; got {excerpt(value)}.")
             name = value.strip().lower().replace("match frame 0", "").strip()
             if name not in COLOR_NAMES:
-                unused.append(f"color_coherence ({value})")
+                unused.append(f"color_coherence ({excerpt(value)})")
                 continue
             values["color_coherence"] = name
         elif key in NO_EFFECT:
             continue
         else:
-            unused.append(key)
+            unused.append(excerpt(key) if len(key) > EXCERPT else key)
     if isinstance(values.get("border"), str):
         values["border"] = values["border"].lower()
     if "seed_behavior" in values and values["seed_behavior"].lower() not in ("iter", "fixed", "random"):
-        unused.append(f"seed_behavior ({values.pop('seed_behavior')})")
+        unused.append(f"seed_behavior ({excerpt(values.pop('seed_behavior'))})")
     from dataclasses import replace
 
     return replace(base or AnimateRequest(), **values), unused
@@ -133,7 +138,7 @@ def read_settings(path, base: AnimateRequest | None = None) -> tuple[AnimateRequ
 def unused_note(unused: list[str]) -> str:
     if not unused:
         return ""
-    return f"Not used from the settings file: {', '.join(unused)}."
+    return f"Not used from the settings file: {listed(unused, 20)}."
 
 
 def to_settings(req: AnimateRequest) -> dict:

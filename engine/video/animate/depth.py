@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.pipeline.models import HUB_ID, WEIGHTS_DIR, hub_offline, hub_reachable
+from engine.text.limits import excerpt
 
 DEFAULT_DEPTH_MODEL = "depth-anything/Depth-Anything-V2-Small-hf"
 MISSING = (f"3D mode needs a depth model and none was found: put a depth-estimation model folder (such as "
@@ -56,7 +57,7 @@ def find_depth_model(requested: str | None = None, weights_dir: Path = WEIGHTS_D
             return str((Path(weights_dir) / requested).resolve())
         if HUB_ID.match(requested) and (_hub_cached(requested) or (online and not hub_offline() and hub_reachable())):
             return requested
-        raise ValueError(f"The depth model {requested!r} is neither a folder nor a hub model that can be reached; "
+        raise ValueError(f"The depth model {excerpt(requested)} is neither a folder nor a hub model that can be reached; "
                          f"give a depth-estimation model folder (e.g. in weights/), or leave it empty for "
                          f"{DEFAULT_DEPTH_MODEL}.")
     if Path(weights_dir).is_dir():

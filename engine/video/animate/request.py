@@ -10,6 +10,7 @@ import numpy as np
 from engine import video
 from engine.image.request import MAX_SEED, ImageRequest, check_request
 from engine.pipeline.schedulers import DEFAULT_SAMPLER
+from engine.text.limits import excerpt, listed
 from engine.video.animate import color, schedules, warp
 
 MAX_FRAMES = 1000  # about 80 s at 12 fps; longer animations belong in several resumable pieces
@@ -89,9 +90,9 @@ def _whole(value, name: str, low: int, high: int) -> int:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a whole number; got {value!r}.") from None
+        raise ValueError(f"{name} must be a whole number; got {excerpt(value)}.") from None
     if isinstance(value, bool) or not math.isfinite(number) or number != int(number) or not low <= number <= high:
-        raise ValueError(f"{name} must be a whole number from {low} to {high}; got {value}.")
+        raise ValueError(f"{name} must be a whole number from {low} to {high}; got {excerpt(value)}.")
     return int(number)
 
 
@@ -103,23 +104,26 @@ def check_animation(req: AnimateRequest, num_frames: int | None = None) -> tuple
     notes: list[str] = []
     mode = str(req.mode or "").strip().lower().replace("video input", "video")
     if mode not in MODES:
-        raise ValueError(f"Mode must be 2D, 3D or video; got {req.mode!r}.")
+        raise ValueError(f"Mode must be 2D, 3D or video; got {excerpt(req.mode)}.")
     prompts = schedules.parse_prompts(req.prompts) if isinstance(req.prompts, str) else dict(req.prompts or {})
     if not prompts or not all(str(p).strip() for p in prompts.values()):
         raise ValueError("Write at least one prompt, as 'frame: prompt', e.g. 0: a forest at dawn.")
-    if any(not isinstance(k, int) or k < 0 for k in prompts):
-        raise ValueError("Prompt keyframes must be frame numbers of 0 or more.")
+    if len(prompts) > schedules.MAX_KEYFRAMES:
+        raise ValueError(f"There are {len(prompts):,} prompt keyframes; give at most {schedules.MAX_KEYFRAMES:,}.")
+    if any(not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= schedules.MAX_KEYFRAME
+           for k in prompts):
+        raise ValueError(f"Prompt keyframes must be frame numbers from 0 to {schedules.MAX_KEYFRAME:,}.")
     if 0 not in prompts:
         prompts[0] = prompts[min(prompts)]
     frames = _whole(req.num_frames if num_frames is None else num_frames, "Frames", 1, MAX_FRAMES)
     if not isinstance(req.fps, (int, float)) or isinstance(req.fps, bool) or not 0 < req.fps <= video.MAX_FPS:
-        raise ValueError(f"Frames per second must be above 0 and at most {video.MAX_FPS}; got {req.fps}.")
+        raise ValueError(f"Frames per second must be above 0 and at most {video.MAX_FPS}; got {excerpt(req.fps)}.")
     cadence = _whole(req.cadence, "Cadence", 1, MAX_CADENCE)
     blend = _whole(req.prompt_blend, "Prompt blend", 0, MAX_PROMPT_BLEND)
     nth = _whole(req.nth, "Every nth frame", 1, 1000)
     seed_behavior = str(req.seed_behavior or "").strip().lower()
     if seed_behavior not in SEED_BEHAVIORS:
-        raise ValueError(f"Seed behaviour must be iter, fixed or random; got {req.seed_behavior!r}.")
+        raise ValueError(f"Seed behaviour must be iter, fixed or random; got {excerpt(req.seed_behavior)}.")
     image_req, size_notes = check_request(ImageRequest(num_inference_steps=req.num_inference_steps, seed=req.seed,
                                                        width=req.width, height=req.height, sampler=req.sampler),
                                           "img2img")
@@ -145,7 +149,7 @@ def check_animation(req: AnimateRequest, num_frames: int | None = None) -> tuple
                              f"to {high:g}.")
     late = [k for k in prompts if k >= frames]
     if late:
-        notes.append(f"The prompt at frame {', '.join(map(str, sorted(late)))} comes after the last frame "
+        notes.append(f"The prompt at frame {listed(sorted(late))} comes after the last frame "
                      f"({frames - 1}), so it never shows.")
     if mode == "video" and not req.video:
         raise ValueError("Video mode needs a source video; upload one or choose 2D.")

@@ -134,6 +134,7 @@ def _plan(manager, req: AnimateRequest, paths: RunPaths) -> dict:
     """Check a request, keep its inputs beside the run and write its plan and Deforum settings."""
     # 1. check inputs
     req, notes = prepare(req, getattr(manager, "weights_dir", None))
+    check_prompts(manager, req)
     prepare_folder(paths.frames / "diffused")  # the frames' folder and its diffused keyframes
     # 2. keep the inputs beside the run, so Resume never depends on an upload's temp file
     if req.mode == "video":
@@ -151,6 +152,13 @@ def _plan(manager, req: AnimateRequest, paths: RunPaths) -> dict:
     _write_json(paths.plan, plan)
     _write_json(settings_path(paths), to_settings(req))
     return plan
+
+
+def check_prompts(manager, req: AnimateRequest) -> None:
+    """Every keyframed prompt and the negative prompt within the manager's cap (--max-prompt-tokens)."""
+    for frame, prompt in req.prompts.items():
+        manager.check_prompt(prompt, f"The prompt at frame {frame}")
+    manager.check_prompt(req.negative_prompt, "The negative prompt")
 
 
 def start(manager, req: AnimateRequest, paths: RunPaths) -> Path:

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engine.text.limits import excerpt, listed
+
 FUNCTIONS = {
     "sin": math.sin, "cos": math.cos, "tan": math.tan, "asin": math.asin, "acos": math.acos, "atan": math.atan,
     "atan2": math.atan2, "sinh": math.sinh, "cosh": math.cosh, "tanh": math.tanh, "sqrt": math.sqrt,
@@ -24,6 +26,9 @@ FUNCTIONS = {
 }
 CONSTANTS = {"pi": math.pi, "e": math.e}
 MAX_EXPRESSION = 500  # characters; schedules are short formulas, not programs
+MAX_KEYFRAMES = 1000  # keyframes in one schedule, or prompts in one animation: one per frame of the longest
+MAX_KEYFRAME = 100_000  # the furthest frame a keyframe may name (past the last frame it only shapes the values before)
+MAX_TEXT = 100_000  # characters in one schedule or one animation's prompt lines
 MAX_POWER = 1e6  # x ** y with |y| above this is refused: it only ever overflows
 
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
@@ -65,7 +70,7 @@ class Schedule:
         late = [k for k in self.keyframes if k >= num_frames]
         if not late:
             return []
-        return [f"The {self.name} schedule has a keyframe at frame {', '.join(map(str, late))}, beyond the last "
+        return [f"The {self.name} schedule has a keyframe at frame {listed(late)}, beyond the last "
                 f"frame ({num_frames - 1}); it only shapes the values before it."]
 
 
@@ -74,6 +79,8 @@ def parse_schedule(text: str, name: str = "schedule") -> Schedule:
     text = "" if text is None else str(text)
     if not text.strip():
         raise ValueError(f"The {name} schedule is empty; write it as 0:(value), e.g. 0:(1.0).")
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"The {name} schedule is {len(text):,} characters long; keep it under {MAX_TEXT:,}.")
     keyframes, expressions = [], []
     pos = 0
     while True:
@@ -81,15 +88,15 @@ def parse_schedule(text: str, name: str = "schedule") -> Schedule:
         if not match:
             raise ValueError(f"The {name} schedule can't be read at position {pos + 1} ({_near(text, pos)}); "
                              "write keyframes as frame:(value), separated by commas, e.g. 0:(1.0), 30:(1.02).")
-        frame_text = match.group(1)
-        if "." in frame_text and float(frame_text) != int(float(frame_text)) or frame_text.startswith("-"):
-            raise ValueError(f"The {name} schedule's keyframe {frame_text} at position {match.start(1) + 1} must be "
-                             "a whole frame number of 0 or more.")
+        frame = _keyframe(match.group(1), f"The {name} schedule's keyframe at position {match.start(1) + 1}")
         start = match.end()
         end = _closing_paren(text, start - 1)
         if end is None:
             raise ValueError(f"The {name} schedule has an unclosed '(' at position {start}; close it with ')'.")
-        keyframes.append(int(float(frame_text)))
+        keyframes.append(frame)
+        if len(keyframes) > MAX_KEYFRAMES:
+            raise ValueError(f"The {name} schedule has more than {MAX_KEYFRAMES:,} keyframes; keep one per frame at "
+                             "most.")
         expressions.append(compile_expression(text[start:end], name, start))
         pos = end + 1
         rest = text[pos:]
@@ -110,6 +117,17 @@ def parse_schedule(text: str, name: str = "schedule") -> Schedule:
     return Schedule(name, text, [keyframes[i] for i in order], [expressions[i] for i in order])
 
 
+def _keyframe(text: str, what: str) -> int:
+    """A keyframe's frame number, checked by its digits before it becomes a number (a float would overflow)."""
+    whole, _, fraction = text.partition(".")
+    if whole.startswith("-") or fraction.strip("0"):
+        raise ValueError(f"{what} ({excerpt(text, 12)}) must be a whole frame number of 0 or more.")
+    if len(whole.lstrip("0")) > len(str(MAX_KEYFRAME)) or int(whole) > MAX_KEYFRAME:
+        raise ValueError(f"{what} ({excerpt(text, 12)}) is past frame {MAX_KEYFRAME:,}; a keyframe beyond the last "
+                         "frame only shapes the values before it.")
+    return int(whole)
+
+
 def schedule_series(text: str, name: str, num_frames: int) -> np.ndarray:
     """Shorthand: parse and evaluate at every frame."""
     return parse_schedule(text, name).series(num_frames)
@@ -126,7 +144,7 @@ def compile_expression(source: str, name: str = "schedule", offset: int = 0) -> 
         tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
         where = offset + (exc.offset or 1) + (len(source) - len(source.lstrip()))
-        raise ValueError(f"The {name} schedule's expression {source.strip()!r} is not valid maths (at position "
+        raise ValueError(f"The {name} schedule's expression {excerpt(source.strip())} is not valid maths (at position "
                          f"{where}); use numbers, t, + - * / ** and functions such as sin(t).") from None
     for node in ast.walk(tree):
         _check_node(node, name, offset)
@@ -144,10 +162,10 @@ def _check_node(node: ast.AST, name: str, offset: int) -> None:
         raise ValueError(f"The {name} schedule contains {what} at position {where}; only numbers, t, arithmetic "
                          f"and maths functions ({', '.join(sorted(FUNCTIONS))}) are allowed.")
     if isinstance(node, ast.Constant) and (isinstance(node.value, bool) or not isinstance(node.value, (int, float))):
-        raise ValueError(f"The {name} schedule contains {node.value!r} at position {where}; only numbers are "
+        raise ValueError(f"The {name} schedule contains {excerpt(node.value)} at position {where}; only numbers are "
                          "allowed as constants.")
     if isinstance(node, ast.Name) and node.id != "t" and node.id not in CONSTANTS and node.id not in FUNCTIONS:
-        raise ValueError(f"The {name} schedule uses the name {node.id!r} at position {where}; only t (the frame "
+        raise ValueError(f"The {name} schedule uses the name {excerpt(node.id)} at position {where}; only t (the frame "
                          "number), pi and e are known.")
     if isinstance(node, ast.Call):
         if not isinstance(node.func, ast.Name):
@@ -156,7 +174,7 @@ def _check_node(node: ast.AST, name: str, offset: int) -> None:
                              f"{where}; only {', '.join(sorted(FUNCTIONS))} can be called.")
         if node.func.id not in FUNCTIONS:
             called = node.func.id
-            raise ValueError(f"The {name} schedule calls {called!r} at position {where}; only the maths functions "
+            raise ValueError(f"The {name} schedule calls {excerpt(called)} at position {where}; only the maths functions "
                              f"{', '.join(sorted(FUNCTIONS))} are allowed.")
         if node.keywords:
             raise ValueError(f"The {name} schedule passes a keyword argument at position {where}; give plain "
@@ -207,12 +225,14 @@ def _closing_paren(text: str, open_at: int) -> int | None:
 
 def _near(text: str, pos: int) -> str:
     piece = text[pos:pos + 12]
-    return f"near {piece!r}" if piece else "at the end"
+    return f"near {excerpt(piece)}" if piece else "at the end"
 
 
 # Keyframed prompts
 def parse_prompts(text: str) -> dict[int, str]:
     """`frame: prompt`, one per line (`0: a forest at dawn`); a line without a number continues frame 0's prompt."""
+    if len(text or "") > MAX_TEXT:
+        raise ValueError(f"The prompts are {len(text):,} characters long; keep them under {MAX_TEXT:,}.")
     prompts: dict[int, str] = {}
     for number, line in enumerate((text or "").splitlines(), 1):
         line = line.strip()
@@ -225,14 +245,16 @@ def parse_prompts(text: str) -> dict[int, str]:
                                  "e.g. 48: a desert at night.")
             prompts[0] = line
             continue
-        frame, prompt = int(match.group(1)), match.group(2).strip()
-        if frame < 0:
-            raise ValueError(f"Prompt line {number} starts at frame {frame}; frames count from 0.")
+        if match.group(1).startswith("-"):
+            raise ValueError(f"Prompt line {number} starts at a negative frame; frames count from 0.")
+        frame, prompt = _keyframe(match.group(1), f"The frame of prompt line {number}"), match.group(2).strip()
         if not prompt:
             raise ValueError(f"Prompt line {number} (frame {frame}) has no prompt; write one after the colon.")
         if frame in prompts:
             raise ValueError(f"Frame {frame} has two prompts (line {number}); keep one.")
         prompts[frame] = prompt
+        if len(prompts) > MAX_KEYFRAMES:
+            raise ValueError(f"There are more than {MAX_KEYFRAMES:,} prompt keyframes; keep one per frame at most.")
     if not prompts:
         raise ValueError("Write at least one prompt, as 'frame: prompt', e.g. 0: a forest at dawn.")
     if 0 not in prompts:

@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 import torch
 
+from engine.text.limits import excerpt
+
 BORDERS = ("replicate", "wrap", "reflect")
 TRANSLATION_SCALE = 1.0 / 200.0  # Deforum's: translation_z 200 moves the camera one unit of depth
 _CV2_BORDER = {"replicate": cv2.BORDER_REPLICATE, "wrap": cv2.BORDER_WRAP, "reflect": cv2.BORDER_REFLECT_101}
@@ -26,7 +28,7 @@ def check_border(border: str) -> str:
     """replicate, wrap or reflect, in any case."""
     value = str(border or "").strip().lower()
     if value not in BORDERS:
-        raise ValueError(f"Border must be one of {', '.join(BORDERS)}; got {border!r}.")
+        raise ValueError(f"Border must be one of {', '.join(BORDERS)}; got {excerpt(border)}.")
     return value
 
 

@@ -20,6 +20,7 @@ import torch
 
 from engine.pipeline.components import PRESETS_DIR
 from engine.pipeline.models import CHECKPOINT_SUFFIXES, HUB_ID, TINY, hub_offline, hub_reachable
+from engine.text.limits import excerpt
 
 DEFAULT_ADAPTER = "guoyww/animatediff-motion-adapter-v1-5-2"
 MOTION_PRESETS: Path = PRESETS_DIR / "motion"
@@ -91,7 +92,7 @@ def resolve_adapter(name: str | None, model_name: str, weights_dir: Path) -> Ada
             return AdapterSource(name, "file", str(candidate.resolve()))
     if HUB_ID.match(name) and not name.startswith(("weights/", "./", "../")):
         return AdapterSource(name, "hub", name)
-    raise ValueError(f"The motion adapter {name!r} was not found; {HOW_TO_GET}.")
+    raise ValueError(f"The motion adapter {excerpt(name)} was not found; {HOW_TO_GET}.")
 
 
 def hub_cached(repo_id: str) -> bool:

@@ -150,7 +150,7 @@ def check_text2video(req: Text2VideoRequest) -> tuple[Text2VideoRequest, dict[in
 def _explicit_keys(text: str) -> set[int]:
     import re
 
-    return {int(m.group(1)) for m in re.finditer(r"^\s*(\d+)\s*:", text or "", re.MULTILINE)}
+    return {int(m.group(1)) for m in re.finditer(r"^\s*(\d{1,9})\s*:", text or "", re.MULTILINE)}
 
 
 # 2. timing: the estimate shown before a run
@@ -241,6 +241,10 @@ def _text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
     control = control or RunControl()
     # 1. check inputs and find the adapter before any heavy work
     req, keyed, notes = check_text2video(req)
+    manager.check_prompt(req.prompt, "The prompt")
+    for frame, prompt in (keyed or {}).items():
+        manager.check_prompt(prompt, f"The prompt at frame {frame}")
+    manager.check_prompt(req.negative_prompt, "The negative prompt")
     source = motion_adapter.resolve_adapter(req.motion_adapter, manager.model_name, manager.weights_dir)
     problem = motion_adapter.availability(source)
     if problem:
