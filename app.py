@@ -36,6 +36,7 @@ CSS = """
 .ds-progress .ds-fill {height: 100%; background: var(--color-accent); transition: width 0.4s linear}
 .ds-progress .ds-done .ds-fill {background: var(--neutral-400)}
 .ds-progress .ds-bar-text {font-size: 0.9em; margin-top: 4px; font-variant-numeric: tabular-nums}
+.ds-progress .ds-bar-text.ds-failed {color: var(--error-text-color, #b91c1c); font-weight: 600}
 .block.ds-progress > [data-testid="status-tracker"] {display: none !important}
 /* results are shown whole: a lone result fits inside its gallery's height, letterboxed, never cropped */
 .ds-output .thumbnail-item {max-height: 360px}
