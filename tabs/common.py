@@ -325,6 +325,7 @@ def wire_run(trigger, fn: Callable, *, inputs: list, outputs: list, api_name, co
     helper = dict(inputs=control, outputs=[bar.timer, stop, bar.html], queue=False, api_name=False,
                   show_progress="hidden")
     trigger(run_clicked, **helper)
+    trigger(None, js=bring_into_view(bar.html.elem_id), queue=False, api_name=False, show_progress="hidden")
     event = trigger(ends_its_run(fn), inputs=inputs, outputs=outputs, api_name=api_name, concurrency_id=QUEUE_ID,
                     show_progress="hidden")
     event.then(run_ended, **helper)
@@ -333,6 +334,18 @@ def wire_run(trigger, fn: Callable, *, inputs: list, outputs: list, api_name, co
         bar.timer.tick(tick, **helper)
         stop.click(stop_pressed, **helper)
         bar.ticking = True
+
+
+def bring_into_view(elem_id: str) -> str:
+    """Browser code that scrolls a run's progress bar and preview into view when the bar is off-screen: on a phone,
+    where they sit far below the button, and under the X/Y/Z plot's button, low in the settings column."""
+    return f"""() => {{
+        const bar = document.getElementById({elem_id!r});
+        if (!bar) return;
+        const box = bar.getBoundingClientRect();
+        if (box.top >= 0 && box.bottom <= window.innerHeight) return;
+        (bar.closest('.row') || bar).scrollIntoView({{behavior: 'smooth', block: 'start'}});
+    }}"""
 
 
 def run_clicked(c: SessionControl):
