@@ -81,10 +81,10 @@ def build_demo(manager: PipelineManager) -> gr.Blocks:
             inp = inpaint.build(manager)
             dreams = dream.build(manager)
             walks = latent_walk.build(manager)
-            animate.build(manager)
+            animations = animate.build(manager)
             text2video.build(manager)
         send.wire(tabs, [t2i, i2i, inp], i2i, inp)
-        sizes = [*t2i.sizes, *i2i.sizes, *inp.sizes, *dreams.sizes, *walks.sizes]
+        sizes = [*t2i.sizes, *i2i.sizes, *inp.sizes, *dreams.sizes, *walks.sizes, *animations.sizes]
         model.change(select_model, inputs=model, outputs=status_line, api_name="select_model",
                      concurrency_id=QUEUE_ID)
         model.change(follow_model_size, inputs=[model, *sizes], outputs=sizes, api_name=False, queue=False,

@@ -59,6 +59,10 @@ class StepUpdate:
     step: int
     total_steps: int
     preview: Image.Image | None = None
+    # img2img and inpaint run int(num_inference_steps * strength) of the schedule: the two fields, so a progress
+    # line can say where total_steps comes from
+    num_inference_steps: int | None = None
+    strength: float | None = None
 
     @property
     def fraction(self) -> float:
@@ -268,7 +272,8 @@ def _run_images(manager, task: str, req: ImageRequest, task_kwargs: dict, on_ste
         if req.guidance_scale < 1:
             pipe = always_guided(pipe)
         recorded = record_predictions(pipe.scheduler) if req.denoise_video else None
-        callback = _step_callback(index, req.batch_count, on_step, control)
+        schedule = (req.num_inference_steps, req.strength) if "strength" in task_kwargs else (None, None)
+        callback = _step_callback(index, req.batch_count, on_step, control, *schedule)
         output = pipe(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds,
                       num_inference_steps=req.num_inference_steps, guidance_scale=req.guidance_scale,
                       generator=torch.Generator("cpu").manual_seed(seed),
@@ -305,7 +310,8 @@ def always_guided(pipe):
     return guided
 
 
-def _step_callback(index: int, batch_count: int, on_step: StepCallback | None, control: RunControl):
+def _step_callback(index: int, batch_count: int, on_step: StepCallback | None, control: RunControl,
+                   num_inference_steps: int | None = None, strength: float | None = None):
     """diffusers' step hook: report progress, send a cheap preview now and then, and honour Stop."""
     def callback(pipe, step: int, timestep, tensors: dict) -> dict:
         if control.stopped:
@@ -316,7 +322,7 @@ def _step_callback(index: int, batch_count: int, on_step: StepCallback | None, c
             if (step + 1) % PREVIEW_EVERY == 0 or step + 1 == total:
                 latents = tensors["latents"][0].detach().float().cpu().numpy()
                 preview = latents_to_preview(latents)
-            on_step(StepUpdate(index, batch_count, step + 1, total, preview))
+            on_step(StepUpdate(index, batch_count, step + 1, total, preview, num_inference_steps, strength))
         return tensors
     return callback
 

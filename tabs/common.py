@@ -189,10 +189,18 @@ def user_errors():
         raise user_error(str(exc)) from exc
 
 
+def step_of(update) -> str:
+    """"step 7 of 13 (25 steps × strength 0.55)": a schedule that strength shortened, in the fields' own numbers."""
+    text = f"step {update.step} of {update.total_steps}"
+    steps, strength = getattr(update, "num_inference_steps", None), getattr(update, "strength", None)
+    if steps and strength is not None and update.total_steps != steps:
+        text += f" ({steps} steps × strength {strength:g})"
+    return text
+
+
 def describe_step(update: StepUpdate):
     """Progress text for image jobs: image i of n, step s of t."""
-    return (update.fraction, f"Image {update.image_index + 1}/{update.batch_count}, "
-                             f"step {update.step}/{update.total_steps}", update.preview)
+    return update.fraction, f"Image {update.image_index + 1}/{update.batch_count}, {step_of(update)}", update.preview
 
 
 def stream(job: Callable, control: RunControl, progress: gr.Progress, gate: Gate,

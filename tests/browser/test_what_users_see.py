@@ -258,3 +258,40 @@ def test_face_labels_are_readable_and_the_highlight_follows_the_face_number(page
     _, preview = drawn()
     assert green_x(preview) > 1000, "the highlight should move to face 2, on the right"
     expect(note).to_contain_text(re.compile(r"face 2: right, \d+ px ← chosen"))
+
+
+def test_animate_starts_at_the_models_own_size_like_the_other_tabs(page: Page):
+    panel = open_tab(page, "Text to image", "txt2img-run")
+    size = panel.get_by_label("range slider for Width", exact=True).input_value()
+    panel = open_tab(page, "Animate", "animate-run")
+    panel.get_by_text("More settings").click()
+    for label in ("Width", "Height"):
+        expect(panel.get_by_label(f"range slider for {label}", exact=True)).to_have_value(size)
+    assert size == "128"  # the tiny model's own size, not 512
+
+
+def test_without_its_files_keep_identity_points_to_the_readme_in_a_short_sentence(page: Page, tiny_manager):
+    if tiny_manager.identity_available():
+        pytest.skip("the IP-Adapter files are installed here")
+    for name, run_id, slider in (("Aging timelapse", "aging-run", "#aging-keep-identity"),
+                                 ("Gender swap", "swap-run", "#swap-keep-identity")):
+        open_tab(page, name, run_id)
+        text = page.locator(slider).inner_text()
+        assert "README" in text and "hf download" not in text and len(text) < 200, text
+
+
+def test_img2img_progress_counts_steps_the_fields_explain(page: Page, tmp_path):
+    from tests.browser.test_tabs import make_photo
+
+    panel = open_tab(page, "Image to image", "img2img-run")
+    page.locator("#img2img-image input[type=file]").set_input_files(make_photo(tmp_path / "photo.png"))
+    expect(panel.locator("#img2img-image img")).to_have_count(1)
+    set_slider(panel, "Steps", 30)
+    set_slider(panel, "Denoising strength", 0.5)
+    page.evaluate("""() => { window.barTexts = []; const bar = document.querySelector('#img2img-progress');
+        new MutationObserver(() => window.barTexts.push(bar.innerText)).observe(bar,
+            {subtree: true, childList: true, characterData: true}); }""")
+    page.locator("#img2img-run").click()
+    expect(page.locator("#img2img-progress")).to_contain_text("Done in", timeout=RUN_TIMEOUT_MS)
+    texts = page.evaluate("window.barTexts")
+    assert any(re.search(r"step \d+ of 15 \(30 steps × strength 0\.5\)", t) for t in texts), texts
