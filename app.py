@@ -37,10 +37,18 @@ CSS = """
 .ds-progress .ds-fill {height: 100%; background: var(--color-accent); transition: width 0.4s linear}
 .ds-progress .ds-done .ds-fill {background: var(--neutral-400)}
 .ds-progress .ds-bar-text {font-size: 0.9em; margin-top: 4px; font-variant-numeric: tabular-nums}
+.ds-progress .ds-bar-text.ds-failed {color: var(--error-text-color, #b91c1c); font-weight: 600}
 .block.ds-progress > [data-testid="status-tracker"] {display: none !important}
 /* results are shown whole: a lone result fits inside its gallery's height, letterboxed, never cropped */
 .ds-output .thumbnail-item {max-height: 360px}
 .ds-gallery .thumbnail-item img {object-fit: contain}
+/* a gallery's columns share its width (Gradio's are at least 100 px, so six of them overflow a half-width column) */
+.ds-gallery .grid-container {grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr)) !important}
+@media (max-width: 640px) {
+  .ds-frames .grid-container {grid-template-columns: repeat(3, minmax(0, 1fr)) !important}
+  /* phones: all tabs wrap onto a few compact rows */
+  [role="tablist"] button[role="tab"] {padding: 4px 8px; font-size: 0.9em}
+}
 .ds-faces-note p, .ds-faces-note ol {margin: 0}
 """
 
@@ -66,7 +74,7 @@ def build_demo(manager: PipelineManager) -> gr.Blocks:
             model = gr.Dropdown([manager.model_name] if pinned else manager.choices(), value=manager.model_name,
                                 label="Model", allow_custom_value=False, elem_id="model-select")
         status_line = gr.Markdown(status(), elem_classes=["ds-status"], elem_id="model-status")
-        with gr.Tabs() as tabs:
+        with gr.Tabs(overflow_behavior="wrap") as tabs:  # every tab in reach on a phone, no "⋯" menu
             aging.build(manager)
             gender_swap.build(manager)
             t2i = txt2img.build(manager)
@@ -74,10 +82,10 @@ def build_demo(manager: PipelineManager) -> gr.Blocks:
             inp = inpaint.build(manager)
             dreams = dream.build(manager)
             walks = latent_walk.build(manager)
-            animate.build(manager)
+            animations = animate.build(manager)
             text2video.build(manager)
         send.wire(tabs, [t2i, i2i, inp], i2i, inp)
-        sizes = [*t2i.sizes, *i2i.sizes, *inp.sizes, *dreams.sizes, *walks.sizes]
+        sizes = [*t2i.sizes, *i2i.sizes, *inp.sizes, *dreams.sizes, *walks.sizes, *animations.sizes]
         model.change(select_model, inputs=model, outputs=status_line, api_name="select_model",
                      concurrency_id=QUEUE_ID)
         model.change(follow_model_size, inputs=[model, *sizes], outputs=sizes, api_name=False, queue=False,

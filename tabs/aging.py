@@ -28,6 +28,7 @@ from tabs.common import (
     progress_bar,
     result_gallery,
     run_buttons,
+    step_of,
     stream,
     user_error,
     wire_run,
@@ -51,8 +52,7 @@ def describe(update):
     """Progress from the first denoising step of the first frame; a finished frame also updates the preview."""
     if isinstance(update, FaceStep):
         where = f", {update.face_label} ({update.face}/{update.faces})" if update.faces > 1 else ""
-        return (update.fraction, f"Frame {update.index} of {update.total} ({update.label}){where}, "
-                                 f"step {update.step}/{update.total_steps}", None)
+        return update.fraction, f"Frame {update.index} of {update.total} ({update.label}){where}, {step_of(update)}", None
     assert isinstance(update, AgingUpdate)
     return update.index / update.total, f"Frame {update.index} of {update.total} (age {update.age:.0f}) done", update.image
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -115,8 +116,8 @@ def frames_per_call(plan) -> int:
     return max(1, int(gpu_time.frames_per_call(work) / share))
 
 
-def build(manager) -> None:
-    """The tab's widgets and events."""
+def build(manager) -> SimpleNamespace:
+    """The tab's widgets and events; returns the size sliders, which follow the model's default size."""
     # 1. handlers
     def animate_run(prompts, negative_prompt, mode, num_frames, fps, cadence, strength, zoom, angle, translation_x,
                     translation_y, translation_z, rotation_3d_x, rotation_3d_y, rotation_3d_z, fov, guidance, noise,
@@ -250,8 +251,8 @@ def build(manager) -> None:
                         sampler = gr.Dropdown(sampler_names(), value=DEFAULT_SAMPLER, label="Sampler")
                         steps = gr.Slider(1, MAX_STEPS, value=DEFAULT.num_inference_steps, step=1, label="Steps")
                     with gr.Row():
-                        width = gr.Slider(64, 1024, value=512, step=8, label="Width")
-                        height = gr.Slider(64, 1024, value=512, step=8, label="Height")
+                        width = gr.Slider(64, 1024, value=manager.defaults().width, step=8, label="Width")
+                        height = gr.Slider(64, 1024, value=manager.defaults().width, step=8, label="Height")
                     with gr.Row():
                         gif = gr.Checkbox(label="Also make a GIF")
                         fast = fast_toggle()
@@ -289,4 +290,5 @@ def build(manager) -> None:
     mode.change(mode_note, inputs=mode, outputs=mode_info, api_name=False, queue=False)
     for widget in (mode, frames, fps, cadence):
         widget.change(plan_note, inputs=[mode, frames, fps, cadence], outputs=length, api_name=False, queue=False)
+    return SimpleNamespace(sizes=[width, height])
 

@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import html
+import inspect
 import logging
 import queue
 import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import wraps
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -42,6 +44,8 @@ class RunProgress:
     eta: float | None = None
     finished: float | None = None
     failed: bool = False
+    message: str = ""  # why the run failed, shown on the bar after it ends (the toast fades, the bar stays)
+    cancelled: bool = False  # Stop was pressed while the run still waited for a slot, so it never ran
 
 
 class SessionControl(RunControl):
@@ -51,6 +55,7 @@ class SessionControl(RunControl):
         super().__init__()
         self.progress = RunProgress()
         self.stop_file = gpu.new_stop_file()  # how Stop reaches a ZeroGPU worker, which gets a copy of the session
+        self.drop_next = False  # Stop came while the run waited for a slot: skip it when its turn comes
 
     def __deepcopy__(self, memo):
         return SessionControl()
@@ -62,6 +67,9 @@ class SessionControl(RunControl):
     def stop(self) -> None:
         super().stop()
         gpu.touch(self.stop_file)
+        if self.waiting():  # nothing to stop yet: the run is dropped when its turn comes
+            self.progress.finished, self.progress.cancelled = time.monotonic(), True
+            self.drop_next = True
 
     def reset(self) -> None:
         super().reset()
@@ -71,6 +79,7 @@ class SessionControl(RunControl):
         """The run button was pressed; a run that already began is left alone."""
         if self.progress.started is None or self.progress.finished is not None:
             self.progress = RunProgress(clicked=time.monotonic())
+            self.drop_next = False
 
     def begin(self) -> None:
         now = time.monotonic()
@@ -91,17 +100,31 @@ class SessionControl(RunControl):
     def end(self, failed: bool) -> None:
         self.progress.finished, self.progress.failed = time.monotonic(), failed
 
+    def waiting(self) -> bool:
+        """The run button was pressed and the run has not begun."""
+        p = self.progress
+        return p.clicked is not None and p.started is None and p.finished is None
+
+    def running(self) -> bool:
+        """Waiting for a slot or going: the bar keeps counting and Stop shows."""
+        return self.progress.clicked is not None and self.progress.finished is None
+
+    def fail(self, message: str) -> None:
+        """The run ended with an error, before or after it began; the bar keeps `message`."""
+        p = self.progress
+        p.finished, p.failed, p.message = p.finished or time.monotonic(), True, message
+
 
 def progress_html(control: RunControl | None) -> str:
-    """One progress bar with the step, the elapsed time and an ETA, all computed here so they hold between updates."""
+    """One progress bar with the step, the elapsed time and an ETA, all computed here so they hold between updates;
+    once the run ended, what happened, in words that stay."""
     p = getattr(control, "progress", None)
     if p is None or p.clicked is None:
         return ""
     now = time.monotonic()
-    if p.finished is not None and p.started is not None:
-        took = p.finished - p.started
-        word = "Failed after" if p.failed else "Stopped after" if getattr(control, "stopped", False) else "Done in"
-        return _bar(1.0 if not p.failed else p.fraction, f"{word} {_seconds(took)}.", done=True)
+    if p.finished is not None:
+        return _bar(p.fraction if p.failed or p.cancelled else 1.0, ended_text(control), done=True,
+                    failed=p.failed)
     if p.started is None:
         return _bar(0.0, f"Waiting for a free slot… {_seconds(now - p.clicked)}")
     elapsed = now - p.started
@@ -110,7 +133,23 @@ def progress_html(control: RunControl | None) -> str:
     else:
         remaining = max(p.eta - (now - p.updated), 0.0)
         left = f"about {_seconds(remaining)} left" if remaining >= 1 else "almost done"
-    return _bar(p.fraction, f"{p.text} · {_seconds(elapsed)} elapsed · {left}")
+    stopping = "Stopping · " if control.stopped else ""
+    return _bar(p.fraction, f"{stopping}{p.text} · {_seconds(elapsed)} elapsed · {left}")
+
+
+def ended_text(control) -> str:
+    """How a run ended: done, stopped, stopped before it began, or failed and why."""
+    p = control.progress
+    took = p.finished - p.started if p.started is not None else 0.0
+    if p.cancelled:
+        return "Stopped before it started."
+    if p.failed:
+        if not p.message:
+            return f"Failed after {_seconds(took)}."
+        return f"Failed after {_seconds(took)}: {p.message}" if took >= 1 else f"Failed: {p.message}"
+    if getattr(control, "stopped", False):
+        return f"Stopped after {_seconds(took)}."
+    return f"Done in {_seconds(took)}."
 
 
 def _seconds(value: float) -> str:
@@ -121,11 +160,12 @@ def _seconds(value: float) -> str:
     return f"{minutes} min {secs:02d} s"
 
 
-def _bar(fraction: float, text: str, done: bool = False) -> str:
+def _bar(fraction: float, text: str, done: bool = False, failed: bool = False) -> str:
     state = " ds-done" if done else ""
+    said = " ds-failed" if failed else ""
     return (f'<div class="ds-bar{state}" role="progressbar" aria-valuemin="0" aria-valuemax="100" '
             f'aria-valuenow="{fraction * 100:.0f}"><div class="ds-fill" style="width:{fraction * 100:.1f}%"></div>'
-            f'</div><div class="ds-bar-text">{html.escape(text)}</div>')
+            f'</div><div class="ds-bar-text{said}">{html.escape(text)}</div>')
 
 
 def on_gpu(fn: Callable, seconds: Callable[..., int] | str | None = None, inner: bool = False) -> Callable:
@@ -149,10 +189,18 @@ def user_errors():
         raise user_error(str(exc)) from exc
 
 
+def step_of(update) -> str:
+    """"step 7 of 13 (25 steps × strength 0.55)": a schedule that strength shortened, in the fields' own numbers."""
+    text = f"step {update.step} of {update.total_steps}"
+    steps, strength = getattr(update, "num_inference_steps", None), getattr(update, "strength", None)
+    if steps and strength is not None and update.total_steps != steps:
+        text += f" ({steps} steps × strength {strength:g})"
+    return text
+
+
 def describe_step(update: StepUpdate):
     """Progress text for image jobs: image i of n, step s of t."""
-    return (update.fraction, f"Image {update.image_index + 1}/{update.batch_count}, "
-                             f"step {update.step}/{update.total_steps}", update.preview)
+    return update.fraction, f"Image {update.image_index + 1}/{update.batch_count}, {step_of(update)}", update.preview
 
 
 def stream(job: Callable, control: RunControl, progress: gr.Progress, gate: Gate,
@@ -279,24 +327,106 @@ def wire_run(trigger, fn: Callable, *, inputs: list, outputs: list, api_name, co
 
     Gradio's own progress overlay is hidden: it covers the live preview and resets its timer at every preview.
     Instead the bar's timer redraws it from the session's `RunProgress` twice a second while the run goes.
+    However the run ends (done, stopped, refused before it began, failed, busy), the bar says so and stops, Stop
+    hides and the run button is free: Gradio 6 runs `.then` only after a success, so `.failure` does it too.
     """
-    def clicked(c: SessionControl):
-        c.clicked()
-        return gr.Timer(active=True), gr.Button(visible=True), progress_html(c)
-
-    def finished(c: SessionControl):
-        return gr.Timer(active=False), gr.Button(visible=False), progress_html(c)
-
     helper = dict(inputs=control, outputs=[bar.timer, stop, bar.html], queue=False, api_name=False,
                   show_progress="hidden")
-    trigger(clicked, **helper)
-    event = trigger(fn, inputs=inputs, outputs=outputs, api_name=api_name, concurrency_id=QUEUE_ID,
+    trigger(run_clicked, **helper)
+    trigger(None, js=bring_into_view(bar.html.elem_id), queue=False, api_name=False, show_progress="hidden")
+    event = trigger(ends_its_run(fn), inputs=inputs, outputs=outputs, api_name=api_name, concurrency_id=QUEUE_ID,
                     show_progress="hidden")
-    event.then(finished, **helper)
+    event.then(run_ended, **helper)
+    event.failure(run_ended, **helper)
     if not bar.ticking:
-        bar.timer.tick(progress_html, inputs=control, outputs=bar.html, queue=False, api_name=False,
-                       show_progress="hidden")
+        bar.timer.tick(tick, **helper)
+        stop.click(stop_pressed, **helper)
         bar.ticking = True
+
+
+def bring_into_view(elem_id: str) -> str:
+    """Browser code that scrolls a run's progress bar and preview into view when the bar is off-screen: on a phone,
+    where they sit far below the button, and under the X/Y/Z plot's button, low in the settings column."""
+    return f"""() => {{
+        const bar = document.getElementById({elem_id!r});
+        if (!bar) return;
+        const box = bar.getBoundingClientRect();
+        if (box.top >= 0 && box.bottom <= window.innerHeight) return;
+        (bar.closest('.row') || bar).scrollIntoView({{behavior: 'smooth', block: 'start'}});
+    }}"""
+
+
+def run_clicked(c: SessionControl):
+    """The bar starts counting and Stop shows as soon as the button is pressed, before the run has a slot."""
+    c.clicked()
+    return gr.Timer(active=True), gr.Button(visible=True), progress_html(c)
+
+
+def run_ended(c: SessionControl):
+    """After the handler, whichever way it ended: the bar says how, and stops; Stop hides."""
+    if c.running():  # the handler never ran: Gradio refused the call (a full queue) or the page lost it
+        c.fail("The app did not take the run (it may be busy); try again in a moment.")
+    return tick(c)
+
+
+def tick(c: SessionControl):
+    """The bar redrawn; once the run has ended the timer stops itself and Stop hides, whatever else happened."""
+    if c.running():
+        return gr.skip(), gr.skip(), progress_html(c)
+    return gr.Timer(active=False), gr.Button(visible=False), progress_html(c)
+
+
+def stop_pressed(c: SessionControl):
+    """Stop while waiting for a slot ends the run at once; a run that goes ends itself, saying "Stopped"."""
+    c.stop()
+    return tick(c)
+
+
+def ends_its_run(fn: Callable) -> Callable:
+    """`fn` as a handler that records how its run ended on the session's control, for the bar to say.
+
+    A run Stop dropped while it waited is not started; an error (a refused input before the engine runs, an engine
+    error, a busy answer, a worker that stopped) leaves its sentence on the bar. The error still reaches Gradio.
+    """
+    def session(args, kwargs) -> SessionControl | None:
+        return next((a for a in (*args, *kwargs.values()) if isinstance(a, SessionControl)), None)
+
+    def failed(control: SessionControl | None, exc: Exception) -> None:
+        if control is not None:
+            control.fail(exc.message if isinstance(exc, gr.Error) else
+                         f"an error on the server ({type(exc).__name__}); the server's log has the details.")
+
+    def dropped(control: SessionControl | None) -> bool:
+        if control is None or not control.drop_next:
+            return False
+        control.drop_next = False
+        return True
+
+    if inspect.isgeneratorfunction(fn):
+        @wraps(fn)
+        def run(*args, **kwargs):
+            control = session(args, kwargs)
+            if dropped(control):
+                return
+            try:
+                yield from fn(*args, **kwargs)
+            except Exception as exc:
+                failed(control, exc)
+                raise
+            if control is not None and control.running():  # a handler that returned without running anything
+                control.end(failed=False)
+    else:
+        @wraps(fn)
+        def run(*args, **kwargs):
+            control = session(args, kwargs)
+            if dropped(control):
+                return gr.skip()
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:
+                failed(control, exc)
+                raise
+    return run
 
 
 def wire_stop(stop: gr.Button, control: gr.State, api_name: str) -> None:

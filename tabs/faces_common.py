@@ -14,6 +14,8 @@ EXAMPLE_PHOTO = str(Path(__file__).resolve().parent.parent / "presets" / "exampl
 CONSENT = ("**Consent:** only edit photos of people who agreed to it. Outputs are marked as AI-generated; "
            "don't pass them off as real photos.")
 NO_FACE_HINT = " Tick “Whole photo” to process the whole photo instead."
+IDENTITY_MISSING = ("Off: its IP-Adapter full-face files are not installed. README, “Faces: Aging timelapse and "
+                    "Gender swap”, says how to get them.")
 
 
 def where(face: faces.Face, width: int) -> str:
@@ -84,7 +86,7 @@ def identity_slider(manager, task: str) -> gr.Slider:
     return gr.Slider(0, 1, value=identity.DEFAULT_SCALE if available else 0, step=0.05, interactive=available,
                      label="Keep identity (0 = off)", elem_id=f"{task}-keep-identity",
                      info="steers the repaint with the face itself (IP-Adapter full-face)" if available
-                     else identity.MISSING)
+                     else IDENTITY_MISSING)
 
 
 def padding_slider() -> gr.Slider:

@@ -18,6 +18,7 @@ from tabs.common import (
     result_gallery,
     run_buttons,
     save_results,
+    step_of,
     stream,
     user_error,
     wire_run,
@@ -42,8 +43,7 @@ def describe(update):
     """Progress from the first denoising step; a finished variant also updates the preview."""
     if isinstance(update, FaceStep):
         where = f", {update.face_label} ({update.face}/{update.faces})" if update.faces > 1 else ""
-        return (update.fraction, f"Variant {update.index} of {update.total}{where}, "
-                                 f"step {update.step}/{update.total_steps}", None)
+        return update.fraction, f"Variant {update.index} of {update.total}{where}, {step_of(update)}", None
     done, total, image = update
     return done / total, f"Variant {done} of {total} done", image
 

@@ -98,6 +98,9 @@ def build(manager) -> SimpleNamespace:
                                         brush=gr.Brush(colors=["#ff3030"], color_mode="fixed", default_size=24),
                                         layers=gr.LayerOptions(allow_additional_layers=False),
                                         transforms=(), sources=("clipboard",))
+                # beside what it previews, so the results column starts with the progress and the result
+                preview_mask = gr.Image(label="Mask preview", interactive=False, height=200,
+                                        elem_id="inpaint-mask-preview")
                 with gr.Row():
                     mask_blur = gr.Slider(0, 64, value=4, step=1, label="Mask blur")
                     strength = gr.Slider(0.01, 1, value=0.75, step=0.01, label="Denoising strength")
@@ -113,8 +116,6 @@ def build(manager) -> SimpleNamespace:
                 denoise = gr.Checkbox(label="Also make a denoising video (the whole photo, the predicted area "
                                             "pasted back at every step)", elem_id="inpaint-denoise-video")
             with gr.Column():
-                preview_mask = gr.Image(label="Mask preview", interactive=False, height=240,
-                                        elem_id="inpaint-mask-preview")
                 bar, gallery, preview, info, params = output_widgets("Images", TASK)
                 steps_video = gr.Video(label="Denoising video", visible=False, height=360, interactive=False,
                                        elem_id="inpaint-steps-video")

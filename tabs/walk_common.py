@@ -85,7 +85,7 @@ def video_outputs(task: str):
             info = gr.Markdown(elem_id=f"{task}-info")
     player = gr.Video(label="Video", autoplay=True, loop=True, height=360, interactive=False,
                       elem_classes=["ds-video"], elem_id=f"{task}-video")
-    frames = result_gallery("Frames", columns=6, height=220, elem_id=f"{task}-frames")
+    frames = result_gallery("Frames", columns=6, height=220, elem_id=f"{task}-frames", elem_classes=["ds-frames"])
     files = gr.File(label="Download (MP4 and its settings as JSON)", file_count="multiple", interactive=False,
                     elem_id=f"{task}-files")
     return bar, player, frames, files, latest, info

@@ -21,7 +21,7 @@ from engine.xyz import (
     write_sweep_video,
 )
 from engine.xyz.axes import PLOT_GUIDANCE
-from tabs.common import stream, user_errors
+from tabs.common import step_of, stream, user_errors
 
 NOTHING = "Nothing"
 NO_VIDEO = "No video"
@@ -88,8 +88,7 @@ def plan_line(manager, req: PlotRequest, task: str, pace: float | None) -> str:
 
 def describe_cell(update):
     """Progress text: cell i of n, step s of t."""
-    return (update.fraction, f"Cell {update.image_index + 1}/{update.batch_count}, "
-                             f"step {update.step}/{update.total_steps}", update.preview)
+    return update.fraction, f"Cell {update.image_index + 1}/{update.batch_count}, {step_of(update)}", update.preview
 
 
 def plot_outputs(manager, job: Callable, req: PlotRequest, task: str, control, progress, pace) -> Iterator[tuple]:

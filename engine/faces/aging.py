@@ -283,7 +283,8 @@ def _render(manager, req: AgingRequest, area: FaceArea, folder: Path, limit: int
         if on_step:
             def report(face, step, total_steps, count=count, label=label):
                 on_step(FaceStep(count, len(order), label, face, len(area.parts), step, total_steps,
-                                 area.parts[face - 1].label if area.parts[face - 1].numbers else "whole photo"))
+                                 area.parts[face - 1].label if area.parts[face - 1].numbers else "whole photo",
+                                 req.num_inference_steps, req.strength))
         result = regenerator.render(prompt_embeds, negative, req.seed, control, report)
         if result is None:
             break

@@ -108,7 +108,8 @@ def _gender_swap(manager, req: GenderRequest, image, on_variant: Callable[[int, 
             def report(face, step, total_steps, n=n):
                 part = area.parts[face - 1]
                 on_step(FaceStep(n + 1, req.variants, f"variant {n + 1}", face, len(area.parts), step, total_steps,
-                                 part.label if part.numbers else "whole photo"))
+                                 part.label if part.numbers else "whole photo", req.num_inference_steps,
+                                 req.strength))
         out = regenerator.render(prompt_embeds, negative_embeds, seed, control, report)
         if out is None:
             break

@@ -98,6 +98,8 @@ class FaceStep:
     step: int  # denoising steps done in this region's run, from 1
     total_steps: int  # denoising steps the run takes (fewer than num_inference_steps when strength < 1)
     face_label: str = "face 1"  # which face(s) the region holds, e.g. "face 2" or "faces 1 and 2"
+    num_inference_steps: int | None = None  # the request's steps and strength, whose product is total_steps
+    strength: float | None = None
 
     @property
     def fraction(self) -> float:

@@ -138,7 +138,8 @@ def _run_images(manager, task: str, req: ImageRequest, task_kwargs: dict, on_ste
         if req.guidance_scale < 1:
             pipe = always_guided(pipe)
         recorded = record_predictions(pipe.scheduler) if req.denoise_video else None
-        callback = step_callback(index, req.batch_count, on_step, control)
+        schedule = (req.num_inference_steps, req.strength) if "strength" in task_kwargs else (None, None)
+        callback = step_callback(index, req.batch_count, on_step, control, *schedule)
         output = pipe(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds,
                       num_inference_steps=req.num_inference_steps, guidance_scale=req.guidance_scale,
                       generator=torch.Generator("cpu").manual_seed(seed),

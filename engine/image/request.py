@@ -55,6 +55,10 @@ class StepUpdate:
     step: int
     total_steps: int
     preview: Image.Image | None = None
+    # img2img and inpaint run int(num_inference_steps * strength) of the schedule: the two fields, so a progress
+    # line can say where total_steps comes from
+    num_inference_steps: int | None = None
+    strength: float | None = None
 
     @property
     def fraction(self) -> float:

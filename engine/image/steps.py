@@ -7,7 +7,8 @@ from engine.image.request import RunControl, StepCallback, StepUpdate
 PREVIEW_EVERY = 4
 
 
-def step_callback(index: int, batch_count: int, on_step: StepCallback | None, control: RunControl):
+def step_callback(index: int, batch_count: int, on_step: StepCallback | None, control: RunControl,
+                  num_inference_steps: int | None = None, strength: float | None = None):
     """diffusers' step hook: report progress, send a cheap preview now and then, and honour Stop."""
     def callback(pipe, step: int, timestep, tensors: dict) -> dict:
         if control.stopped:
@@ -18,6 +19,6 @@ def step_callback(index: int, batch_count: int, on_step: StepCallback | None, co
             if (step + 1) % PREVIEW_EVERY == 0 or step + 1 == total:
                 latents = tensors["latents"][0].detach().float().cpu().numpy()
                 preview = latents_to_preview(latents)
-            on_step(StepUpdate(index, batch_count, step + 1, total, preview))
+            on_step(StepUpdate(index, batch_count, step + 1, total, preview, num_inference_steps, strength))
         return tensors
     return callback

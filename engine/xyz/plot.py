@@ -287,7 +287,8 @@ def run_plot(manager, req: PlotRequest, image=None, on_step: Callable[[StepUpdat
 def _relay(index: int, cells: int, on_step):
     if on_step is None:
         return None
-    return lambda u: on_step(StepUpdate(index, cells, u.step, u.total_steps, u.preview))
+    return lambda u: on_step(StepUpdate(index, cells, u.step, u.total_steps, u.preview, u.num_inference_steps,
+                                        u.strength))
 
 
 # 4. the grids, the video and the files

@@ -1,6 +1,7 @@
-"""What a person sees in Chromium at 1400x900: the run button in the first screen, a live preview no overlay
-covers under a progress bar that keeps counting, plain sentences for files that aren't images, readable face
-labels whose highlight follows the picker, and results shown whole."""
+"""What a person sees in Chromium at 1400x900 (and on a 390-px phone): the run button in the first screen, the
+progress line in view once it is pressed, every tab in reach, a live preview no overlay covers under a progress bar
+that keeps counting, plain sentences for files that aren't images, readable face labels whose highlight follows the
+picker, and results shown whole."""
 from __future__ import annotations
 
 import re
@@ -14,6 +15,7 @@ from tests.browser.conftest import need_playwright
 need_playwright()  # a missing Playwright fails with the install line (skips only with STUDIO_SKIP_BROWSER=1)
 from playwright.sync_api import Page, expect  # noqa: E402
 
+from tests.browser.test_runs_end import REFUSALS  # noqa: E402
 from tests.browser.test_tabs import RUN_TIMEOUT_MS, fetch_image, open_tab, set_slider  # noqa: E402
 from tests.browser.test_video_and_face_tabs import EXAMPLE  # noqa: E402
 
@@ -67,6 +69,70 @@ def test_every_tab_has_its_run_button_in_the_first_screen_and_no_upload_box_for_
         for gallery in panel.locator(".ds-gallery").all():
             expect(gallery).not_to_contain_text("Drop")  # output galleries are not upload boxes
             expect(gallery).not_to_contain_text("Click to Upload")
+
+
+@pytest.mark.parametrize("width, height", [(1400, 900), (390, 844)], ids=["desktop", "phone"])
+def test_every_tab_is_in_reach_and_its_progress_line_comes_into_view_when_its_button_is_pressed(browser, app_url,
+                                                                                              width, height):
+    context = browser.new_context(viewport={"width": width, "height": height})
+    page = context.new_page()
+    page.goto(app_url)
+    page.locator("#model-status").wait_for()
+    for name, _ in TABS:  # no tab hides in a "⋯" menu, on a phone either
+        expect(page.get_by_role("tab", name=name, exact=True)).to_be_in_viewport()
+    for name, task, field, value, sentence in REFUSALS:  # a refused input: the button's effect, without the work
+        page.evaluate("window.scrollTo(0, 0)")
+        panel = open_tab(page, name, f"{task}-run")
+        if field:
+            box = page.locator(field) if field.startswith("#") else panel.get_by_label(field, exact=True)
+            box.fill(value)
+        page.locator(f"#{task}-run").click()
+        bar = page.locator(f"#{task}-progress")
+        expect(bar).to_contain_text(sentence, timeout=RUN_TIMEOUT_MS)
+        expect(bar.locator(".ds-bar-text"), f"{name} at {width} px").to_be_in_viewport(ratio=1)
+        if width < 640:  # on a phone the preview above the line comes into view too
+            expect(page.locator(f"#{task}-preview"), f"{name} at {width} px").to_be_in_viewport(ratio=0.5)
+        for close in page.locator(".toast-close").all():  # toasts pile up over the tabs
+            close.click()
+    context.close()
+
+
+def test_the_xyz_plot_brings_its_progress_and_grid_into_view(page: Page):
+    panel = open_tab(page, "Text to image", "txt2img-run")
+    set_slider(panel, "Steps", 3)
+    set_slider(panel, "Width", 64)
+    set_slider(panel, "Height", 64)
+    panel.locator("#txt2img-xyz").get_by_text("X/Y/Z plot").first.click()
+    run = page.locator("#txt2img-xyz-run")
+    run.scroll_into_view_if_needed()
+    expect(page.locator("#txt2img-progress")).not_to_be_in_viewport()  # the situation the scroll is for
+    run.click()
+    expect(page.locator("#txt2img-progress .ds-bar-text")).to_be_in_viewport(ratio=1)
+    expect(page.locator("#txt2img-progress")).to_contain_text("Done in", timeout=RUN_TIMEOUT_MS)
+    expect(page.locator("#txt2img-gallery img").first).to_be_in_viewport()
+
+
+def test_inpaint_results_start_in_the_first_screen(page: Page):
+    open_tab(page, "Inpaint", "inpaint-run")
+    box = page.locator("#inpaint-gallery").bounding_box()
+    assert box["y"] < 900 - 150, f"the result gallery starts at y={box['y']:.0f}"
+
+
+def test_a_video_tabs_frames_gallery_shows_every_column_whole(page: Page):
+    panel = open_tab(page, "Dream video", "dream-run")
+    set_slider(panel, "Frames (whole video)", 7)
+    set_slider(panel, "Steps", 2)
+    set_slider(panel, "Width", 64)
+    set_slider(panel, "Height", 64)
+    page.locator("#dream-run").click()
+    expect(page.locator("#dream-progress")).to_contain_text("Done in", timeout=RUN_TIMEOUT_MS)
+    frames = page.locator("#dream-frames")
+    expect(frames.locator("img")).to_have_count(7)
+    edge = frames.bounding_box()
+    for img in frames.locator("img").all()[:6]:  # the first row: six columns
+        box = img.bounding_box()
+        assert box["x"] >= edge["x"] and box["x"] + box["width"] <= edge["x"] + edge["width"] + 0.5, (box, edge)
+    assert frames.locator(".grid-wrap").evaluate("e => e.scrollWidth <= e.clientWidth")
 
 
 def test_preview_stays_visible_under_a_progress_bar_that_keeps_counting(page: Page, output_dir):
@@ -192,3 +258,40 @@ def test_face_labels_are_readable_and_the_highlight_follows_the_face_number(page
     _, preview = drawn()
     assert green_x(preview) > 1000, "the highlight should move to face 2, on the right"
     expect(note).to_contain_text(re.compile(r"face 2: right, \d+ px ← chosen"))
+
+
+def test_animate_starts_at_the_models_own_size_like_the_other_tabs(page: Page):
+    panel = open_tab(page, "Text to image", "txt2img-run")
+    size = panel.get_by_label("range slider for Width", exact=True).input_value()
+    panel = open_tab(page, "Animate", "animate-run")
+    panel.get_by_text("More settings").click()
+    for label in ("Width", "Height"):
+        expect(panel.get_by_label(f"range slider for {label}", exact=True)).to_have_value(size)
+    assert size == "128"  # the tiny model's own size, not 512
+
+
+def test_without_its_files_keep_identity_points_to_the_readme_in_a_short_sentence(page: Page, tiny_manager):
+    if tiny_manager.identity_available():
+        pytest.skip("the IP-Adapter files are installed here")
+    for name, run_id, slider in (("Aging timelapse", "aging-run", "#aging-keep-identity"),
+                                 ("Gender swap", "swap-run", "#swap-keep-identity")):
+        open_tab(page, name, run_id)
+        text = page.locator(slider).inner_text()
+        assert "README" in text and "hf download" not in text and len(text) < 200, text
+
+
+def test_img2img_progress_counts_steps_the_fields_explain(page: Page, tmp_path):
+    from tests.browser.test_tabs import make_photo
+
+    panel = open_tab(page, "Image to image", "img2img-run")
+    page.locator("#img2img-image input[type=file]").set_input_files(make_photo(tmp_path / "photo.png"))
+    expect(panel.locator("#img2img-image img")).to_have_count(1)
+    set_slider(panel, "Steps", 30)
+    set_slider(panel, "Denoising strength", 0.5)
+    page.evaluate("""() => { window.barTexts = []; const bar = document.querySelector('#img2img-progress');
+        new MutationObserver(() => window.barTexts.push(bar.innerText)).observe(bar,
+            {subtree: true, childList: true, characterData: true}); }""")
+    page.locator("#img2img-run").click()
+    expect(page.locator("#img2img-progress")).to_contain_text("Done in", timeout=RUN_TIMEOUT_MS)
+    texts = page.evaluate("window.barTexts")
+    assert any(re.search(r"step \d+ of 15 \(30 steps × strength 0\.5\)", t) for t in texts), texts

@@ -102,6 +102,10 @@ def test_diffusion_runs_once_per_cadence_frames(tiny_manager, tmp_path, count_ca
     assert [u.index for u in written] == list(range(1, frames + 1))
     assert written[-1].text == f"frame {frames}/{frames}, diffusion {len(count_calls)}/{len(count_calls)}"
     assert any(u.steps and "step" in u.text for u in updates)
+    diffused = [u for u in updates if u.steps]  # frame 0 from noise, the rest from the warped frame kept at 0.5
+    assert {u.strength for u in diffused if u.diffusion == 1} == {None}
+    assert {u.strength for u in diffused if u.diffusion > 1} == {0.5}
+    assert {u.num_inference_steps for u in diffused} == {FAST["num_inference_steps"]}
 
 
 def test_colour_coherence_holds_frame_0s_colours_where_the_model_drifts(tiny_manager, tmp_path, init_image,

@@ -84,6 +84,17 @@ def test_sizes_are_rounded_to_multiples_of_8_and_said(tiny_manager):
     assert any("72" in note for note in result.notes)
 
 
+def test_img2img_progress_carries_the_steps_and_strength_that_shorten_its_schedule(tiny_manager, photo_64):
+    updates = []
+    image_to_image(tiny_manager, ImageRequest(seed=1, strength=0.55, **{**FAST, "num_inference_steps": 25}),
+                   photo_64, on_step=updates.append)
+    last = updates[-1]
+    assert (last.step, last.total_steps, last.num_inference_steps, last.strength) == (13, 13, 25, 0.55)
+    plain = []
+    text_to_image(tiny_manager, ImageRequest(seed=1, **FAST), on_step=plain.append)
+    assert (plain[-1].total_steps, plain[-1].num_inference_steps, plain[-1].strength) == (3, None, None)
+
+
 def test_img2img_keeps_the_aspect_ratio(tiny_manager):
     photo = Image.new("RGB", (200, 100), (200, 30, 30))
     result = image_to_image(tiny_manager, ImageRequest(seed=1, strength=0.5, **{**FAST, "width": 128,

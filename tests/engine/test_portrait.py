@@ -76,6 +76,7 @@ def test_all_faces_regenerates_everyone_and_keeps_the_rest(tiny_manager, group):
     assert {s.faces for s in steps} == {4} and [s.face for s in steps if s.step == 1] == [1, 2, 3, 4]
     assert steps[0].step == 1 and steps[0].fraction > 0 and steps[-1].fraction == 1.0
     assert steps[0].label == "variant 1" and steps[0].face_label == "face 1"
+    assert (steps[0].num_inference_steps, steps[0].strength) == (req.num_inference_steps, req.strength)
     # the same settings for each face: face 2 alone comes out as face 2 among all
     alone = gender_swap(tiny_manager, GenderRequest(direction="woman", variants=1, face_index=1, **FAST), group)
     second = np.asarray(area.parts[1].mask) > 0
@@ -92,6 +93,7 @@ def test_aging_progress_counts_faces_times_ages(tiny_manager, astronaut, tmp_pat
     firsts = [(s.index, s.total, s.label, s.face, s.faces) for s in steps if s.step == 1]
     assert firsts == [(1, 2, "age 20", 1, 2), (1, 2, "age 20", 2, 2), (2, 2, "age 50", 1, 2), (2, 2, "age 50", 2, 2)]
     assert all(s.total_steps == steps[0].total_steps for s in steps) and steps[-1].fraction == 1.0
+    assert (steps[0].num_inference_steps, steps[0].strength) == (req.num_inference_steps, 0.6)  # the run's schedule
     outside = np.asarray(find_face_area(pair, all_faces=True).mask) == 0
     saved = Image.open(tmp_path / "age_050.png")
     assert np.array_equal(arr(saved)[outside], arr(pair)[outside])

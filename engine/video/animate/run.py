@@ -53,7 +53,9 @@ class AnimateUpdate:
     diffusion: int = 0  # diffused frames made so far (this one included while its steps run)
     diffusions: int = 0  # diffused frames in the whole run
     step: int = 0
-    steps: int = 0
+    steps: int = 0  # this frame's denoising steps: num_inference_steps × (1 − strength) from a previous frame
+    num_inference_steps: int = 0
+    strength: float | None = None  # Deforum's, the share of the previous frame kept; None for a frame from noise
 
     @property
     def fraction(self) -> float:
@@ -62,7 +64,12 @@ class AnimateUpdate:
     @property
     def text(self) -> str:
         text = f"frame {self.index}/{self.total}, diffusion {self.diffusion}/{self.diffusions}"
-        return f"{text}, step {self.step}/{self.steps}" if self.steps else text
+        if not self.steps:
+            return text
+        text += f", step {self.step} of {self.steps}"
+        if self.strength is not None and self.num_inference_steps and self.steps != self.num_inference_steps:
+            text += f" ({self.num_inference_steps} steps × (1 − strength {self.strength:g}))"
+        return text
 
 
 @dataclass
@@ -355,7 +362,8 @@ class _FrameMaker:
                 pipe._interrupt = True
             if self.on_frame:
                 self.on_frame(AnimateUpdate(self.written, req.num_frames, None, self.diffused, self.planned,
-                                            step + 1, pipe.num_timesteps))
+                                            step + 1, pipe.num_timesteps, req.num_inference_steps,
+                                            None if init is None else round(float(keep), 4)))
             return tensors
 
         dtype, device = self.manager.dtype, self.manager.device
