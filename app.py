@@ -44,7 +44,7 @@ CSS = """
 """
 
 
-def build_demo(manager: PipelineManager) -> gr.Blocks:
+def build_demo(manager: PipelineManager, analytics: bool = False) -> gr.Blocks:
     """The whole app: a model bar over one tab per feature, all served by one manager."""
     pinned = getattr(manager, "pinned", False)  # ZeroGPU: the start-up model is the only one
 
@@ -59,7 +59,8 @@ def build_demo(manager: PipelineManager) -> gr.Blocks:
             manager.select(name)
         return status()
 
-    with gr.Blocks(title=TITLE) as demo:
+    # Gradio's usage analytics stay off unless asked for: the app edits faces, so nothing leaves unasked
+    with gr.Blocks(title=TITLE, analytics_enabled=analytics) as demo:
         with gr.Row(elem_classes=["ds-header"]):
             gr.Markdown(f"# {TITLE}\nStable Diffusion photo and video work.")
             model = gr.Dropdown([manager.model_name] if pinned else manager.choices(), value=manager.model_name,
@@ -151,6 +152,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="folder of LoRAs for <lora:NAME:WEIGHT> tags in prompts (default: weights/Lora)")
     p.add_argument("--embeddings-dir", default=env("EMBEDDINGS_DIR"),
                    help="folder of textual-inversion embeddings, used by file name in prompts (default: weights/embeddings)")
+    p.add_argument("--analytics", action="store_true", default=env_flag("ANALYTICS"),
+                   help="let Gradio send its usage analytics (off by default)")
     return p.parse_args(argv)
 
 
@@ -189,9 +192,10 @@ def api_app_kwargs(manager: PipelineManager, auth) -> dict:
 
     from server import rest
     from server.busy import BusyMessage
+    from server.gradio_routes import GradioRoutes
 
     return {"title": TITLE, "docs_url": "/docs", "routes": rest.router(manager, auth).routes,
-            "exception_handlers": rest.exception_handlers(), "middleware": [Middleware(BusyMessage)]}
+            "exception_handlers": rest.exception_handlers(), "middleware": [Middleware(BusyMessage), Middleware(GradioRoutes)]}
 
 
 def log_to_console() -> None:
@@ -277,7 +281,7 @@ def launch(args: argparse.Namespace, block: bool = True) -> gr.Blocks:
     auth, manager = prepare(args)
     if args.share and not auth:
         print("warning: --share-without-auth: anyone with the link can use this machine.", file=sys.stderr)
-    demo = build_demo(manager)
+    demo = build_demo(manager, analytics=args.analytics)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True, css=CSS,
                 app_kwargs=api_app_kwargs(manager, auth), prevent_thread_lock=not block, quiet=not block,
                 **serving_kwargs(args, auth))
@@ -299,7 +303,7 @@ def build_app(args: argparse.Namespace | None = None):
 
     args = args or parse_args([])
     auth, manager = prepare(args)
-    demo = build_demo(manager)
+    demo = build_demo(manager, analytics=args.analytics)
     api = FastAPI(**api_app_kwargs(manager, auth))
     return demo, gr.mount_gradio_app(api, demo, path="/", css=CSS, show_error=True, **serving_kwargs(args, auth))
 
