@@ -152,6 +152,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="folder of LoRAs for <lora:NAME:WEIGHT> tags in prompts (default: weights/Lora)")
     p.add_argument("--embeddings-dir", default=env("EMBEDDINGS_DIR"),
                    help="folder of textual-inversion embeddings, used by file name in prompts (default: weights/embeddings)")
+    p.add_argument("--max-sessions", type=int, default=int(env("MAX_SESSIONS", 200)),
+                   help="browser and API sessions whose state is kept (about 1 MB each); the least recent go first")
     p.add_argument("--analytics", action="store_true", default=env_flag("ANALYTICS"),
                    help="let Gradio send its usage analytics (off by default)")
     return p.parse_args(argv)
@@ -216,6 +218,8 @@ def prepare(args: argparse.Namespace):
     quiet_libraries()
     log_to_console()
     auth = credentials(args)
+    if args.max_sessions < 1:
+        raise ValueError("--max-sessions must be at least 1.")
     rest.MAX_UPLOAD_BYTES = args.max_upload_mb * 1024 * 1024
     if args.keep_outputs_hours > 0:
         delete_older_than(args.keep_outputs_hours * 3600)
@@ -284,7 +288,7 @@ def launch(args: argparse.Namespace, block: bool = True) -> gr.Blocks:
     demo = build_demo(manager, analytics=args.analytics)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True, css=CSS,
                 app_kwargs=api_app_kwargs(manager, auth), prevent_thread_lock=not block, quiet=not block,
-                **serving_kwargs(args, auth))
+                state_session_capacity=args.max_sessions, **serving_kwargs(args, auth))
     return demo
 
 
@@ -304,6 +308,7 @@ def build_app(args: argparse.Namespace | None = None):
     args = args or parse_args([])
     auth, manager = prepare(args)
     demo = build_demo(manager, analytics=args.analytics)
+    demo.state_session_capacity = args.max_sessions  # mount_gradio_app takes it from the Blocks
     api = FastAPI(**api_app_kwargs(manager, auth))
     return demo, gr.mount_gradio_app(api, demo, path="/", css=CSS, show_error=True, **serving_kwargs(args, auth))
 

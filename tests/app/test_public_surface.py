@@ -129,9 +129,9 @@ def full(tmp_path_factory):
     outputs = tmp_path_factory.mktemp("surface-outputs")
     before, os.environ["STUDIO_OUTPUT_DIR"] = os.environ.get("STUDIO_OUTPUT_DIR"), str(outputs)
     try:
-        _, served = app.build_app(app.parse_args(["--model", "tiny", "--dtype", "float32", "--device", "cpu"]))
+        demo, served = app.build_app(app.parse_args(["--model", "tiny", "--dtype", "float32", "--device", "cpu"]))
         with TestClient(served) as http:
-            yield http, outputs
+            yield http, outputs, demo
     finally:
         if before is None:
             os.environ.pop("STUDIO_OUTPUT_DIR", None)
@@ -142,14 +142,14 @@ def full(tmp_path_factory):
 @pytest.mark.parametrize("route", ["/gradio_api/file={}", "/gradio_api/file/{}"])
 @pytest.mark.parametrize("target", [REPO_ROOT / "app.py", REPO_ROOT / "no-such-file.py", "app.py"])
 def test_the_file_route_refuses_without_echoing_a_path(full, route, target):
-    http, _ = full
+    http, *_ = full
     reply = http.get(route.format(str(target).lstrip("/") if "file/" in route else target))
     assert reply.status_code == 403
     assert reply.json() == {"detail": "File not allowed."}
 
 
 def test_the_file_route_still_serves_the_output_folder(full):
-    http, outputs = full
+    http, outputs, _ = full
     made = outputs / "made.txt"
     made.write_text("a result")
     reply = http.get(f"/gradio_api/file={made}")
@@ -178,8 +178,18 @@ def asgi_get(app, path: str, seconds: float = 5) -> tuple[int, bytes]:
 
 
 def test_the_dev_reload_route_is_off_outside_reload_mode(full, monkeypatch):
-    http, _ = full
+    http, *_ = full
     monkeypatch.delenv("GRADIO_WATCH_DIRS", raising=False)
     status, _ = asgi_get(http.app, "/gradio_api/dev/reload")
     assert status == 404
     assert http.get("/config").json()["dev_mode"] is False
+
+
+def test_gradio_keeps_the_state_of_a_capped_number_of_sessions(full, monkeypatch):
+    import app
+
+    *_, demo = full
+    assert demo.state_holder.capacity == 200  # Gradio's own default, 10000, is about 10 GB for this app
+    monkeypatch.setenv("STUDIO_MAX_SESSIONS", "30")
+    assert app.parse_args([]).max_sessions == 30
+    assert app.main(["--model", "tiny", "--max-sessions", "0"]) == 2
