@@ -233,7 +233,7 @@ def build(manager) -> None:
                 with gr.Accordion("Start from (init image, or the source video)", open=False):
                     with gr.Row():
                         init_image = ImageUpload(label="Init image (2D/3D; empty: frame 0 from the prompt)",
-                                              type="filepath", sources=["upload", "clipboard"], height=160)
+                                                 type="filepath", sources=["upload", "clipboard"], height=160)
                         source = gr.Video(label="Source video (Video input)", sources=["upload"], height=160)
                     nth = gr.Slider(1, 30, value=1, step=1, label="Use every nth frame of the video")
                 with gr.Accordion("More settings", open=False):

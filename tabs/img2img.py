@@ -75,7 +75,7 @@ def build(manager) -> SimpleNamespace:
         with gr.Row():
             with gr.Column():
                 image = ImageUpload(type="filepath", label="Start image", image_mode=None, height=320,
-                                 elem_id="img2img-image")
+                                    elem_id="img2img-image")
                 strength = gr.Slider(0.01, 1, value=0.75, step=0.01, label="Denoising strength")
                 styles = style_picker(TASK, prompt, negative)
                 sampler, steps, guidance = sampling_widgets()
