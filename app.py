@@ -53,7 +53,7 @@ CSS = """
 """
 
 
-def build_demo(manager: PipelineManager) -> gr.Blocks:
+def build_demo(manager: PipelineManager, analytics: bool = False) -> gr.Blocks:
     """The whole app: a model bar over one tab per feature, all served by one manager."""
     pinned = getattr(manager, "pinned", False)  # ZeroGPU: the start-up model is the only one
 
@@ -68,7 +68,8 @@ def build_demo(manager: PipelineManager) -> gr.Blocks:
             manager.select(name)
         return status()
 
-    with gr.Blocks(title=TITLE) as demo:
+    # Gradio's usage analytics stay off unless asked for: the app edits faces, so nothing leaves unasked
+    with gr.Blocks(title=TITLE, analytics_enabled=analytics) as demo:
         with gr.Row(elem_classes=["ds-header"]):
             gr.Markdown(f"# {TITLE}\nStable Diffusion photo and video work.")
             model = gr.Dropdown([manager.model_name] if pinned else manager.choices(), value=manager.model_name,
@@ -162,6 +163,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="folder of LoRAs for <lora:NAME:WEIGHT> tags in prompts (default: weights/Lora)")
     p.add_argument("--embeddings-dir", default=env("EMBEDDINGS_DIR"),
                    help="folder of textual-inversion embeddings, used by file name in prompts (default: weights/embeddings)")
+    p.add_argument("--max-sessions", type=int, default=int(env("MAX_SESSIONS", 200)),
+                   help="browser and API sessions whose state is kept (about 1 MB each); the least recent go first")
+    p.add_argument("--analytics", action="store_true", default=env_flag("ANALYTICS"),
+                   help="let Gradio send its usage analytics (off by default)")
     return p.parse_args(argv)
 
 
@@ -201,9 +206,10 @@ def api_app_kwargs(manager: PipelineManager, auth) -> dict:
 
     from server import rest
     from server.busy import BusyMessage
+    from server.gradio_routes import GradioRoutes
 
     return {"title": TITLE, "docs_url": "/docs", "routes": rest.router(manager, auth).routes,
-            "exception_handlers": rest.exception_handlers(), "middleware": [Middleware(BusyMessage)]}
+            "exception_handlers": rest.exception_handlers(), "middleware": [Middleware(BusyMessage), Middleware(GradioRoutes)]}
 
 
 def log_to_console() -> None:
@@ -224,6 +230,8 @@ def prepare(args: argparse.Namespace):
     quiet_libraries()
     log_to_console()
     auth = credentials(args)
+    if args.max_sessions < 1:
+        raise ValueError("--max-sessions must be at least 1.")
     rest.MAX_UPLOAD_BYTES = args.max_upload_mb * 1024 * 1024
     if args.keep_outputs_hours > 0:
         delete_older_than(args.keep_outputs_hours * 3600)
@@ -289,10 +297,10 @@ def launch(args: argparse.Namespace, block: bool = True) -> gr.Blocks:
     auth, manager = prepare(args)
     if args.share and not auth:
         print("warning: --share-without-auth: anyone with the link can use this machine.", file=sys.stderr)
-    demo = build_demo(manager)
+    demo = build_demo(manager, analytics=args.analytics)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, show_error=True, css=CSS,
                 app_kwargs=api_app_kwargs(manager, auth), prevent_thread_lock=not block, quiet=not block,
-                **serving_kwargs(args, auth))
+                state_session_capacity=args.max_sessions, **serving_kwargs(args, auth))
     return demo
 
 
@@ -311,7 +319,8 @@ def build_app(args: argparse.Namespace | None = None):
 
     args = args or parse_args([])
     auth, manager = prepare(args)
-    demo = build_demo(manager)
+    demo = build_demo(manager, analytics=args.analytics)
+    demo.state_session_capacity = args.max_sessions  # mount_gradio_app takes it from the Blocks
     api = FastAPI(**api_app_kwargs(manager, auth))
     return demo, gr.mount_gradio_app(api, demo, path="/", css=CSS, show_error=True, **serving_kwargs(args, auth))
 

@@ -44,6 +44,7 @@ from tabs.faces_common import (
     wire_faces,
     with_face_hint,
 )
+from widgets.image_upload import ImageUpload
 
 TASK = "aging"
 
@@ -128,7 +129,7 @@ def build(manager) -> None:
                 run, stop = run_buttons(TASK, "Make timelapse")
         with gr.Row():
             with gr.Column():
-                photo = gr.Image(type="filepath", label="Face photo", image_mode=None, height=240, elem_id="aging-photo")
+                photo = ImageUpload(type="filepath", label="Face photo", image_mode=None, height=240, elem_id="aging-photo")
                 faces_found = gr.Image(label="Faces found", interactive=False, height=340, format="png",
                                        elem_id="aging-faces")
                 face, all_faces, faces_note, whole, found = face_widgets(TASK)

@@ -39,6 +39,7 @@ from tabs.common import (
 )
 from tabs.extras_common import network_picker
 from tabs.walk_common import checked_plan, length_note, new_run_paths, video_outputs
+from widgets.image_upload import ImageUpload
 
 TASK = "animate"
 MODES = {"2D": "2d", "3D": "3d", "Video input": "video"}
@@ -232,8 +233,8 @@ def build(manager) -> SimpleNamespace:
                     fov = gr.Textbox(value=DEFAULT.fov, label="Field of view (3D)")
                 with gr.Accordion("Start from (init image, or the source video)", open=False):
                     with gr.Row():
-                        init_image = gr.Image(label="Init image (2D/3D; empty: frame 0 from the prompt)",
-                                              type="filepath", sources=["upload", "clipboard"], height=160)
+                        init_image = ImageUpload(label="Init image (2D/3D; empty: frame 0 from the prompt)",
+                                                 type="filepath", sources=["upload", "clipboard"], height=160)
                         source = gr.Video(label="Source video (Video input)", sources=["upload"], height=160)
                     nth = gr.Slider(1, 30, value=1, step=1, label="Use every nth frame of the video")
                 with gr.Accordion("More settings", open=False):

@@ -15,13 +15,14 @@ from typing import Callable, Iterator
 
 import gradio as gr
 
-from engine.files import images, pnginfo
+from engine.files import pnginfo
 from engine.files.outputs import next_path, task_dir
 from engine.image.request import MAX_BATCH, MAX_STEPS, RunControl, RunResult, StepUpdate
 from engine.jobs.gate import BUSY, Busy, Gate
 from engine.pipeline.schedulers import DEFAULT_SAMPLER, sampler_names
 from engine.video.denoise import write_denoise_video
 from tabs import gpu
+from widgets.image_upload import readable, upload_path
 
 QUEUE_ID = "generate"  # every generating listener shares this queue
 log = logging.getLogger("diffusion_studio")
@@ -435,27 +436,6 @@ def wire_stop(stop: gr.Button, control: gr.State, api_name: str) -> None:
 
 # Uploads: read by the engine's loader before Gradio touches them (listeners with preprocess=False), so a file
 # that isn't an image gets our sentence, not Gradio's developer message with the server's temp path.
-def upload_path(value) -> tuple[str | None, str | None]:
-    """(path, original file name) of an image box's raw value, as a preprocess=False listener receives it."""
-    if isinstance(value, dict):
-        return value.get("path"), value.get("orig_name")
-    return (str(value), None) if value else (None, None)
-
-
-def readable(path, name: str | None = None) -> tuple[str | None, str | None]:
-    """(path, None) when the engine can read the image at `path`, else (None, a sentence naming only the file)."""
-    if not path:
-        return None, None
-    try:
-        images.load_image(path)
-    except ValueError as exc:
-        message = str(exc)
-        if name and str(path) in message:
-            message = message.replace(str(path), Path(name).name)
-        return None, message.replace(str(Path(path).parent) + "/", "")
-    return str(path), None
-
-
 def check_uploads(image: gr.Image, say: bool = True) -> None:
     """Clear an upload the engine can't read, so the box shows no broken image, and say why.
 

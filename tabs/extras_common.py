@@ -1,21 +1,33 @@
 """The LoRA and embedding picker shown under a prompt: lists what is in the folders and writes it into the prompt."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import gradio as gr
 
 from engine.loaders import fewstep
 from engine.loaders.embeddings import with_word
 from engine.loaders.lora import with_tag
+from engine.pipeline.models import REPO_ROOT
 
 FEW_STEP_INFO = ("An LCM, TCD or Hyper-SD LoRA makes an image in about 4 steps at CFG 1: several times faster, "
                  "above all on CPU. Choosing one adds its tag and sets the sampler, steps and CFG.")
 
 
+def shown_folder(folder, flag: str) -> str:
+    """A folder as any visitor may see it: relative to the app folder, else named by its flag; never a server path."""
+    try:
+        return f"`{Path(folder).resolve().relative_to(REPO_ROOT)}`"
+    except (TypeError, ValueError):
+        return f"the {flag} folder"
+
+
 def _where(manager) -> str:
     """A sentence on what was found and where to put more."""
     loras, embeds = manager.loras.names(), manager.embeddings.names()
-    parts = [f"{len(loras)} LoRA{'s' if len(loras) != 1 else ''} in `{manager.loras.folder}`",
-             f"{len(embeds)} embedding{'s' if len(embeds) != 1 else ''} in `{manager.embeddings.folder}`"]
+    parts = [f"{len(loras)} LoRA{'s' if len(loras) != 1 else ''} in {shown_folder(manager.loras.folder, '--lora-dir')}",
+             f"{len(embeds)} embedding{'s' if len(embeds) != 1 else ''} in "
+             f"{shown_folder(manager.embeddings.folder, '--embeddings-dir')}"]
     hint = ("" if loras or embeds else " Put A1111's LoRA files (.safetensors) and embeddings (.pt, .safetensors) "
             "there, then press Refresh.")
     return f"{' and '.join(parts)}. A LoRA is written as `<lora:NAME:WEIGHT>`, an embedding as its name.{hint}"

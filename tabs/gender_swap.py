@@ -34,6 +34,7 @@ from tabs.faces_common import (
     wire_faces,
     with_face_hint,
 )
+from widgets.image_upload import ImageUpload
 
 TASK = "gender_swap"
 DIRECTIONS = ["to woman", "to man"]
@@ -96,7 +97,7 @@ def build(manager) -> None:
                 run, stop = run_buttons("swap", "Swap")
         with gr.Row():
             with gr.Column():
-                photo = gr.Image(type="filepath", label="Photo", image_mode=None, height=240, elem_id="swap-photo")
+                photo = ImageUpload(type="filepath", label="Photo", image_mode=None, height=240, elem_id="swap-photo")
                 faces_found = gr.Image(label="Faces found", interactive=False, height=340, format="png",
                                        elem_id="swap-faces")
                 face, all_faces, faces_note, whole, found = face_widgets("swap")

@@ -27,6 +27,7 @@ from tabs.common import (
 from tabs.extras_common import network_picker
 from tabs.styles_common import style_picker, styled
 from tabs.xyz_common import AXIS_INPUTS, plan_line, plot_outputs, plot_panel, plot_request, wire_plan
+from widgets.image_upload import ImageUpload
 
 TASK = "img2img"
 
@@ -74,8 +75,8 @@ def build(manager) -> SimpleNamespace:
         prompt, negative, run, stop = prompt_row(TASK)
         with gr.Row():
             with gr.Column():
-                image = gr.Image(type="filepath", label="Start image", image_mode=None, height=320,
-                                 elem_id="img2img-image")
+                image = ImageUpload(type="filepath", label="Start image", image_mode=None, height=320,
+                                    elem_id="img2img-image")
                 strength = gr.Slider(0.01, 1, value=0.75, step=0.01, label="Denoising strength")
                 styles = style_picker(TASK, prompt, negative)
                 sampler, steps, guidance = sampling_widgets()

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("engine", "tabs", "server")
+PACKAGES = ("engine", "tabs", "server", "widgets")
 
 
 def module_name(path: Path) -> str:

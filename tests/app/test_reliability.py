@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 T2I = dict(prompt="a red apple", negative_prompt="", num_inference_steps=2, guidance_scale=7, width=64, height=64,
            seed=1, batch_count=1, sampler="Euler")
 BUSY_WORDS = ("Busy", "Queue is full")
+SESSIONS = 40  # --max-sessions: Gradio keeps about 1 MB of state per session
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,8 @@ def served(weights, tmp_path_factory):
 
     os.environ["STUDIO_OUTPUT_DIR"] = str(tmp_path_factory.mktemp("reliability-outputs"))
     args = app.parse_args(["--model", "tiny", "--dtype", "float32", "--port", str(free_port()),
-                           "--concurrency", "1", "--queue-size", "4", "--weights-dir", str(weights)])
+                           "--concurrency", "1", "--queue-size", "4", "--weights-dir", str(weights),
+                           "--max-sessions", str(SESSIONS)])
     demo = app.launch(args, block=False)
     yield demo, f"http://127.0.0.1:{args.port}/"
     demo.close()
@@ -80,18 +82,54 @@ def test_full_queue_answers_busy_in_plain_words(served):
         queue.max_size = original
 
 
-def test_memory_stays_flat_over_200_sequential_requests(served):
+def mixed_requests(url: str) -> list:
+    """Refused and served requests over REST and the raw Gradio API (each Gradio call opens a new session)."""
     import httpx
 
-    _, url = served
+    from tests.app.test_public_surface import blank_png
+
+    http = httpx.Client(base_url=url, timeout=60)
+    endpoints = Client(url, verbose=False).view_api(print_info=False, return_format="dict")["named_endpoints"]
     body = {"prompt": "a red apple", "num_inference_steps": 1, "width": 64, "height": 64}
-    with httpx.Client(base_url=url, timeout=60) as http:
-        for i in range(20):
-            assert http.post("api/txt2img", json={**body, "seed": i}).status_code == 200
-        process = psutil.Process()
-        before = process.memory_info().rss
-        for i in range(200):
-            assert http.post("api/txt2img", json={**body, "seed": i}).status_code == 200
+    huge = blank_png(20000)
+
+    def gradio(api: str, **values) -> str:
+        data = [values.get(p["parameter_name"], p["parameter_default"]) for p in endpoints[f"/{api}"]["parameters"]]
+        event = http.post(f"gradio_api/call/{api}", json={"data": data}).json()["event_id"]
+        reply = http.get(f"gradio_api/call/{api}/{event}").text
+        return "served" if "event: complete" in reply else "refused"
+
+    def upload(name: str, content: bytes) -> dict:
+        path = http.post("gradio_api/upload", files={"files": (name, content)}).json()[0]
+        return {"path": path, "orig_name": name, "meta": {"_type": "gradio.FileData"}}
+
+    def rest(path: str, **kwargs) -> str:
+        return "served" if http.post(path, **kwargs).status_code == 200 else "refused"
+
+    return [
+        ("served", lambda i: rest("api/txt2img", json={**body, "seed": i})),
+        ("refused", lambda i: rest("api/txt2img", json={**body, "sampler": "Nope"})),
+        ("refused", lambda i: rest("api/gender-swap", files={"image": ("a.txt", b"hello", "text/plain")},
+                                   data={"direction": "man"})),
+        ("refused", lambda i: rest("api/gender-swap", files={"image": ("huge.png", huge, "image/png")},
+                                   data={"direction": "man"})),
+        ("served", lambda i: gradio("txt2img", prompt="a red apple", num_inference_steps=1, width=64, height=64,
+                                    seed=i)),
+        ("refused", lambda i: gradio("img2img", image=upload("notes.txt", b"hello"), prompt="x")),
+        ("refused", lambda i: gradio("img2img", image=upload("huge.png", huge), prompt="x")),
+    ]
+
+
+def test_memory_stays_flat_over_200_mixed_refused_and_served_requests(served):
+    _, url = served
+    requests = mixed_requests(url)
+    for i in range(3 * SESSIONS):  # 3 in 7 open a Gradio session: past the cap, so that state is at its ceiling
+        assert requests[i % len(requests)][1](i) == requests[i % len(requests)][0]
+    process = psutil.Process()
+    before = process.memory_info().rss
+    for i in range(200):
+        expected, request = requests[i % len(requests)]
+        assert request(i) == expected, i
     growth = process.memory_info().rss / before - 1
     assert growth < 0.05, f"RSS grew {growth:.1%}"
 
