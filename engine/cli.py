@@ -289,6 +289,12 @@ def check_writable(path: Path) -> Path:
     return path
 
 
+def check_resume_out(out: str | None, video: Path) -> None:
+    """A resumed run writes beside its plan; an --out elsewhere is refused rather than ignored."""
+    if out and Path(out).resolve() != video.resolve():
+        raise CliError(f"--resume continues the run beside its plan, in {video}; leave out --out or give that path.")
+
+
 def run_image_job(args) -> int:
     from engine.files import pnginfo
 
@@ -325,7 +331,8 @@ def run_video_job(args) -> int:
     from engine.video import walk
 
     if args.resume:
-        _, plan = walk.read_plan(Path(args.resume))
+        plan_path, plan = walk.read_plan(Path(args.resume))
+        check_resume_out(args.out, walk.plan_run_paths(plan_path, plan).video)
         made_with = walk.plan_model(plan)
         if args.model and args.model != made_with:
             raise CliError(f"This run was made with --model {made_with}; resume it without --model, "

@@ -14,7 +14,9 @@ quarters of its `WATERMARK_SCALE` step for bit 0 or 1; reading takes which half 
 
 Edits of a real photo (a face, an inpainted area) are marked only where they were regenerated
 (`watermark_inside`), so every other pixel stays the input's; the PNG's `Watermark regions` text says
-where to read.
+where to read. A copy without that text (metadata stripped, re-saved as JPEG, cropped) is searched for the
+marked area: every 8-pixel grid phase, every window and every way 64 bits tile a box (`_search_bits`), trusted
+only when the best match stands `SEARCH_MIN_Z` standard deviations above chance. A rescaled copy is not found.
 """
 
 from __future__ import annotations
@@ -33,11 +35,23 @@ REGIONS_KEY = "Watermark regions"  # PNG text (and PIL `info`) key: "x0,y0,x1,y1
 
 _BITS = len(WATERMARK) * 8
 _PAYLOAD = np.unpackbits(np.frombuffer(WATERMARK, np.uint8))
+_PAYLOAD_SPECTRUM = np.fft.fft(1.0 - 2.0 * _PAYLOAD).astype(np.complex64)  # bit 0 -> +1, bit 1 -> -1
 _BLOCK = 4  # block size in the approximation band
 _U = 1  # channel index of U in OpenCV's YUV
 _U_OFFSET = 127.5  # float YUV centres U on 0.5, uint8 YUV (what the decoder sees) on 128
 
 Box = tuple[int, int, int, int]
+
+SEARCH_MIN_Z = 8.0
+"""How far a mark found without metadata must stand out from chance, in standard deviations (defaults to 8); it
+must also read back within `MAX_BIT_ERRORS`. Of about 300 unmarked photos, crops and JPEGs, none scored over 7.4
+but 1.5x-upscaled ones (up to 9.3, with 27 of 64 bits wrong); re-saved face edits scored 8.6 and up."""
+SEARCH_PIXELS = 2048 * 2048  # pictures up to this are searched whole (about 3 s); larger ones around faces
+SEARCH_AREA = 1024  # the side of the square searched around each face (or the centre, when none is found)
+SEARCH_FACES = 3
+_SCREEN_SIDES, _SCREEN_STRIDE = (32,), 16  # windows, in 8-pixel blocks, that rank the 64 grid phases
+_REFINE_SIDES, _REFINE_STRIDE, _REFINE_PHASES = (24, 32, 40), 8, 3  # finer windows for the best phases
+_TILING_INDEX = (np.arange(_BITS)[:, None] * np.arange(_BITS)[None, :]) % _BITS * _BITS + np.arange(_BITS)[None, :]
 
 
 def can_watermark(size: tuple[int, int]) -> bool:
@@ -133,6 +147,8 @@ def read_watermark(image: Image.Image | np.ndarray) -> bytes | None:
 
     The result is whatever the pixels say: `WATERMARK` for our outputs, noise for anything else. A PNG
     whose `Watermark regions` text names where an edit was marked is read there (the best-read region).
+    When neither those regions nor the whole picture read as ours, the marked area is searched for (about
+    0.2 s for 512x512 pixels, 3 s for 2048x2048; larger pictures only around their faces).
     Use `has_watermark` for a yes/no answer that tolerates a few bits lost to compression.
     """
     bits = _best_bits(image)
@@ -203,7 +219,8 @@ def _decode_bits(rgb: np.ndarray) -> np.ndarray | None:
 
 
 def _best_bits(image: Image.Image | np.ndarray) -> np.ndarray | None:
-    """The whole picture's bits, or, where the metadata names marked regions, the region that reads best."""
+    """The whole picture's bits, or, where the metadata names marked regions, the region that reads best; when
+    neither reads as ours, the marked area found by `_search_bits`, if one stands out."""
     if isinstance(image, Image.Image):
         rgb = np.asarray(image.convert("RGB"))
         regions = parse_regions(_text(image, REGIONS_KEY))
@@ -215,7 +232,126 @@ def _best_bits(image: Image.Image | np.ndarray) -> np.ndarray | None:
     readings = [bits for bits in map(_decode_bits, crops or [rgb]) if bits is not None]
     if not readings:
         return None
-    return min(readings, key=lambda bits: np.count_nonzero(bits != _PAYLOAD))
+    best = min(readings, key=_errors)
+    if _errors(best) > MAX_BIT_ERRORS:
+        found = _search_bits(rgb)
+        if found is not None and _errors(found) < _errors(best):
+            best = found
+    return best
+
+
+def _errors(bits: np.ndarray) -> int:
+    return int(np.count_nonzero(bits != _PAYLOAD))
+
+
+# ---------------------------------------------------------------- finding a mark without its metadata
+
+
+def _search_bits(rgb: np.ndarray) -> np.ndarray | None:
+    """The bits of the marked area that stands out most, or None when none stands out by `SEARCH_MIN_Z`.
+
+    A face edit's mark fills a box of unknown place and width, so its blocks sit on an 8-pixel grid of unknown
+    phase, and block (row, col) of the box carries bit (row * cols + col) % 64. For each of the 64 phases, the
+    blocks' soft votes are correlated, in windows, with every way the payload can tile a box: (cols % 64, offset),
+    4096 tilings per window, all at once with one FFT. The score is in standard deviations of chance.
+    """
+    import cv2
+
+    plane = cv2.cvtColor(np.ascontiguousarray(rgb[:, :, ::-1]), cv2.COLOR_BGR2YUV)[:, :, _U].astype(np.float32)
+    best = None
+    for x0, y0, x1, y1 in _search_areas(rgb):
+        found = _search_area(plane[y0:y1, x0:x1])
+        if found is not None and (best is None or found[0] > best[0]):
+            best = found
+    return None if best is None or best[0] < SEARCH_MIN_Z else best[1]
+
+
+def _search_areas(rgb: np.ndarray) -> list[Box]:
+    """The whole picture up to `SEARCH_PIXELS`; in a larger one, a `SEARCH_AREA` square around each face found (at
+    most `SEARCH_FACES`), else around its centre, so the cost stays bounded."""
+    height, width = rgb.shape[:2]
+    if width * height <= SEARCH_PIXELS:
+        return [(0, 0, width, height)]
+    from engine.faces.detect import detect_faces
+
+    side = SEARCH_AREA
+    centres = [(f.x + f.width // 2, f.y + f.height // 2) for f in detect_faces(Image.fromarray(rgb))[:SEARCH_FACES]]
+    areas = []
+    for cx, cy in centres or [(width // 2, height // 2)]:
+        x0, y0 = min(max(cx - side // 2, 0), max(width - side, 0)), min(max(cy - side // 2, 0), max(height - side, 0))
+        areas.append((x0, y0, min(x0 + side, width), min(y0 + side, height)))
+    return areas
+
+
+def _search_area(plane: np.ndarray) -> tuple[float, np.ndarray] | None:
+    """(score, bits) of the best window: every phase screened with coarse windows, the best few searched finely."""
+    cells = (plane[:-1, :-1] + plane[:-1, 1:] + plane[1:, :-1] + plane[1:, 1:]) / 2  # the Haar band at every phase
+    screened = []
+    for phase in np.ndindex(8, 8):
+        found = _best_window(_soft_votes(cells, *phase), _SCREEN_SIDES, _SCREEN_STRIDE)
+        if found is not None:
+            screened.append((found[0], phase))
+    best = None
+    for _, phase in sorted(screened, reverse=True)[:_REFINE_PHASES]:
+        found = _best_window(_soft_votes(cells, *phase), _REFINE_SIDES, _REFINE_STRIDE)
+        if found is not None and (best is None or found[0] > best[0]):
+            best = found
+    return best
+
+
+def _soft_votes(cells: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Each 8x8 block's vote at this phase, +1 for bit 0 to -1 for bit 1, less its 5x5-block mean: flat or smooth
+    areas, whose votes agree by chance, then vote nothing."""
+    import cv2
+
+    band = cells[dy::2, dx::2]
+    rows, cols = band.shape[0] // _BLOCK, band.shape[1] // _BLOCK
+    if rows < 1 or cols < 1:
+        return np.zeros((0, 0), np.float32)
+    blocks = np.ascontiguousarray(band[:rows * _BLOCK, :cols * _BLOCK].reshape(rows, _BLOCK, cols, _BLOCK).swapaxes(1, 2))
+    vector = np.ones((rows, cols, _BLOCK), np.float32)
+    for _ in range(3):  # power iteration: the U plane is positive, so one singular value dominates every block
+        vector = np.einsum("rcij,rci->rcj", blocks, np.einsum("rcij,rcj->rci", blocks, vector))
+        vector /= np.linalg.norm(vector, axis=2, keepdims=True)
+    largest = np.linalg.norm(np.einsum("rcij,rcj->rci", blocks, vector), axis=2)
+    votes = np.sin(2 * np.pi * (largest % WATERMARK_SCALE) / WATERMARK_SCALE).astype(np.float32)
+    return votes - cv2.blur(votes, (5, 5), borderType=cv2.BORDER_REFLECT)
+
+
+def _best_window(votes: np.ndarray, sides: tuple[int, ...], stride: int) -> tuple[float, np.ndarray] | None:
+    """(score, bits) of the window and tiling whose votes match the payload best, in standard deviations."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    best = None
+    for side in sides:
+        if min(votes.shape) < side:
+            continue
+        windows = sliding_window_view(votes, (side, side))[::stride, ::stride].reshape(-1, side, side)
+        energy = (windows ** 2).sum(axis=(1, 2))
+        windows, energy = windows[energy > 0.1 * side * side], energy[energy > 0.1 * side * side]  # not flat
+        if not len(windows):
+            continue
+        scores = _tilings(windows) / np.sqrt(energy)[:, None, None]
+        index, cols, offset = np.unravel_index(np.argmax(scores), scores.shape)
+        if best is None or scores[index, cols, offset] > best[0]:
+            rows, columns = np.indices((side, side))
+            slots = (columns + rows * cols + offset) % _BITS
+            sums = np.bincount(slots.ravel(), weights=windows[index].ravel(), minlength=_BITS)
+            best = (float(scores[index, cols, offset]), (sums < 0).astype(np.uint8))
+    return best
+
+
+def _tilings(windows: np.ndarray) -> np.ndarray:
+    """scores[n, k, s] = sum over block (r, c) of window n of its vote times the payload's sign for bit
+    (c + r * k + s) % 64: every tiling of every window, by a 64x64 FFT of each window."""
+    from scipy import fft
+
+    count, side, _ = windows.shape
+    padded = np.zeros((count, _BITS, _BITS), np.float32)
+    padded[:, :side, :side] = windows
+    spectrum = fft.fft2(padded).reshape(count, _BITS * _BITS)
+    picked = np.conj(np.take(spectrum, _TILING_INDEX, axis=1)) * _PAYLOAD_SPECTRUM
+    return fft.ifft(picked, axis=2).real
 
 
 def _haar_approx(plane: np.ndarray) -> np.ndarray:

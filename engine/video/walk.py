@@ -257,12 +257,21 @@ def finish(plan_path: Path) -> WalkResult:
     """Encode the frames a planned run has on disk into its video, without the model (after `render_chunk`)."""
     plan_path, plan = read_plan(plan_path)
     req = WalkRequest(**plan["request"])
-    paths = _run_paths(plan_path, plan)
+    paths = plan_run_paths(plan_path, plan)
     return _finish(plan, paths, len(frame_paths(paths, req.num_frames)) < req.num_frames, notes_for(req))
 
 
-def _run_paths(plan_path: Path, plan: dict) -> RunPaths:
-    return RunPaths(frames=(plan_path.parent / plan["frames_dir"]).resolve(), video=plan_path.parent / plan["video"])
+def plan_run_paths(plan_path: Path, plan: dict) -> RunPaths:
+    """Where a planned run writes, derived from the plan file's own place, so a crafted plan can't write elsewhere.
+
+    The plan's `frames_dir` only picks between the two layouts the app writes (`frames/` in the UI's run
+    folders, `<name>-frames/` beside the CLI's `--out`); the video is always `<name>.mp4` beside the plan.
+    """
+    folder, name = plan_path.parent, plan_path.stem
+    frames = (folder / ("frames" if plan.get("frames_dir") == "frames" else f"{name}-frames")).resolve()
+    recorded = str(plan.get("video", ""))
+    video = folder / (recorded if recorded.lower() == f"{name}.mp4".lower() else f"{name}.mp4")
+    return RunPaths(frames=frames, video=video)
 
 
 def _open_run(manager, plan_path: Path) -> tuple[Path, dict, RunPaths]:
@@ -272,7 +281,7 @@ def _open_run(manager, plan_path: Path) -> tuple[Path, dict, RunPaths]:
     if made_with != manager.model_name and not (plan.get("model_name") is None and made_with == manager.model_label):
         raise ValueError(f"This run was made with the model {made_with}; switch to it to resume the run "
                          f"(the model now is {manager.model_name}).")
-    paths = _run_paths(plan_path, plan)
+    paths = plan_run_paths(plan_path, plan)
     prepare_folder(paths.frames)
     return plan_path, plan, paths
 
@@ -327,7 +336,7 @@ def progress_units(plan_path: Path) -> tuple[int, int]:
     """(images made, images in all) of a planned run: its frames, plus smooth mode's probe pass."""
     plan_path, plan = read_plan(plan_path)
     req = WalkRequest(**plan["request"])
-    paths = _run_paths(plan_path, plan)
+    paths = plan_run_paths(plan_path, plan)
     made, total = len(frame_paths(paths, req.num_frames)), req.num_frames
     if req.smooth:
         probes = req.num_frames + int(req.loop)

@@ -95,11 +95,15 @@ def request_from_args(args, manager):
 
 def run(args, make_manager, check_writable, cli_error) -> int:
     from engine.video.animate import run as animate_run
-    from engine.video.walk import RunPaths
+    from engine.video.walk import RunPaths, plan_run_paths
 
     notes: list[str] = []
     if args.resume:
-        _, plan = animate_run.read_plan(Path(args.resume))
+        plan_path, plan = animate_run.read_plan(Path(args.resume))
+        video = plan_run_paths(plan_path, plan).video
+        if args.out and Path(args.out).resolve() != video.resolve():
+            raise cli_error(f"--resume continues the run beside its plan, in {video}; leave out --out or give "
+                            "that path.")
         made_with = plan.get("model_name") or plan.get("model")
         if args.model and args.model != made_with:
             raise cli_error(f"This run was made with --model {made_with}; resume it without --model, "

@@ -37,7 +37,7 @@ from engine.video.animate.request import (
     request_to_dict,
     series_for,
 )
-from engine.video.walk import RunPaths, encode_frames, frame_path, frame_paths, prepare_folder
+from engine.video.walk import RunPaths, encode_frames, frame_path, frame_paths, plan_run_paths, prepare_folder
 
 PLAN_VERSION = 1
 KIND = "animate"
@@ -191,7 +191,7 @@ def render_chunk(manager, plan_path: Path, max_frames: int, on_frame: Callable[[
 def finish(plan_path: Path) -> AnimateResult:
     """Encode the frames a planned animation has on disk into its video, without the model."""
     plan_path, plan = read_plan(plan_path)
-    paths = RunPaths(frames=(plan_path.parent / plan["frames_dir"]).resolve(), video=plan_path.parent / plan["video"])
+    paths = plan_run_paths(plan_path, plan)
     req = request_from_dict(plan["request"])
     made = len(frame_paths(paths, req.num_frames))
     diffused = made if req.mode == "video" else sum(
@@ -237,7 +237,7 @@ def _open_run(manager, plan_path: Path) -> tuple[Path, dict, RunPaths]:
     if made_with != manager.model_name:
         raise ValueError(f"This animation was made with the model {made_with}; switch to it to resume the run "
                          f"(the model now is {manager.model_name}).")
-    paths = RunPaths(frames=(plan_path.parent / plan["frames_dir"]).resolve(), video=plan_path.parent / plan["video"])
+    paths = plan_run_paths(plan_path, plan)
     prepare_folder(paths.frames / "diffused")  # the frames' folder and its diffused keyframes
     return plan_path, plan, paths
 
@@ -257,11 +257,16 @@ def _render_plan(manager, plan: dict, paths: RunPaths, on_frame, control: RunCon
     return _finish(plan, paths, finished, notes, maker.calls)
 
 
+def beside(folder: Path, name: str) -> Path:
+    """A run's kept input (source video, init image): only ever a file in the plan's own folder."""
+    return folder / Path(name).name
+
+
 def _make_frames(maker: "_FrameMaker", req: AnimateRequest, folder: Path) -> bool:
     """Every missing frame (up to the maker's limit); False when stopped or limited."""
     if req.mode == "video":
-        return maker.video_frames(folder / req.video)
-    init = np.asarray(images.load_image(folder / req.init_image).convert("RGB").resize(
+        return maker.video_frames(beside(folder, req.video))
+    init = np.asarray(images.load_image(beside(folder, req.init_image)).convert("RGB").resize(
         (req.width, req.height), Image.LANCZOS)) if req.init_image else None
     return maker.chain_frames(init)
 
@@ -280,7 +285,7 @@ def _finish(plan: dict, paths: RunPaths, finished: bool, notes: list[str], diffu
         """Video input keeps the source's sound, once every frame is made."""
         if req.mode != "video" or interrupted:
             return
-        source = folder / req.video
+        source = beside(folder, req.video)
         if video_input.source_info(source).has_audio:
             if not video_input.add_sound(video_path, source, len(frames) / req.fps):
                 notes.append("The source's sound could not be copied; the video is silent.")
