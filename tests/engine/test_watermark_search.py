@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from engine import pnginfo, provenance
+from engine import provenance
 from engine.faces.aging import AgingRequest, aging_timelapse
 from engine.faces.gender import GenderRequest, gender_swap
 from engine.faces.portrait import find_face_area
+from engine.files import pnginfo
 
 FAST = dict(num_inference_steps=3, size=64, sampler="Euler")
 
