@@ -20,8 +20,9 @@ from engine.pipeline.models import DEFAULT_HUB_MODEL, TINY, WEIGHTS_DIR, model_d
 from engine.text.prompts import MAX_TOKENS
 from engine.text.styles import use_styles
 from tabs import aging, animate, dream, gender_swap, img2img, inpaint, latent_walk, send, text2video, txt2img
-from tabs.common import QUEUE_ID, user_errors
 from tabs.gpu import spaces_module, zero_gpu
+from tabs.running import QUEUE_ID
+from tabs.session import user_errors
 
 TITLE = "Diffusion Studio"
 ZEROGPU_NOTE = ("On ZeroGPU the model is loaded once at start-up, so the menu holds only it; set STUDIO_MODEL in the "

@@ -21,19 +21,7 @@ from engine.jobs.runner import run_job
 from engine.pipeline.schedulers import sampler_names
 from engine.text.presets import aging_preset
 from tabs import gpu
-from tabs.common import (
-    SessionControl,
-    check_inputs_match,
-    check_uploads,
-    progress_bar,
-    result_gallery,
-    run_buttons,
-    step_of,
-    stream,
-    user_error,
-    wire_run,
-    wire_stop,
-)
+from tabs.common import check_inputs_match, check_uploads, result_gallery
 from tabs.faces_common import (
     CONSENT,
     EXAMPLE_PHOTO,
@@ -44,6 +32,8 @@ from tabs.faces_common import (
     wire_faces,
     with_face_hint,
 )
+from tabs.running import progress_bar, run_buttons, step_of, stream, wire_run, wire_stop
+from tabs.session import SessionControl, user_error
 from widgets.image_upload import ImageUpload
 
 TASK = "aging"

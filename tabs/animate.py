@@ -27,17 +27,10 @@ from engine.video.animate.run import (
 )
 from engine.video.animate.schedules import format_prompts, parse_prompts
 from tabs import gpu
-from tabs.common import (
-    SessionControl,
-    check_inputs_match,
-    fast_toggle,
-    run_buttons,
-    stream,
-    user_errors,
-    wire_run,
-    wire_stop,
-)
+from tabs.common import check_inputs_match, fast_toggle
 from tabs.extras_common import network_picker
+from tabs.running import run_buttons, stream, wire_run, wire_stop
+from tabs.session import SessionControl, user_errors
 from tabs.walk_common import checked_plan, length_note, new_run_paths, video_outputs
 from widgets.image_upload import ImageUpload
 

@@ -8,17 +8,10 @@ import gradio as gr
 from engine.pipeline.schedulers import is_stochastic
 from engine.video import walk
 from engine.video.walk import dream_request
-from tabs.common import (
-    SessionControl,
-    check_inputs_match,
-    fast_toggle,
-    run_buttons,
-    sampling_widgets,
-    user_errors,
-    wire_run,
-    wire_stop,
-)
+from tabs.common import check_inputs_match, fast_toggle, sampling_widgets
 from tabs.extras_common import network_picker
+from tabs.running import run_buttons, wire_run, wire_stop
+from tabs.session import SessionControl, user_errors
 from tabs.walk_common import handler, length_note, run_new, run_resume, video_outputs
 
 TASK = "dream"

@@ -8,7 +8,7 @@ import gradio as gr
 from engine import faces
 from engine.faces import identity
 from engine.files import images
-from tabs.common import readable, upload_path
+from widgets.image_upload import readable, upload_path
 
 EXAMPLE_PHOTO = str(Path(__file__).resolve().parent.parent / "presets" / "examples" / "astronaut.jpg")
 CONSENT = ("**Consent:** only edit photos of people who agreed to it. Outputs are marked as AI-generated; "

@@ -8,22 +8,7 @@ from engine.faces.portrait import FaceStep
 from engine.jobs.runner import run_job
 from engine.pipeline.schedulers import sampler_names
 from engine.text.presets import gender_preset
-from tabs.common import (
-    SessionControl,
-    check_inputs_match,
-    check_uploads,
-    local_path,
-    on_gpu,
-    progress_bar,
-    result_gallery,
-    run_buttons,
-    save_results,
-    step_of,
-    stream,
-    user_error,
-    wire_run,
-    wire_stop,
-)
+from tabs.common import check_inputs_match, check_uploads, local_path, on_gpu, result_gallery, save_results
 from tabs.faces_common import (
     CONSENT,
     EXAMPLE_PHOTO,
@@ -34,6 +19,8 @@ from tabs.faces_common import (
     wire_faces,
     with_face_hint,
 )
+from tabs.running import progress_bar, run_buttons, step_of, stream, wire_run, wire_stop
+from tabs.session import SessionControl, user_error
 from widgets.image_upload import ImageUpload
 
 TASK = "gender_swap"

@@ -10,11 +10,8 @@ from __future__ import annotations
 import inspect
 import os
 import queue
-import tempfile
 import threading
-import uuid
 from functools import wraps
-from pathlib import Path
 from typing import Callable, Iterator
 
 import gradio as gr
@@ -22,9 +19,9 @@ import gradio as gr
 from engine.image.request import RunControl
 from engine.jobs import gpu_time
 from engine.jobs.gate import BUSY, Busy
+from tabs.session import SessionControl, user_error, user_errors
 
 ENV = "SPACES_ZERO_GPU"  # the variable ZeroGPU hardware sets (the spaces package reads it too)
-STOP_DIR = Path(tempfile.gettempdir()) / "diffusion-studio-stop"
 
 
 # 1. where we run
@@ -44,42 +41,6 @@ def zero_gpu() -> bool:
     if config is not None and hasattr(config, "zero_gpu"):
         return bool(config.zero_gpu)
     return os.environ.get(ENV, "").strip().lower() in ("1", "t", "true")
-
-
-# 2. Stop across the process boundary
-class StopFileControl(RunControl):
-    """A session's Stop switch as it arrives in a GPU worker: stopped when the session's stop file exists."""
-
-    def __init__(self, path: str):
-        super().__init__()
-        self.path = path
-
-    def stop(self) -> None:
-        super().stop()
-        touch(self.path)
-
-    def reset(self) -> None:
-        super().reset()
-        Path(self.path).unlink(missing_ok=True)
-
-    @property
-    def stopped(self) -> bool:
-        return super().stopped or os.path.exists(self.path)
-
-    def __reduce__(self):
-        return StopFileControl, (self.path,)
-
-
-def new_stop_file() -> str:
-    return str(STOP_DIR / f"{uuid.uuid4().hex}.stop")
-
-
-def touch(path: str) -> None:
-    try:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).touch()
-    except OSError:  # the in-process switch still works
-        pass
 
 
 # 3. wrapping a function for the GPU
@@ -110,8 +71,6 @@ def on_gpu(fn: Callable, seconds: Callable[..., int] | str | None = None, inner:
 
     @wraps(fn)
     def tracked(*args, **kwargs):
-        from tabs.common import SessionControl
-
         control = next((a for a in (*args, *kwargs.values()) if isinstance(a, SessionControl)), None)
         if control is not None:
             control.reset()
@@ -158,8 +117,6 @@ def pump(job: Callable, control: RunControl) -> Iterator[tuple[str, object]]:
 
     An engine ValueError becomes gr.Error here, so its sentence survives the way back from a GPU worker.
     """
-    from tabs.common import user_errors
-
     updates: queue.Queue = queue.Queue()
     outcome: dict = {}
 
@@ -193,8 +150,6 @@ def run_chunks(chunk: Callable[..., Iterator], args: tuple, control, progress, g
     Yields (preview, None) while frames come, then (None, result), like tabs.common.stream. The progress bar
     and Stop span the whole run, across the calls.
     """
-    from tabs.common import SessionControl, user_error, user_errors
-
     session = isinstance(control, SessionControl)
     control.reset()
     if session:

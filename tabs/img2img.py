@@ -10,7 +10,6 @@ from engine.image.request import ImageRequest
 from engine.jobs.runner import run_job
 from engine.xyz import run_plot
 from tabs.common import (
-    SessionControl,
     check_inputs_match,
     check_uploads,
     fast_toggle,
@@ -20,11 +19,10 @@ from tabs.common import (
     prompt_row,
     sampling_widgets,
     seed_widgets,
-    user_error,
-    wire_run,
-    wire_stop,
 )
 from tabs.extras_common import network_picker
+from tabs.running import wire_run, wire_stop
+from tabs.session import SessionControl, user_error
 from tabs.styles_common import style_picker, styled
 from tabs.xyz_common import AXIS_INPUTS, plan_line, plot_outputs, plot_panel, plot_request, wire_plan
 from widgets.image_upload import ImageUpload

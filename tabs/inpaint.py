@@ -10,22 +10,20 @@ from engine.image.generate import inpaint, inpaint_preview
 from engine.image.request import ImageRequest
 from engine.jobs.runner import run_job
 from tabs.common import (
-    SessionControl,
     check_inputs_match,
     fast_toggle,
     image_outputs,
     on_gpu,
     output_widgets,
     prompt_row,
-    readable,
     sampling_widgets,
     seed_widgets,
-    user_error,
-    wire_run,
-    wire_stop,
 )
 from tabs.extras_common import network_picker
+from tabs.running import wire_run, wire_stop
+from tabs.session import SessionControl, user_error
 from tabs.styles_common import style_picker, styled
+from widgets.image_upload import readable
 
 TASK = "inpaint"
 AREAS = ["Whole picture", "Only masked"]

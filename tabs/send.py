@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import gradio as gr
 
-from tabs.common import local_path, user_error
+from tabs.common import local_path
+from tabs.session import user_error
 
 
 def pick(gallery_value, index: int | None) -> str:

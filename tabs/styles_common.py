@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from engine.text.styles import REPO_ROOT, active_styles
-from tabs.common import user_errors
+from tabs.session import user_errors
 
 NO_STYLES = "No styles found: put an A1111 styles.csv in the app folder, or start the app with --styles PATH."
 

@@ -22,7 +22,9 @@ from engine.video.motion.text2video import (
     motion_samplers,
     text_to_video,
 )
-from tabs.common import SessionControl, check_inputs_match, on_gpu, run_buttons, stream, user_errors, wire_run, wire_stop
+from tabs.common import check_inputs_match, on_gpu
+from tabs.running import run_buttons, stream, wire_run, wire_stop
+from tabs.session import SessionControl, user_errors
 from tabs.walk_common import new_run_paths, video_outputs
 
 TASK = "text2video"

@@ -12,7 +12,6 @@ from engine.image.request import MAX_STEPS, ImageRequest
 from engine.jobs.runner import run_job
 from engine.xyz import run_plot
 from tabs.common import (
-    SessionControl,
     check_inputs_match,
     check_uploads,
     fast_toggle,
@@ -20,18 +19,15 @@ from tabs.common import (
     on_gpu,
     output_widgets,
     prompt_row,
-    readable,
     sampling_widgets,
     seed_widgets,
-    upload_path,
-    user_error,
-    user_errors,
-    wire_run,
-    wire_stop,
 )
 from tabs.extras_common import network_picker
+from tabs.running import wire_run, wire_stop
+from tabs.session import SessionControl, user_error, user_errors
 from tabs.styles_common import style_picker, styled
 from tabs.xyz_common import AXIS_INPUTS, plan_line, plot_outputs, plot_panel, plot_request, wire_plan
+from widgets.image_upload import readable, upload_path
 
 TASK = "txt2img"
 

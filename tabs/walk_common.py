@@ -14,7 +14,9 @@ from engine.jobs import gpu_time
 from engine.jobs.runner import run_job
 from engine.video import walk
 from tabs import gpu
-from tabs.common import on_gpu, progress_bar, result_gallery, stream, user_error, user_errors
+from tabs.common import on_gpu, result_gallery
+from tabs.running import progress_bar, stream
+from tabs.session import user_error, user_errors
 
 
 def describe_frame(update: walk.FrameUpdate):

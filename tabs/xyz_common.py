@@ -21,7 +21,8 @@ from engine.xyz import (
     write_sweep_video,
 )
 from engine.xyz.axes import PLOT_GUIDANCE
-from tabs.common import step_of, stream, user_errors
+from tabs.running import step_of, stream
+from tabs.session import user_errors
 
 NOTHING = "Nothing"
 NO_VIDEO = "No video"

@@ -208,7 +208,7 @@ def test_a_user_error_prints_no_traceback_in_the_server_console(client, capfd):
 def test_user_errors_are_logged_in_one_line(caplog):
     import logging
 
-    from tabs.common import user_error
+    from tabs.session import user_error
 
     with caplog.at_level(logging.INFO, logger="diffusion_studio"):
         error = user_error("Upload a photo to start.")

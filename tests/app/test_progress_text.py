@@ -6,7 +6,7 @@ from engine.faces.portrait import FaceStep
 from engine.image.request import StepUpdate
 from engine.video.animate.run import AnimateUpdate
 from tabs import aging, gender_swap
-from tabs.common import describe_step
+from tabs.running import describe_step
 from tabs.xyz_common import describe_cell
 
 

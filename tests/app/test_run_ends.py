@@ -9,18 +9,8 @@ import gradio as gr
 import pytest
 
 from engine.jobs.gate import BUSY, Gate
-from tabs.common import (
-    SessionControl,
-    ends_its_run,
-    progress_html,
-    run_clicked,
-    run_ended,
-    stop_pressed,
-    stream,
-    tick,
-    user_error,
-    user_errors,
-)
+from tabs.running import ends_its_run, progress_html, run_clicked, run_ended, stop_pressed, stream, tick
+from tabs.session import SessionControl, user_error, user_errors
 
 
 def no_progress(*args, **kwargs):

@@ -14,7 +14,8 @@ from PIL import Image
 from engine.jobs import gpu_time
 from engine.video import walk
 from tabs import walk_common
-from tabs.common import SessionControl, on_gpu
+from tabs.common import on_gpu
+from tabs.session import SessionControl
 from tests.app import fake_spaces
 
 GENERATING = {"txt2img", "img2img", "inpaint", "xyz_plot", "xyz_plot_img2img", "aging", "gender_swap", "dream",
@@ -63,7 +64,7 @@ def wrapping_of(spaces, name: str):
 
 
 def test_every_generating_handler_holds_a_gpu_and_asks_for_a_duration(spaces):
-    from tabs.common import QUEUE_ID
+    from tabs.running import QUEUE_ID
 
     _, demo = tiny_demo()
     endpoints = handlers(demo)
