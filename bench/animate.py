@@ -40,7 +40,7 @@ def main(argv=None) -> int:
     from engine.image.request import ImageRequest
     from engine.pipeline.devices import dtype_name
     from engine.video.animate import AnimateRequest, animate
-    from engine.video.walk import RunPaths
+    from engine.video.run_folder import RunPaths
 
     manager = full_size_manager()
     manager.base()

@@ -50,7 +50,9 @@ def run_all_tabs(manager, size: int, steps: int, folder: Path) -> dict:
     from PIL import Image, ImageDraw
 
     from engine.image.generate import image_to_image, inpaint, text_to_image
-    from engine.video.walk import RunPaths, dream_request, latent_walk
+    from engine.video.run_folder import RunPaths
+    from engine.video.walk import latent_walk
+    from engine.video.walk_request import dream_request
 
     notes = {}
     photo = Image.open(EXAMPLE_PHOTO).convert("RGB")

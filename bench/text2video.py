@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     from engine.image.request import ImageRequest
     from engine.video.motion import adapter as motion_adapter
     from engine.video.motion.text2video import Text2VideoRequest, text_to_video
-    from engine.video.walk import RunPaths
+    from engine.video.run_folder import RunPaths
 
     quiet_libraries()
     out = {"size": args.size, "steps": args.steps, "frames": args.frames, "threads": torch.get_num_threads()}

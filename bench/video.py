@@ -8,7 +8,7 @@ from bench.common import GUIDANCE, NEGATIVE, PROMPT, PROMPT_2, SAMPLER, SEED, Cl
 
 
 def walk_request(size: int, steps: int, frames: int, batch_size: int):
-    from engine.video.walk import WalkRequest
+    from engine.video.walk_request import WalkRequest
 
     return WalkRequest(prompts=[PROMPT, PROMPT_2], seeds=[SEED, SEED + 1], negative_prompt=NEGATIVE,
                        num_frames=frames, fps=8, num_inference_steps=steps, guidance_scale=GUIDANCE, width=size,
@@ -20,7 +20,8 @@ def run_walk(manager, size: int, steps: int, frames: int, batch_size: int, folde
     from PIL import Image
 
     from engine import video
-    from engine.video.walk import RunPaths, latent_walk
+    from engine.video.run_folder import RunPaths
+    from engine.video.walk import latent_walk
 
     paths = RunPaths.in_folder(Path(tempfile.mkdtemp(prefix=f"walk-b{batch_size}-", dir=folder)), "walk")
     with Clock() as clock:

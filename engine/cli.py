@@ -328,11 +328,11 @@ def walk_seeds(seeds: list[int] | None, count: int) -> list[int | None]:
 
 
 def run_video_job(args) -> int:
-    from engine.video import walk
+    from engine.video import run_folder, walk, walk_request
 
     if args.resume:
         plan_path, plan = walk.read_plan(Path(args.resume))
-        check_resume_out(args.out, walk.plan_run_paths(plan_path, plan).video)
+        check_resume_out(args.out, run_folder.plan_run_paths(plan_path, plan).video)
         made_with = walk.plan_model(plan)
         if args.model and args.model != made_with:
             raise CliError(f"This run was made with --model {made_with}; resume it without --model, "
@@ -351,10 +351,10 @@ def run_video_job(args) -> int:
                         batch_size=args.batch_size, gif=args.gif, fast=args.fast)
         if args.job == "walk":
             prompts = args.prompt or []
-            req = walk.WalkRequest(prompts=prompts, seeds=walk_seeds(args.seed, len(prompts)), **settings)
+            req = walk_request.WalkRequest(prompts=prompts, seeds=walk_seeds(args.seed, len(prompts)), **settings)
         else:
-            req = walk.dream_request(args.prompt, args.keyframes, args.seed, **settings)
-        paths = walk.RunPaths(frames=out.with_name(f"{out.stem}-frames"), video=out)
+            req = walk_request.dream_request(args.prompt, args.keyframes, args.seed, **settings)
+        paths = run_folder.RunPaths(frames=out.with_name(f"{out.stem}-frames"), video=out)
         result = walk.latent_walk(manager, req, paths)
     for note in result.notes:
         print(note, file=sys.stderr)

@@ -13,12 +13,11 @@ from engine.jobs.runner import run_job
 from engine.pipeline.schedulers import DEFAULT_SAMPLER, sampler_names
 from engine.video.animate import MAX_FRAMES, AnimateRequest, depth
 from engine.video.animate import deforum_settings as deforum
+from engine.video.animate.frames import AnimateUpdate, diffusion_frames
 from engine.video.animate.request import MAX_CADENCE, request_from_dict
 from engine.video.animate.run import (
     AnimateResult,
-    AnimateUpdate,
     animate,
-    diffusion_frames,
     finish,
     read_plan,
     render_chunk,

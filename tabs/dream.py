@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import gradio as gr
 
 from engine.pipeline.schedulers import is_stochastic
-from engine.video import walk
-from engine.video.walk import dream_request
+from engine.video import walk_request
+from engine.video.walk_request import dream_request
 from tabs.common import check_inputs_match, fast_toggle, sampling_widgets
 from tabs.extras_common import network_picker
 from tabs.running import run_buttons, wire_run, wire_stop
@@ -57,7 +57,7 @@ def build(manager) -> SimpleNamespace:
                     keyframes = gr.Slider(2, 100, value=4, step=1, label="Random keyframe noises")
                     seed = gr.Number(value=-1, precision=0, label="First seed (-1 = random)")
                 with gr.Row():
-                    frames = gr.Slider(2, walk.MAX_FRAMES, value=36, step=1, label="Frames (whole video)")
+                    frames = gr.Slider(2, walk_request.MAX_FRAMES, value=36, step=1, label="Frames (whole video)")
                     fps = gr.Slider(1, 60, value=12, step=1, label="Frames per second")
                 length = gr.Markdown(length_note(36, 12), elem_id="dream-length")
                 sampler, steps, guidance = sampling_widgets()
@@ -66,7 +66,7 @@ def build(manager) -> SimpleNamespace:
                     width = gr.Slider(64, 1024, value=manager.defaults().width, step=8, label="Width")
                     height = gr.Slider(64, 1024, value=manager.defaults().width, step=8, label="Height")
                 loop = gr.Checkbox(label="Loop back to the first noise")
-                batch = gr.Slider(1, walk.MAX_BATCH_SIZE, value=1, step=1, label="Batch size (frames per call)")
+                batch = gr.Slider(1, walk_request.MAX_BATCH_SIZE, value=1, step=1, label="Batch size (frames per call)")
                 gif = gr.Checkbox(label="Also make a GIF")
                 fast = fast_toggle()
                 network_picker(manager, prompt, "dream")

@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from engine.video import walk
-from engine.video.walk import WalkRequest, parse_prompts, parse_seeds
+from engine.video import walk_request
+from engine.video.walk_request import WalkRequest, parse_prompts, parse_seeds
 from tabs.common import check_inputs_match, fast_toggle, sampling_widgets
 from tabs.extras_common import network_picker
 from tabs.running import run_buttons, wire_run, wire_stop
@@ -49,7 +49,7 @@ def build(manager) -> SimpleNamespace:
             with gr.Column():
                 negative = gr.Textbox(label="Negative prompt", lines=1)
                 with gr.Row():
-                    frames = gr.Slider(2, walk.MAX_FRAMES, value=24, step=1, label="Frames (whole video)")
+                    frames = gr.Slider(2, walk_request.MAX_FRAMES, value=24, step=1, label="Frames (whole video)")
                     fps = gr.Slider(1, 60, value=12, step=1, label="Frames per second")
                 length = gr.Markdown(length_note(24, 12), elem_id="walk-length")
                 sampler, steps, guidance = sampling_widgets()
@@ -59,7 +59,7 @@ def build(manager) -> SimpleNamespace:
                 with gr.Row():
                     loop = gr.Checkbox(label="Loop back to the first prompt")
                     smooth = gr.Checkbox(label="Smooth: even change between frames (renders twice)")
-                batch = gr.Slider(1, walk.MAX_BATCH_SIZE, value=1, step=1, label="Batch size (frames per call)")
+                batch = gr.Slider(1, walk_request.MAX_BATCH_SIZE, value=1, step=1, label="Batch size (frames per call)")
                 gif = gr.Checkbox(label="Also make a GIF")
                 fast = fast_toggle()
                 network_picker(manager, prompts, "walk")

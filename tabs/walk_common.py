@@ -12,14 +12,14 @@ from engine import video
 from engine.files.outputs import output_root, task_dir
 from engine.jobs import gpu_time
 from engine.jobs.runner import run_job
-from engine.video import walk
+from engine.video import run_folder, walk, walk_request
 from tabs import gpu
 from tabs.common import on_gpu, result_gallery
 from tabs.running import progress_bar, stream
 from tabs.session import user_error, user_errors
 
 
-def describe_frame(update: walk.FrameUpdate):
+def describe_frame(update: walk_request.FrameUpdate):
     """Progress text for videos: frame i of N, with the newest frame as the preview."""
     phase = "Measuring the path, frame" if update.phase == "probe" else "Frame"
     return update.index / update.total, f"{phase} {update.index} of {update.total}", update.image
@@ -33,10 +33,10 @@ def length_note(num_frames, fps) -> str:
         return "Video length: set frames and fps."
 
 
-def new_run_paths(kind: str) -> walk.RunPaths:
+def new_run_paths(kind: str) -> run_folder.RunPaths:
     """A fresh folder per run under outputs/<kind>/<date>/."""
     folder = task_dir(kind) / f"{time.strftime('%H%M%S')}-{time.time_ns() % 1_000_000:06d}"
-    return walk.RunPaths.in_folder(folder, kind)
+    return run_folder.RunPaths.in_folder(folder, kind)
 
 
 def checked_plan(path_text: str | None) -> Path:
@@ -65,7 +65,7 @@ def show(events):
             yield outputs(result)
 
 
-def outputs(result: walk.WalkResult):
+def outputs(result: walk_request.WalkResult):
     """Video, frame gallery, downloads, latest frame, info and the plan to resume from."""
     gif = result.video.with_suffix(".gif") if result.video else None
     files = [str(p) for p in (result.video, gif, result.plan) if p and p.exists()]
@@ -93,10 +93,10 @@ def video_outputs(task: str):
     return bar, player, frames, files, latest, info
 
 
-def run_new(manager, req: walk.WalkRequest, control, progress):
+def run_new(manager, req: walk_request.WalkRequest, control, progress):
     """Check a new walk or dream, give it a fresh folder, and stream it (on ZeroGPU, in chunks)."""
     with user_errors():
-        walk.check_walk(req)
+        walk_request.check_walk(req)
         paths = new_run_paths(req.kind)
     if gpu.zero_gpu():
         with user_errors():
@@ -140,7 +140,7 @@ def chunk_call(manager):
 def chunk_work(plan_path) -> tuple[gpu_time.Work, int]:
     """One frame's work (a probe of smooth mode costs the same) and the batch size."""
     _, plan = walk.read_plan(Path(plan_path))
-    req = walk.WalkRequest(**plan["request"])
+    req = walk_request.WalkRequest(**plan["request"])
     return gpu_time.Work(steps=req.num_inference_steps, width=req.width, height=req.height), req.batch_size
 
 

@@ -1,4 +1,5 @@
-"""Video: the MP4/GIF writer, walks and dreams, interpolation, denoising videos, Animate and Text to video.
+"""Video: the MP4/GIF writer, a resumable run's folder, walks and dreams, interpolation, denoising videos, Animate
+and Text to video.
 
 The package's own names are those of `writer`, so `from engine import video` reads as before."""
 from engine.video.writer import (  # noqa: F401

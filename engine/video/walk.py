@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import shutil
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -17,171 +16,24 @@ import numpy as np
 import torch
 from PIL import Image
 
-from engine import video
-from engine.files import pnginfo
-from engine.image.request import MAX_SEED, ImageRequest, RunControl, check_request
-from engine.pipeline.schedulers import DEFAULT_SAMPLER, is_stochastic
-from engine.text.limits import excerpt, whole_number
+from engine.image.request import RunControl
 from engine.video import interpolation
+from engine.video.run_folder import (
+    RunPaths,
+    encode_frames,
+    frame_path,
+    frame_paths,
+    plan_run_paths,
+    prepare_folder,
+    save_frame,
+    write_json,
+)
+from engine.video.walk_request import FrameUpdate, WalkRequest, WalkResult, check_prompts, check_walk, notes_for
 
-MAX_FRAMES = 600  # 50 s at 12 fps; longer runs belong in several resumable pieces
-MAX_BATCH_SIZE = 8
-MAX_KEYFRAMES = 100  # prompts of a walk, noises of a dream
 PLAN_VERSION = 1
 
 
-@dataclass
-class WalkRequest:
-    """A walk through prompts and seeds; defaults suit a short clip."""
-
-    prompts: list[str]  # two or more keyframe prompts (a dream repeats one prompt)
-    seeds: list[int | None] = field(default_factory=list)  # one per prompt; None or missing = random
-    negative_prompt: str = ""
-    num_frames: int = 24  # frames in the whole video, keyframes included
-    fps: float = 12  # playback speed: the video lasts num_frames / fps seconds
-    num_inference_steps: int = 20
-    guidance_scale: float = 7.0
-    width: int = 512
-    height: int = 512
-    sampler: str = DEFAULT_SAMPLER
-    loop: bool = False  # walk back to the first keyframe so the video repeats seamlessly
-    smooth: bool = False  # re-space frames so the change between neighbours is even (renders twice)
-    batch_size: int = 1  # frames per pipeline call
-    quality: int = 18  # x264 CRF: lower is better and bigger
-    gif: bool = False  # also write a GIF beside the MP4
-    kind: str = "walk"  # "walk" or "dream", recorded in the plan and the video's metadata
-    fast: bool = False  # reuse deep UNet features between steps (engine.backends.fastpath): ~2x faster, slightly different
-
-
-@dataclass
-class FrameUpdate:
-    """Progress of a walk: one finished frame."""
-
-    index: int
-    total: int
-    image: Image.Image
-    phase: str = "frames"  # "probe" while smooth mode measures the path, then "frames"
-
-
-@dataclass
-class WalkResult:
-    """The video (None if no frame was made), its frames, and the plan to resume from."""
-
-    video: Path | None
-    frames: list[Path]
-    plan: Path
-    parameters: dict
-    interrupted: bool = False
-    notes: list[str] = field(default_factory=list)
-
-
-# 1. reading what the user typed
-def parse_prompts(text: str) -> list[str]:
-    """One prompt per line; a blank line in the middle is a mistake worth pointing at."""
-    lines = [line.strip() for line in (text or "").strip().splitlines()]
-    if len(lines) > MAX_KEYFRAMES:
-        raise ValueError(f"There are {len(lines):,} prompt lines; a walk takes at most {MAX_KEYFRAMES}.")
-    for number, line in enumerate(lines, 1):
-        if not line:
-            raise ValueError(f"Prompt line {number} is empty; write a prompt on it or remove it.")
-    return lines
-
-
-def parse_seeds(text: str) -> list[int | None]:
-    """Seeds by line or comma; 'random', -1 or a blank entry each mean a random seed."""
-    entries = [e.strip() for e in (text or "").replace(",", "\n").splitlines()]
-    while entries and not entries[-1]:
-        entries.pop()
-    if len(entries) > MAX_KEYFRAMES:
-        raise ValueError(f"There are {len(entries):,} seeds; a walk takes at most {MAX_KEYFRAMES}, one per prompt.")
-    seeds: list[int | None] = []
-    for number, entry in enumerate(entries, 1):
-        if entry.lower() in ("", "random", "-1"):
-            seeds.append(None)
-            continue
-        try:
-            seed = int(entry)
-        except ValueError:
-            raise ValueError(f"Seed {number} ({excerpt(entry)}) is not a whole number; use a number or "
-                             "'random'.") from None
-        if not 0 <= seed <= MAX_SEED:
-            raise ValueError(f"Seed {number} must be from 0 to {MAX_SEED}, or 'random'; got {excerpt(seed)}.")
-        seeds.append(seed)
-    return seeds
-
-
-def check_walk(req: WalkRequest) -> WalkRequest:
-    """Reject what can't run before any frame is made."""
-    minimum = 1 if req.kind == "dream" else 2
-    if len(req.prompts) < minimum:
-        raise ValueError("A latent walk needs at least 2 prompts, one per line.")
-    if len(req.prompts) > MAX_KEYFRAMES:
-        raise ValueError(f"There are {len(req.prompts):,} prompts; a walk takes at most {MAX_KEYFRAMES}.")
-    for number, prompt in enumerate(req.prompts, 1):
-        if not (prompt or "").strip():
-            raise ValueError(f"Prompt {number} is empty; write a prompt or remove it.")
-    if len(req.seeds) > len(req.prompts):
-        raise ValueError(f"There are {len(req.seeds)} seeds for {len(req.prompts)} prompts; give one seed per "
-                         "prompt at most.")
-    num_frames = whole_number(req.num_frames, "Frames", 2, MAX_FRAMES)
-    if not isinstance(req.fps, (int, float)) or not 0 < req.fps <= video.MAX_FPS:
-        raise ValueError(f"Frames per second must be above 0 and at most {video.MAX_FPS}; got {excerpt(req.fps)}.")
-    batch_size = whole_number(req.batch_size, "Batch size", 1, MAX_BATCH_SIZE)
-    image_req, _ = check_request(ImageRequest(num_inference_steps=req.num_inference_steps,
-                                              guidance_scale=req.guidance_scale, width=req.width,
-                                              height=req.height, sampler=req.sampler))
-    seeds = [s if s is not None and s >= 0 else secrets.randbelow(MAX_SEED + 1) for s in req.seeds]
-    seeds += [secrets.randbelow(MAX_SEED + 1) for _ in range(len(req.prompts) - len(seeds))]
-    return WalkRequest(**{**asdict(req), "seeds": seeds, "num_frames": num_frames,
-                          "batch_size": batch_size, "width": image_req.width,
-                          "height": image_req.height, "num_inference_steps": image_req.num_inference_steps,
-                          "guidance_scale": image_req.guidance_scale})
-
-
-def check_prompts(manager, req: WalkRequest) -> None:
-    """Every keyframe prompt and the negative prompt within the manager's cap (--max-prompt-tokens)."""
-    if req.kind == "dream":
-        manager.check_prompt(req.prompts[0], "The prompt")
-    else:
-        for number, prompt in enumerate(req.prompts, 1):
-            manager.check_prompt(prompt, f"Prompt {number}")
-    manager.check_prompt(req.negative_prompt, "The negative prompt")
-
-
-def dream_request(prompt: str, num_keyframes: int, seed: int | None = None, **settings) -> WalkRequest:
-    """A dream: one prompt over several random keyframe noises, seeds counting up from `seed`."""
-    num_keyframes = whole_number(num_keyframes, "Random keyframe noises", 2, MAX_KEYFRAMES)
-    if not (prompt or "").strip():
-        raise ValueError("Write a prompt for the dream.")
-    first = secrets.randbelow(MAX_SEED + 1) if seed is None or seed < 0 else int(seed)
-    seeds = [(first + i) % (MAX_SEED + 1) for i in range(num_keyframes)]
-    return WalkRequest(prompts=[prompt.strip()] * num_keyframes, seeds=seeds, kind="dream", **settings)
-
-
-def notes_for(req: WalkRequest) -> list[str]:
-    """Warnings worth showing before a long run."""
-    notes = [video.describe_length(req.num_frames, req.fps) + "."]
-    if is_stochastic(req.sampler):
-        notes.append(f"{req.sampler} adds fresh noise every step, so neighbouring frames flicker; "
-                     "a deterministic sampler such as DPM++ 2M Karras or DDIM gives smoother video.")
-    return notes
-
-
-# 2. running a walk
-@dataclass
-class RunPaths:
-    """Where a walk writes: its frames, its video, and the JSON plan beside the video."""
-
-    frames: Path
-    video: Path
-
-    @property
-    def plan(self) -> Path:
-        return self.video.with_suffix(".json")
-
-    @classmethod
-    def in_folder(cls, folder: Path, name: str) -> "RunPaths":
-        return cls(frames=folder / "frames", video=folder / f"{name}.mp4")
+# 1. running a walk
 
 
 def latent_walk(manager, req: WalkRequest, paths: RunPaths, on_frame: Callable[[FrameUpdate], None] | None = None,
@@ -201,7 +53,7 @@ def start(manager, req: WalkRequest, paths: RunPaths) -> Path:
             "model_name": manager.model_name,
             "frames_dir": os.path.relpath(paths.frames, paths.plan.parent),
             "video": paths.video.name, "positions": None}
-    _write_json(paths.plan, plan)
+    write_json(paths.plan, plan)
     return paths.plan
 
 
@@ -261,19 +113,6 @@ def finish(plan_path: Path) -> WalkResult:
     return _finish(plan, paths, len(frame_paths(paths, req.num_frames)) < req.num_frames, notes_for(req))
 
 
-def plan_run_paths(plan_path: Path, plan: dict) -> RunPaths:
-    """Where a planned run writes, derived from the plan file's own place, so a crafted plan can't write elsewhere.
-
-    The plan's `frames_dir` only picks between the two layouts the app writes (`frames/` in the UI's run
-    folders, `<name>-frames/` beside the CLI's `--out`); the video is always `<name>.mp4` beside the plan.
-    """
-    folder, name = plan_path.parent, plan_path.stem
-    frames = (folder / ("frames" if plan.get("frames_dir") == "frames" else f"{name}-frames")).resolve()
-    recorded = str(plan.get("video", ""))
-    video = folder / (recorded if recorded.lower() == f"{name}.mp4".lower() else f"{name}.mp4")
-    return RunPaths(frames=frames, video=video)
-
-
 def _open_run(manager, plan_path: Path) -> tuple[Path, dict, RunPaths]:
     """A stopped or planned run's plan and paths, checked against the model now loaded."""
     plan_path, plan = read_plan(plan_path)
@@ -284,18 +123,6 @@ def _open_run(manager, plan_path: Path) -> tuple[Path, dict, RunPaths]:
     paths = plan_run_paths(plan_path, plan)
     prepare_folder(paths.frames)
     return plan_path, plan, paths
-
-
-def prepare_folder(folder: Path) -> None:
-    """Create a run's frame folder and prove it can be written, before any work is spent on frames."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        probe = folder / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise ValueError(f"The output folder {folder} can't be written ({exc.strerror}); "
-                         "choose another folder.") from exc
 
 
 def _render(manager, plan: dict, paths: RunPaths, on_frame, control: RunControl, notes: list[str]) -> WalkResult:
@@ -327,7 +154,7 @@ def _render_missing(manager, plan: dict, paths: RunPaths, on_frame, control: Run
             if positions is None:
                 return False
         plan["positions"] = [float(p) for p in positions]
-        _write_json(paths.plan, plan)
+        write_json(paths.plan, plan)
         shutil.rmtree(_probe_folder(paths), ignore_errors=True)  # measured; the probes are not part of the video
     return _render_frames(keys, req, plan["positions"], paths, on_frame, control, budget[0])
 
@@ -357,28 +184,6 @@ def _finish(plan: dict, paths: RunPaths, interrupted: bool, notes: list[str]) ->
     return WalkResult(video_path, frames, paths.plan, parameters, interrupted, notes)
 
 
-def encode_frames(frames: list[Path], paths: RunPaths, fps: float, quality: int, metadata: dict, gif: bool,
-                  finish_mp4: Callable[[Path], None] | None = None) -> Path | None:
-    """A run's frames as its MP4 (and GIF, at most `GIF_MAX_FPS`); None when there are none yet.
-
-    `finish_mp4(path)` may add to the MP4 (Animate puts the source's sound back). An encoder failure keeps the
-    frames on disk and says so, so Resume can try the video again.
-    """
-    if not frames:
-        return None
-    try:
-        video_path = video.write_mp4([Image.open(p) for p in frames], paths.video, fps, quality, metadata=metadata)
-        if finish_mp4:
-            finish_mp4(video_path)
-        if gif:
-            video.write_gif([Image.open(p) for p in frames], paths.video.with_suffix(".gif"),
-                            min(fps, video.GIF_MAX_FPS))
-    except RuntimeError as exc:
-        raise ValueError(f"The video could not be encoded ({exc}); the {len(frames)} frames are kept in "
-                         f"{paths.frames}, and Resume tries the video again.") from exc
-    return video_path
-
-
 def _render_frames(keys: "_Keyframes", req: WalkRequest, positions: list[float], paths: RunPaths, on_frame,
                    control: RunControl, limit: int | None = None) -> bool:
     """Render the missing frames in aligned batches; False when stopped, or when `limit` frames were rendered
@@ -395,7 +200,7 @@ def _render_frames(keys: "_Keyframes", req: WalkRequest, positions: list[float],
         if images is None:
             return False
         for i, image in zip(indices, images):
-            _save_frame(image, frame_path(paths, i))
+            save_frame(image, frame_path(paths, i))
             if on_frame:
                 on_frame(FrameUpdate(i + 1, total, image))
     return True
@@ -491,34 +296,7 @@ class _Keyframes:
         return None if pipe.interrupt else list(out.images)
 
 
-# 3. files
-def frame_path(paths: RunPaths, index: int) -> Path:
-    """Where frame `index` of a run is saved (walks, dreams and animations name them alike)."""
-    return paths.frames / f"{index:05d}.png"
-
-
-def frame_paths(paths: RunPaths, total: int) -> list[Path]:
-    """Frames on disk, in order, up to the first gap."""
-    found = []
-    for i in range(total):
-        path = frame_path(paths, i)
-        if not path.exists():
-            break
-        found.append(path)
-    return found
-
-
-def _save_frame(image: Image.Image, path: Path) -> None:
-    """Write then rename, so a crash never leaves a half-written frame that resume would trust."""
-    temp = path.with_suffix(".tmp")
-    temp.write_bytes(pnginfo.png_bytes(image, ""))
-    temp.replace(path)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    temp = path.with_suffix(".json.tmp")
-    temp.write_text(json.dumps(data, indent=1))
-    temp.replace(path)
+# 2. files
 
 
 def _parameters(plan: dict) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from engine.faces.portrait import FaceStep
 from engine.image.request import StepUpdate
-from engine.video.animate.run import AnimateUpdate
+from engine.video.animate.frames import AnimateUpdate
 from tabs import aging, gender_swap
 from tabs.running import describe_step
 from tabs.xyz_common import describe_cell

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from engine.jobs import gpu_time
-from engine.video import walk
+from engine.video import run_folder, walk, walk_request
 from tabs import walk_common
 from tabs.common import on_gpu
 from tabs.session import SessionControl
@@ -124,11 +124,11 @@ def test_durations_grow_with_steps_frames_and_batch_and_stay_within_bounds(space
 
 
 def test_a_walk_chunk_asks_for_more_with_more_frames_and_steps(spaces, tiny_manager, tmp_path):
-    small = walk.start(tiny_manager, walk.WalkRequest(**{**FAST_WALK, "width": 512, "height": 512}),
-                       walk.RunPaths.in_folder(tmp_path / "a", "walk"))
-    many_steps = walk.start(tiny_manager, walk.WalkRequest(**{**FAST_WALK, "width": 512, "height": 512,
+    small = walk.start(tiny_manager, walk_request.WalkRequest(**{**FAST_WALK, "width": 512, "height": 512}),
+                       run_folder.RunPaths.in_folder(tmp_path / "a", "walk"))
+    many_steps = walk.start(tiny_manager, walk_request.WalkRequest(**{**FAST_WALK, "width": 512, "height": 512,
                                                               "num_inference_steps": 40}),
-                            walk.RunPaths.in_folder(tmp_path / "b", "walk"))
+                            run_folder.RunPaths.in_folder(tmp_path / "b", "walk"))
     asked = [walk_common.chunk_seconds(str(small), frames) for frames in (2, 8, 32)]
     assert asked == sorted(asked) and asked[0] < asked[-1]
     assert walk_common.chunk_seconds(str(small), 8) < walk_common.chunk_seconds(str(many_steps), 8)
@@ -147,7 +147,7 @@ def test_a_long_walk_runs_as_several_gpu_calls_and_equals_one_uninterrupted_run(
     monkeypatch.setattr(gpu_time, "frames_per_call", lambda work, batch: 2 * batch)  # 4 frames a call
     outputs = []
     control = SessionControl()
-    for item in walk_common.run_new(tiny_manager, walk.WalkRequest(**FAST_WALK), control, lambda *a, **k: None):
+    for item in walk_common.run_new(tiny_manager, walk_request.WalkRequest(**FAST_WALK), control, lambda *a, **k: None):
         outputs.append(item)
     video, gallery, files, latest, info, plan = outputs[-1]
     chunk = wrapping_of(spaces, "walk_chunk")
@@ -158,7 +158,8 @@ def test_a_long_walk_runs_as_several_gpu_calls_and_equals_one_uninterrupted_run(
     assert len(previews) == 7  # the newest frame after each frame, across both calls
     assert control.progress.finished is not None and control.progress.fraction == 1.0
 
-    alone = walk.latent_walk(tiny_manager, walk.WalkRequest(**FAST_WALK), walk.RunPaths.in_folder(tmp_path, "walk"))
+    alone = walk.latent_walk(tiny_manager, walk_request.WalkRequest(**FAST_WALK),
+                             run_folder.RunPaths.in_folder(tmp_path, "walk"))
     chunked = frames_in(Path(gallery[0]).parent)
     assert len(chunked) == 7
     assert all(np.array_equal(a, b) for a, b in zip(chunked, frames_in(alone.frames[0].parent)))
@@ -176,7 +177,7 @@ def test_stop_between_chunks_keeps_the_frames_and_resume_finishes_in_chunks(spac
         if len(seen) == 3:
             control.stop()  # the Stop button, while the second call runs
 
-    req = walk.WalkRequest(**FAST_WALK)
+    req = walk_request.WalkRequest(**FAST_WALK)
     *_, last = walk_common.run_new(tiny_manager, req, control, progress)
     _, gallery, _, _, info, plan = last
     assert plan and len(gallery) == 4  # the second call finished its batch, no third call started
@@ -192,7 +193,7 @@ def test_stop_between_chunks_keeps_the_frames_and_resume_finishes_in_chunks(spac
 def test_a_call_refused_for_quota_keeps_the_frames_made_and_offers_resume(spaces, tiny_manager, monkeypatch):
     monkeypatch.setattr(gpu_time, "frames_per_call", lambda work, batch: batch)  # 2 frames a call
     spaces.refuse_after = 2
-    *_, last = walk_common.run_new(tiny_manager, walk.WalkRequest(**FAST_WALK), SessionControl(),
+    *_, last = walk_common.run_new(tiny_manager, walk_request.WalkRequest(**FAST_WALK), SessionControl(),
                                    lambda *a, **k: None)
     _, gallery, _, _, info, plan = last
     assert len(gallery) == 4 and plan

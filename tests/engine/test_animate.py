@@ -13,8 +13,8 @@ from engine.image.request import RunControl
 from engine.video.animate import AnimateRequest, animate, resume
 from engine.video.animate.color import mean_lab
 from engine.video.animate.deforum_settings import read_settings
-from engine.video.animate.run import AnimateUpdate
-from engine.video.walk import RunPaths
+from engine.video.animate.frames import AnimateUpdate
+from engine.video.run_folder import RunPaths
 
 FAST = dict(width=64, height=64, num_inference_steps=3, sampler="Euler", seed=3, fps=8, noise="0:(0.02)")
 

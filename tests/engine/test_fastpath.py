@@ -40,7 +40,7 @@ def test_fast_is_off_by_default(tiny_manager):
     assert not fastpath.is_fast(pipe)
     assert fastpath.apply_fast(pipe, enabled=False) is pipe
     from engine.image.request import ImageRequest
-    from engine.video.walk import WalkRequest
+    from engine.video.walk_request import WalkRequest
 
     # once the requests carry the toggle, it must default to off
     assert getattr(ImageRequest(), "fast", False) is False

@@ -14,7 +14,7 @@ from engine.text.prompts import _runs
 from engine.video.animate import schedules
 from engine.video.animate.deforum_settings import parse_settings, read_settings, unused_note
 from engine.video.animate.request import AnimateRequest, check_animation
-from engine.video.walk import dream_request, parse_prompts, parse_seeds
+from engine.video.walk_request import dream_request, parse_prompts, parse_seeds
 from engine.xyz import parse_axis_spec
 
 SHORT = 300  # characters: a sentence and a short excerpt, never the input

@@ -11,7 +11,9 @@ from engine.pipeline.manager import PipelineManager, RuntimeOptions
 from engine.text import prompts
 from engine.video.animate import AnimateRequest, animate
 from engine.video.motion.text2video import Text2VideoRequest, text_to_video
-from engine.video.walk import RunPaths, WalkRequest, dream_request, latent_walk
+from engine.video.run_folder import RunPaths
+from engine.video.walk import latent_walk
+from engine.video.walk_request import WalkRequest, dream_request
 from engine.xyz import PlotRequest, plan_plot, run_plot
 
 FAST = dict(num_inference_steps=1, width=64, height=64, sampler="Euler", seed=1)

@@ -5,7 +5,7 @@ import pytest
 
 from engine import video
 from engine.cli import main
-from engine.video.walk import plan_run_paths
+from engine.video.run_folder import plan_run_paths
 
 TINY = ["--model", "tiny", "--width", "64", "--height", "64", "--steps", "2", "--scheduler", "Euler"]
 

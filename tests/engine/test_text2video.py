@@ -18,7 +18,7 @@ from engine.video.motion.text2video import (
     text_to_video,
 )
 from engine.video.motion.unet import motion_unet, shares_weights
-from engine.video.walk import RunPaths
+from engine.video.run_folder import RunPaths
 
 SMALL = dict(num_frames=8, num_inference_steps=2, width=64, height=64, seed=1)
 

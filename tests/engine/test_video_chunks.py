@@ -3,10 +3,10 @@ time, then encoding it without the model, gives the frames and video of one unin
 import numpy as np
 from PIL import Image
 
-from engine.video import walk
+from engine.video import walk, walk_request
 from engine.video.animate import AnimateRequest, animate
 from engine.video.animate import run as animate_run
-from engine.video.walk import RunPaths
+from engine.video.run_folder import RunPaths
 
 
 def pixels(paths):
@@ -24,7 +24,7 @@ def in_chunks(render_chunk, plan, size):
 
 
 def test_a_smooth_walk_in_chunks_equals_one_run(tiny_manager, tmp_path):
-    req = walk.WalkRequest(prompts=["a cat", "a dog"], seeds=[4, 5], num_frames=5, num_inference_steps=2, width=64,
+    req = walk_request.WalkRequest(prompts=["a cat", "a dog"], seeds=[4, 5], num_frames=5, num_inference_steps=2, width=64,
                            height=64, sampler="Euler", smooth=True, loop=True, batch_size=2)
     alone = walk.latent_walk(tiny_manager, req, RunPaths.in_folder(tmp_path / "alone", "walk"))
     plan = walk.start(tiny_manager, req, RunPaths.in_folder(tmp_path / "chunks", "walk"))
@@ -39,7 +39,7 @@ def test_a_smooth_walk_in_chunks_equals_one_run(tiny_manager, tmp_path):
 
 
 def test_finishing_a_walk_needs_no_model(tiny_manager, tmp_path, monkeypatch):
-    req = walk.WalkRequest(prompts=["a cat", "a dog"], seeds=[4, 5], num_frames=3, num_inference_steps=2, width=64,
+    req = walk_request.WalkRequest(prompts=["a cat", "a dog"], seeds=[4, 5], num_frames=3, num_inference_steps=2, width=64,
                            height=64, sampler="Euler")
     plan = walk.start(tiny_manager, req, RunPaths.in_folder(tmp_path, "walk"))
     assert walk.render_chunk(tiny_manager, plan, 2) == (2, 3)

@@ -7,17 +7,16 @@ from PIL import Image
 from engine import video
 from engine.image.request import RunControl
 from engine.video import interpolation
-from engine.video.walk import (
+from engine.video.run_folder import RunPaths
+from engine.video.walk import latent_walk, resume
+from engine.video.walk_request import (
     MAX_FRAMES,
-    RunPaths,
     WalkRequest,
     check_walk,
     dream_request,
-    latent_walk,
     notes_for,
     parse_prompts,
     parse_seeds,
-    resume,
 )
 
 FAST = dict(num_inference_steps=3, width=64, height=64, sampler="Euler", fps=8)

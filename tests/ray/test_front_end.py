@@ -16,7 +16,7 @@ from engine.files import pnginfo
 from engine.image.generate import text_to_image
 from engine.image.request import ImageRequest
 from engine.jobs.runner import replica_of, run_job
-from engine.video import walk
+from engine.video import run_folder, walk, walk_request
 
 from .conftest import REPLICAS, wait_for_replicas
 
@@ -110,8 +110,8 @@ def test_gradio_client_works_unchanged(ray_app):
 
 
 def test_a_walk_keeps_its_frames_when_its_replica_dies_and_resumes(ray_manager, tmp_path):
-    paths = walk.RunPaths.in_folder(tmp_path / "walk", "walk")
-    req = walk.WalkRequest(prompts=["a cat", "a dog"], seeds=[1, 2], num_frames=24, num_inference_steps=6,
+    paths = run_folder.RunPaths.in_folder(tmp_path / "walk", "walk")
+    req = walk_request.WalkRequest(prompts=["a cat", "a dog"], seeds=[1, 2], num_frames=24, num_inference_steps=6,
                            width=64, height=64, sampler="Euler", fps=8)
     killed = []
 

@@ -8,7 +8,7 @@ from engine.files import pnginfo
 from engine.image.generate import image_to_image, inpaint
 from engine.image.request import ImageRequest
 from engine.jobs.runner import replica_of, run_job
-from engine.video.walk import RunPaths
+from engine.video.run_folder import RunPaths
 
 IMAGE = dict(prompt="a red apple", num_inference_steps=3, width=64, height=64, seed=4, sampler="Euler",
              strength=0.6)

@@ -7,7 +7,9 @@
 - `video_input`: reading a source video's frames and putting its sound back;
 - `request`: the request, its defaults and checks;
 - `deforum_settings`: the Deforum extension's settings files;
-- `run`: making, stopping and resuming an animation.
+- `frames`: making each frame, diffused or warped along the camera path;
+- `run`: starting, stopping and resuming an animation.
 """
+from engine.video.animate.frames import AnimateUpdate  # noqa: F401
 from engine.video.animate.request import MAX_FRAMES, AnimateRequest, check_animation  # noqa: F401
-from engine.video.animate.run import AnimateResult, AnimateUpdate, animate, read_plan, resume  # noqa: F401
+from engine.video.animate.run import AnimateResult, animate, read_plan, resume  # noqa: F401

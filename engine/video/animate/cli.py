@@ -95,7 +95,7 @@ def request_from_args(args, manager):
 
 def run(args, make_manager, check_writable, cli_error) -> int:
     from engine.video.animate import run as animate_run
-    from engine.video.walk import RunPaths, plan_run_paths
+    from engine.video.run_folder import RunPaths, plan_run_paths
 
     notes: list[str] = []
     if args.resume:

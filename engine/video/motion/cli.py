@@ -36,7 +36,7 @@ def add_parser(jobs, add_model_flags) -> None:
 
 def run(args, make_manager, check_writable, cli_error) -> int:
     from engine.video.motion.text2video import defaults_for, text_to_video
-    from engine.video.walk import RunPaths
+    from engine.video.run_folder import RunPaths
 
     out = check_writable(Path(args.out))
     if out.suffix.lower() != ".mp4":

@@ -26,7 +26,7 @@ from engine.pipeline.schedulers import check_sampler, make_scheduler, sampler_na
 from engine.video.animate.schedules import parse_prompts
 from engine.video.motion import adapter as motion_adapter
 from engine.video.motion.unet import motion_unet
-from engine.video.walk import RunPaths
+from engine.video.run_folder import RunPaths
 
 KIND = "text2video"
 MIN_FRAMES, MAX_FRAMES = 8, 32
