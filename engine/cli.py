@@ -119,6 +119,8 @@ def build_parser() -> Parser:
     p.add_argument("--out", required=True, help="PNG to write; more variants add -2, -3, ...")
     from engine.xyz import cli as xyz_cli
     xyz_cli.add_parser(jobs, add_model_flags, add_generation_flags)
+    from engine.train import cli as train_cli
+    train_cli.add_parser(jobs, add_model_flags)
     return parser
 
 
@@ -377,10 +379,15 @@ def run_text2video(args) -> int:
     return motion_cli.run(args, make_manager, check_writable, CliError)
 
 
+def run_train(args) -> int:
+    from engine.train import cli as train_cli
+    return train_cli.run(args, make_manager, CliError)
+
+
 JOBS = {"txt2img": run_image_job, "img2img": run_image_job, "inpaint": run_image_job,
         "walk": run_video_job, "dream": run_video_job, "aging": run_aging, "gender-swap": run_gender_swap,
         "xyz": run_xyz,
-        "animate": run_animate, "text2video": run_text2video}
+        "animate": run_animate, "text2video": run_text2video, "train": run_train}
 
 
 def quiet_libraries() -> None:
