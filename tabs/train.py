@@ -33,11 +33,9 @@ def try_prompt(name: str, class_word: str) -> str:
 
 
 def loss_frame(losses: list[tuple[int, float]]) -> pd.DataFrame:
-    """The loss per step and its smoothed curve, as the LinePlot's long table."""
-    steps = [step for step, _ in losses]
-    values = [loss for _, loss in losses]
-    return pd.DataFrame({"step": steps * 2, "loss": values + smooth_curve(values),
-                         "curve": ["loss"] * len(values) + ["smoothed"] * len(values)})
+    """The smoothed loss per step (one step's loss jumps with its random timestep; the trend is what tells)."""
+    return pd.DataFrame({"step": pd.Series([step for step, _ in losses], dtype="int64"),
+                         "loss": pd.Series(smooth_curve([loss for _, loss in losses]), dtype="float64")})
 
 
 def sample_items(job: TrainJob) -> list[tuple[str, str]]:
@@ -158,7 +156,7 @@ def build(manager) -> SimpleNamespace:
                     control.progress.eta, control.progress.updated = job.eta_s, time.monotonic()
                 if (len(job.losses), len(job.samples)) != shown:
                     shown = (len(job.losses), len(job.samples))
-                    yield loss_frame(job.losses), sample_items(job), gr.skip(), gr.skip(), gr.skip()
+                    yield loss_frame(job.losses), sample_items(job), gr.skip(), gr.skip()
                 if ended:
                     break
         finally:
@@ -173,7 +171,7 @@ def build(manager) -> SimpleNamespace:
         notes = [n for n in job.notes if not n.startswith("Stopped at step")]
         prompt = try_prompt(job.name, job.class_word)
         text = "\n\n".join([said, f"It is in the LoRA picker of every tab now. Try it: `{prompt}`", *notes])
-        yield (loss_frame(job.losses), sample_items(job), text, prompt, gr.Button(visible=True))
+        yield loss_frame(job.losses), sample_items(job), text, prompt
 
     # 2. layout
     with gr.Tab("Train", id=TASK):
@@ -205,11 +203,10 @@ def build(manager) -> SimpleNamespace:
                         rank = gr.Slider(1, 128, value=16, step=1, label="Rank (alpha = 8)")
                         resolution = gr.Slider(64, 1024, value=manager.defaults().width, step=8,
                                                label="Resolution", elem_id="train-resolution")
-                    with gr.Row():
-                        text_encoder = gr.Checkbox(label="Also train the text encoder")
-                        flip = gr.Checkbox(label="Flip: also train on mirrored photos")
-                        face_weighted = gr.Checkbox(label="Face-weighted loss (people)")
-                        prior = gr.Checkbox(label="Prior preservation (class images made by the model)")
+                    text_encoder = gr.Checkbox(label="Also train the text encoder")
+                    flip = gr.Checkbox(label="Flip: also train on mirrored photos")
+                    face_weighted = gr.Checkbox(label="Face-weighted loss: count the face more (people)")
+                    prior = gr.Checkbox(label="Prior preservation: train beside class images the model makes itself")
                     with gr.Row():
                         checkpoint_every = gr.Number(100, precision=0, minimum=1, label="Checkpoint every N steps")
                         keep = gr.Number(3, precision=0, minimum=1, label="Keep the last K checkpoints")
@@ -219,13 +216,13 @@ def build(manager) -> SimpleNamespace:
                                        interactive=full_refusal is None, info=full_refusal, elem_id="train-full")
             with gr.Column():
                 bar = progress_bar(TASK)
-                loss = gr.LinePlot(pd.DataFrame({"step": [], "loss": [], "curve": []}), x="step", y="loss",
-                                   color="curve", title="Loss", height=220, elem_id="train-loss")
+                loss = gr.LinePlot(loss_frame([]), x="step", y="loss", title="Loss (smoothed)", height=220,
+                                   elem_id="train-loss")
                 samples = gr.Gallery(label="Samples (fixed prompts and seed; newest first)", columns=4, height=260,
                                      elem_id="train-samples", elem_classes=["ds-gallery"])
                 result = gr.Markdown(elem_id="train-result")
                 prompt = gr.Textbox(label="Prompt to try", interactive=False, elem_id="train-try-prompt")
-                try_it = gr.Button("Try it in Text to image", visible=False, elem_id="train-try")
+                try_it = gr.Button("Try it in Text to image", elem_id="train-try")
         prepared = gr.State(None)
         selected = gr.State(None)
         control = gr.State(SessionControl())
@@ -237,7 +234,7 @@ def build(manager) -> SimpleNamespace:
               "keep_checkpoints": keep, "sample_every": sample_every, "overwrite": overwrite, "full": full,
               "prepared": prepared, "control": control}
     check_inputs_match(train, list(inputs))
-    outputs = [loss, samples, result, prompt, try_it]
+    outputs = [loss, samples, result, prompt]
     common = dict(outputs=outputs, control=control, stop=stop, bar=bar, concurrency_id=TASK, concurrency_limit=None)
     wire_run(run.click, train, inputs=list(inputs.values()), api_name="train", **common)
     wire_run(again.click, resume, inputs=[name, control], api_name="train_resume", **common)
@@ -253,5 +250,4 @@ def build(manager) -> SimpleNamespace:
     crops.select(remember, inputs=None, outputs=selected, api_name=False, queue=False)
     drop.click(leave_out, inputs=[prepared, selected, captions, steps, resolution, prior],
                outputs=[crops, captions, crop_note, time_line, prepared, selected], api_name=False)
-    run.click(lambda: gr.Button(visible=False), outputs=try_it, api_name=False, queue=False)
     return SimpleNamespace(try_it=try_it, prompt=prompt, sizes=[resolution])
