@@ -19,7 +19,7 @@ from engine.pipeline.manager import PipelineManager, RuntimeOptions
 from engine.pipeline.models import DEFAULT_HUB_MODEL, TINY, WEIGHTS_DIR, model_defaults
 from engine.text.prompts import MAX_TOKENS
 from engine.text.styles import use_styles
-from tabs import aging, animate, dream, gender_swap, img2img, inpaint, latent_walk, send, text2video, txt2img
+from tabs import aging, animate, dream, gender_swap, img2img, inpaint, latent_walk, send, text2video, train, txt2img
 from tabs.gpu import spaces_module, zero_gpu
 from tabs.running import QUEUE_ID
 from tabs.session import user_errors
@@ -86,8 +86,10 @@ def build_demo(manager: PipelineManager, analytics: bool = False) -> gr.Blocks:
             walks = latent_walk.build(manager)
             animations = animate.build(manager)
             text2video.build(manager)
+            trained = train.build(manager)
         send.wire(tabs, [t2i, i2i, inp], i2i, inp)
-        sizes = [*t2i.sizes, *i2i.sizes, *inp.sizes, *dreams.sizes, *walks.sizes, *animations.sizes]
+        send.wire_try(tabs, trained, t2i)
+        sizes = [*t2i.sizes, *i2i.sizes, *inp.sizes, *dreams.sizes, *walks.sizes, *animations.sizes, *trained.sizes]
         model.change(select_model, inputs=model, outputs=status_line, api_name="select_model",
                      concurrency_id=QUEUE_ID)
         model.change(follow_model_size, inputs=[model, *sizes], outputs=sizes, api_name=False, queue=False,

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import base64
 import secrets
+import uuid
+from pathlib import Path
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
 from fastapi.encoders import jsonable_encoder
@@ -23,6 +25,9 @@ from engine.jobs.runner import replica_of, run_job
 from engine.pipeline.schedulers import DEFAULT_SAMPLER
 from engine.text.limits import excerpt
 from engine.text.presets import aging_preset, gender_preset
+from engine.train.jobs import trainings
+from engine.train.request import TrainRequest
+from engine.train.uploads import gather_uploads, parse_captions
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
@@ -72,6 +77,25 @@ class GenderReply(ImagesReply):
     identity_distance: list[float | None] | None = Field(
         None, description="per variant, on the edited face(s); null where no face was found in the result")
     identity_note: str | None = Field(None, description="the identity distances in one sentence")
+
+
+class TrainReply(BaseModel):
+    """Where a training stands; poll GET /api/train/{id} until `state` is done, stopped or failed."""
+
+    id: str
+    name: str
+    state: str = Field(..., description="waiting (for a slot), training, done, stopped or failed")
+    step: int
+    steps: int
+    loss: float | None = None
+    elapsed_s: float
+    eta_s: float | None = Field(None, description="seconds left, estimated from the recent steps")
+    message: str = Field("", description="a stage before the steps, e.g. 'Class image 3 of 50'")
+    error: str = Field("", description="why it failed, in one sentence")
+    notes: list[str] = []
+    sample_urls: list[str] = Field([], description="the sample images so far, oldest first")
+    lora: str | None = Field(None, description="the LoRA's file name in the LoRA folder, once written")
+    prompt: str = Field(..., description="how to use it: <lora:NAME:1> photo of NAME CLASS")
 
 
 FACE_HELP = "1 = largest, 2 = next, ...; 'all' for every face"
@@ -226,6 +250,57 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                                             parameters=v.parameters) for v in result.variants], notes=result.notes,
                            replica=replica_of(result),
                            identity_distance=distances, identity_note=result.identity_note)
+
+    def train_reply(request: Request, job) -> TrainReply:
+        state = job.snapshot()
+        urls = [str(request.url_for("output_file", path=Path(p).relative_to(output_root()).as_posix()))
+                for p in state.pop("samples")]
+        lora, class_word = state.pop("lora"), state.pop("class_word")
+        return TrainReply(**state, sample_urls=urls, lora=Path(lora).name if lora else None,
+                          prompt=f"<lora:{job.name}:1> photo of {job.name} {class_word}")
+
+    def train_job(job_id: str):
+        job = trainings(manager).get(job_id)
+        if job is None:
+            raise HTTPException(404, f"There is no training {job_id}; POST /api/train answers a training's id.")
+        return job
+
+    @api.post("/train", response_model=TrainReply, status_code=202, summary="Start training a LoRA from photos")
+    async def train(request: Request,
+                    photos: list[UploadFile] = File(..., description="3 to 50 photos, or one zip of them (same-name "
+                                                                     ".txt files are captions)"),
+                    name: str = Form(..., description="the trigger word and the LoRA's file name"),
+                    class_word: str = Form("person", description="person, man, woman, dog, object, or free text"),
+                    captions: str = Form("", description="optional lines 'photo name: caption'"),
+                    steps: int | None = Form(None, description="default: 100 per photo, within 400-1500"),
+                    rank: int = Form(16), alpha: float = Form(8.0),
+                    resolution: int | None = Form(None, description="default: the model's size"),
+                    text_encoder: bool = Form(False), flip: bool = Form(False), face_weighted: bool = Form(False),
+                    prior_preservation: bool = Form(False), checkpoint_every: int = Form(100),
+                    keep_checkpoints: int = Form(3), sample_every: int = Form(100), sample_steps: int = Form(20),
+                    seed: int = Form(0), overwrite: bool = Form(False)):
+        files = [(upload.filename or "photo", await read_upload(upload)) for upload in photos]
+        folder = output_root() / "train" / "uploads" / uuid.uuid4().hex[:12]
+        req = TrainRequest(images=str(gather_uploads(files, folder)), name=name, class_word=class_word.strip(),
+                           steps=steps, rank=rank, alpha=alpha, resolution=resolution or manager.defaults().width,
+                           text_encoder=text_encoder, flip=flip, face_weighted=face_weighted,
+                           prior_preservation=prior_preservation, checkpoint_every=checkpoint_every,
+                           keep_checkpoints=keep_checkpoints, sample_every=sample_every, sample_steps=sample_steps,
+                           seed=seed, overwrite=overwrite, captions=parse_captions(captions))
+        from starlette.concurrency import run_in_threadpool
+
+        job = await run_in_threadpool(trainings(manager).start, req)  # checks and crops now: a refusal is a 422
+        return train_reply(request, job)
+
+    @api.get("/train/{job_id}", response_model=TrainReply, summary="A training's step, loss, ETA and samples")
+    def train_status(job_id: str, request: Request):
+        return train_reply(request, train_job(job_id))
+
+    @api.post("/train/{job_id}/stop", response_model=TrainReply, summary="Stop a training, keeping a usable LoRA")
+    def train_stop(job_id: str, request: Request):
+        job = train_job(job_id)
+        job.control.stop()
+        return train_reply(request, job)
 
     @api.get("/files/{path:path}", name="output_file", summary="A file the app wrote (videos)")
     def output_file(path: str):

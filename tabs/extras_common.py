@@ -87,3 +87,6 @@ def network_picker(manager, prompt: gr.Textbox, task: str, sampler=None, steps=N
         few.input(use_few_step, inputs=[prompt, few], outputs=[prompt, sampler, steps, guidance], api_name=False,
                   queue=False)
     again.click(refresh, outputs=[lora, embedding, few, note], api_name=False, queue=False)
+    # a LoRA trained (or copied in) since the page opened is listed as soon as the menu is opened
+    lora.focus(lambda: gr.Dropdown(choices=manager.loras.names()), outputs=lora, api_name=False, queue=False,
+               show_progress="hidden")

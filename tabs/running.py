@@ -154,20 +154,22 @@ def progress_bar(task: str) -> ProgressBar:
 
 
 def wire_run(trigger, fn: Callable, *, inputs: list, outputs: list, api_name, control: gr.State,
-             stop: gr.Button, bar: ProgressBar) -> None:
+             stop: gr.Button, bar: ProgressBar, concurrency_id: str | None = QUEUE_ID,
+             concurrency_limit: int | None | str = "default") -> None:
     """Wire a run button (or a textbox's submit) to a streaming handler, with its progress bar and Stop.
 
     Gradio's own progress overlay is hidden: it covers the live preview and resets its timer at every preview.
     Instead the bar's timer redraws it from the session's `RunProgress` twice a second while the run goes.
     However the run ends (done, stopped, refused before it began, failed, busy), the bar says so and stops, Stop
     hides and the run button is free: Gradio 6 runs `.then` only after a success, so `.failure` does it too.
+    A run that must not hold the generating queue (a training) passes its own `concurrency_id`.
     """
     helper = dict(inputs=control, outputs=[bar.timer, stop, bar.html], queue=False, api_name=False,
                   show_progress="hidden")
     trigger(run_clicked, **helper)
     trigger(None, js=bring_into_view(bar.html.elem_id), queue=False, api_name=False, show_progress="hidden")
-    event = trigger(ends_its_run(fn), inputs=inputs, outputs=outputs, api_name=api_name, concurrency_id=QUEUE_ID,
-                    show_progress="hidden")
+    event = trigger(ends_its_run(fn), inputs=inputs, outputs=outputs, api_name=api_name,
+                    concurrency_id=concurrency_id, concurrency_limit=concurrency_limit, show_progress="hidden")
     event.then(run_ended, **helper)
     event.failure(run_ended, **helper)
     if not bar.ticking:

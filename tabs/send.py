@@ -1,4 +1,5 @@
-"""The "send to image to image / inpaint" buttons that carry a result and its prompt to another tab."""
+"""The "send to image to image / inpaint" buttons that carry a result and its prompt to another tab, and Train's
+"Try it", which carries the new LoRA's prompt to Text to image."""
 from __future__ import annotations
 
 import gradio as gr
@@ -38,3 +39,13 @@ def wire(tabs: gr.Tabs, sources: list, img2img, inpaint) -> None:
                                 outputs=[img2img.image, img2img.prompt, img2img.negative, tabs], api_name=False)
         source.to_inpaint.click(to_inpaint, inputs=common,
                                 outputs=[inpaint.editor, inpaint.prompt, inpaint.negative, tabs], api_name=False)
+
+
+def wire_try(tabs: gr.Tabs, train, txt2img) -> None:
+    """Train's Try it: `<lora:NAME:1> photo of NAME CLASS` into Text to image's prompt, and that tab opened."""
+    def to_txt2img(prompt):
+        if not prompt:
+            raise user_error("Train a LoRA first, then try it.")
+        return prompt, gr.Tabs(selected="txt2img")
+
+    train.try_it.click(to_txt2img, inputs=train.prompt, outputs=[txt2img.prompt, tabs], api_name=False)

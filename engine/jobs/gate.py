@@ -21,16 +21,29 @@ class Gate:
         self._slots = threading.BoundedSemaphore(limit)
         self._lock = threading.Lock()
         self._inside = 0  # running plus waiting
+        self._running = 0
 
     @contextmanager
-    def slot(self):
+    def slot(self, refuse_when_full: bool = True):
+        """Hold one slot; with the line full, Busy at once unless `refuse_when_full` is False (a job that waits)."""
         with self._lock:
-            if self._inside >= self.limit + self.max_waiting:
+            if refuse_when_full and self._inside >= self.limit + self.max_waiting:
                 raise Busy(BUSY)
             self._inside += 1
         try:
             with self._slots:
-                yield
+                with self._lock:
+                    self._running += 1
+                try:
+                    yield
+                finally:
+                    with self._lock:
+                        self._running -= 1
         finally:
             with self._lock:
                 self._inside -= 1
+
+    def waiting(self) -> int:
+        """Callers waiting for a slot right now (a long job gives its slot way to them)."""
+        with self._lock:
+            return self._inside - self._running

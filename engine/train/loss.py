@@ -40,3 +40,15 @@ def weighted_loss(prediction: torch.Tensor, target: torch.Tensor, sample_weights
     if sample_weights is not None:
         per_sample = per_sample * sample_weights.to(per_sample.device)
     return per_sample.mean()
+
+
+def smooth_curve(values: list[float], weight: float = 0.9) -> list[float]:
+    """TensorBoard's smoothing: an exponential moving average, debiased so the curve starts at the first value.
+
+    weight (`float`, *optional*, defaults to 0.9): how much each point keeps of the curve so far.
+    """
+    out, average = [], 0.0
+    for count, value in enumerate(values, start=1):
+        average = weight * average + (1 - weight) * value
+        out.append(average / (1 - weight ** count))
+    return out
