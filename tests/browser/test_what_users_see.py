@@ -287,7 +287,7 @@ def test_img2img_progress_counts_steps_the_fields_explain(page: Page, tmp_path):
     panel = open_tab(page, "Image to image", "img2img-run")
     page.locator("#img2img-image input[type=file]").set_input_files(make_photo(tmp_path / "photo.png"))
     expect(panel.locator("#img2img-image img")).to_have_count(1)
-    set_slider(panel, "Steps", 30)
+    set_slider(panel, "Steps", 120)  # long enough (about 2 s on the tiny model) for the bar's 0.5-s timer
     set_slider(panel, "Denoising strength", 0.5)
     page.evaluate("""() => { window.barTexts = []; const bar = document.querySelector('#img2img-progress');
         new MutationObserver(() => window.barTexts.push(bar.innerText)).observe(bar,
@@ -295,4 +295,4 @@ def test_img2img_progress_counts_steps_the_fields_explain(page: Page, tmp_path):
     page.locator("#img2img-run").click()
     expect(page.locator("#img2img-progress")).to_contain_text("Done in", timeout=RUN_TIMEOUT_MS)
     texts = page.evaluate("window.barTexts")
-    assert any(re.search(r"step \d+ of 15 \(30 steps × strength 0\.5\)", t) for t in texts), texts
+    assert any(re.search(r"step \d+ of 60 \(120 steps × strength 0\.5\)", t) for t in texts), texts
