@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     from engine.pipeline.manager import RuntimeOptions
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", type=int, nargs="+", default=[256, 512], help="training sizes for the LoRA steps")
+    p.add_argument("--sizes", type=int, nargs="*", default=[256, 512], help="training sizes for the LoRA steps")
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--dtype", default="auto", help="auto (bf16 on CPUs with bf16, fp16 on CUDA), float32, ...")
     p.add_argument("--device", default="cpu")
