@@ -1,5 +1,6 @@
-"""Training on the full-size SD 1.5 architecture (random weights): seconds a DreamBooth step, peak RSS, and minutes
-for the default recipe, for the LoRA at 256 and 512 px and, with --full, Full DreamBooth.
+"""DreamBooth on the full-size SD 1.5 architecture (random weights): seconds a step, peak RSS, the recipe's minutes.
+
+The LoRA at 256 and 512 px and, with --full, Full DreamBooth.
 
     python -m bench.train [--sizes 256 512] [--steps 3] [--dtype auto] [--text-encoder] [--full [SIZE ...]]
 
