@@ -16,6 +16,7 @@ TINY_CONFIG_DIR: Path = PRESETS_DIR / "tiny"
 SAFETENSORS_SUFFIX = ".safetensors"
 UNET_MARKER = "model.diffusion_model.input_blocks."  # SD 3 and Flux files have no input_blocks
 TEXT_ENCODER_PREFIX = "cond_stage_model.transformer."
+CONFIG_METADATA = "diffusion_studio.config"  # "tiny" in files trained from the tiny model (Full DreamBooth)
 # Key prefixes that identify architectures this app cannot run, with the sentence ending that names them.
 FOREIGN_PREFIXES = {
     "conditioner.embedders.": "is an SDXL checkpoint; Diffusion Studio runs SD 1.5-class models only",
@@ -61,11 +62,15 @@ def build_tiny_pipeline(dtype=torch.float32) -> StableDiffusionPipeline:
     return build_from_configs(TINY_CONFIG_DIR, dtype=dtype)
 
 
-def load_single_file(path, dtype=torch.float32, config_dir: Path = SD15_CONFIG_DIR) -> StableDiffusionPipeline:
-    """Load an original-layout SD 1.5 ``.safetensors``/``.ckpt`` with local configs only, so nothing is fetched."""
+def load_single_file(path, dtype=torch.float32, config_dir: Path | None = None) -> StableDiffusionPipeline:
+    """Load an original-layout SD 1.5 ``.safetensors``/``.ckpt`` with local configs only, so nothing is fetched.
+
+    The configs are SD 1.5's unless given, or the tiny model's for a file trained from it.
+    """
     path = Path(path)
     # 1. check the file cheaply before the full load
     _check_checkpoint_keys(path, _read_keys(path))
+    config_dir = config_dir or _configs_named_in(path)
     # 2. load it with the local configs; `config=` keeps diffusers from guessing the model online
     try:
         pipe = StableDiffusionPipeline.from_single_file(
@@ -107,6 +112,17 @@ def _read_keys(path: Path) -> list[str]:
             f"{path.name} is not a readable model checkpoint (it is corrupt, truncated or holds Python objects "
             "that are unsafe to load); download it again, preferably as .safetensors."
         ) from error
+
+
+def _configs_named_in(path: Path) -> Path:
+    """The tiny model's configs when the file's metadata says it was trained from it, else SD 1.5's."""
+    if path.suffix.lower() == SAFETENSORS_SUFFIX:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            if (handle.metadata() or {}).get(CONFIG_METADATA) == "tiny":
+                return TINY_CONFIG_DIR
+    return SD15_CONFIG_DIR
 
 
 def _load_pickled_state_dict(path: Path) -> dict:

@@ -19,8 +19,9 @@ def add_parser(jobs, add_model_flags) -> None:
     p.add_argument("--rank", type=int, default=16)
     p.add_argument("--alpha", type=float, default=8.0)
     p.add_argument("--resolution", type=int, default=None, help="training size in pixels (default: the model's)")
-    p.add_argument("--lr", type=float, default=1e-4, help="UNet learning rate")
-    p.add_argument("--text-encoder", action="store_true", help="also train the text encoder (lr 5e-5)")
+    p.add_argument("--lr", type=float, default=None, help="UNet learning rate (default 1e-4; 5e-6 with --full)")
+    p.add_argument("--text-encoder", action="store_true",
+                   help="also train the text encoder (lr 5e-5; with --full, the --lr)")
     p.add_argument("--prior-preservation", action="store_true",
                    help="train beside class images the model makes itself (cached), keeping the class word general")
     p.add_argument("--class-images", type=int, default=50, help="class images for --prior-preservation")
@@ -32,7 +33,9 @@ def add_parser(jobs, add_model_flags) -> None:
     p.add_argument("--checkpoint-every", type=int, default=100)
     p.add_argument("--keep-checkpoints", type=int, default=3, help="the last K checkpoints are kept")
     p.add_argument("--overwrite", action="store_true", help="replace an existing LoRA of that name")
-    p.add_argument("--full", action="store_true", help="Full DreamBooth to weights/NAME.safetensors (CUDA, 16 GB+)")
+    p.add_argument("--full", action="store_true",
+                   help="Full DreamBooth: fine-tune the whole UNet into weights/NAME.safetensors, a model for the "
+                        "model menu (a CUDA GPU with 16 GB and bitsandbytes, or 24 GB; prior preservation advised)")
     p.add_argument("--resume", metavar="NAME", help="continue the training NAME from its last checkpoint")
 
 
@@ -58,18 +61,24 @@ def print_progress(progress) -> None:
 def run(args, make_manager, error_cls) -> int:
     from engine.image.request import RunControl
     from engine.train import limits
+    from engine.train.full import FULL_UNET_LR, train_full
     from engine.train.loop import resume_lora, train_lora
 
     if not args.resume and not (args.images and args.name):
         raise error_cls("python -m engine train: give --images and --name (or --resume NAME)")
+    if args.full and args.resume:
+        raise ValueError("Full DreamBooth keeps no checkpoints to resume; start it again without --resume.")
     manager = make_manager(args)
     if args.full:
-        refusal = limits.full_dreambooth_refusal(manager.device)
-        raise ValueError(refusal or "Full DreamBooth is not built yet; train a LoRA (leave out --full).")
+        manager.base()
+        refusal = limits.full_dreambooth_refusal(manager.device, manager.source.kind)
+        if refusal:
+            raise ValueError(refusal)
     control = RunControl()
 
     def stop(signum, frame):
-        print("Stopping after this step; the LoRA keeps the steps done (resume with --resume).", file=sys.stderr)
+        print("Stopping after this step; the model file keeps the steps done." if args.full else
+              "Stopping after this step; the LoRA keeps the steps done (resume with --resume).", file=sys.stderr)
         control.stop()
 
     previous = signal.signal(signal.SIGINT, stop)
@@ -80,15 +89,18 @@ def run(args, make_manager, error_cls) -> int:
             req = TrainRequest(
                 images=str(Path(args.images)), name=args.name, class_word=args.class_word, steps=args.steps,
                 rank=args.rank, alpha=args.alpha, resolution=args.resolution or manager.defaults().width,
-                unet_lr=args.lr, text_encoder=args.text_encoder, prior_preservation=args.prior_preservation,
+                unet_lr=args.lr or (FULL_UNET_LR if args.full else 1e-4),
+                text_encoder_lr=(args.lr or FULL_UNET_LR) if args.full else 5e-5, text_encoder=args.text_encoder,
+                prior_preservation=args.prior_preservation,
                 class_images=args.class_images, face_weighted=args.face_weighted, flip=args.flip, seed=args.seed,
                 sample_every=args.sample_every, sample_steps=args.sample_steps,
                 checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
                 overwrite=args.overwrite)
-            result = train_lora(manager, req, control, print_progress)
+            result = (train_full if args.full else train_lora)(manager, req, control, print_progress)
     finally:
         signal.signal(signal.SIGINT, previous)
     for note in result.notes:
         print(note, file=sys.stderr)
-    print(f"{result.lora}  {result.steps_done}/{result.steps} steps; samples and loss.csv in {result.run_dir}")
+    written = result.model if args.full else result.lora
+    print(f"{written}  {result.steps_done}/{result.steps} steps; samples and loss.csv in {result.run_dir}")
     return 0

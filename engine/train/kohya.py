@@ -33,7 +33,7 @@ def kohya_metadata(*, name: str, class_word: str, model: str, rank: int, alpha: 
                    steps_done: int, max_steps: int, images: int, captions: list[str], text_encoder: bool,
                    unet_lr: float, text_encoder_lr: float, warmup_steps: int, seed: int, min_snr_gamma: float,
                    batch_size: int, prior_images: int, prior_loss_weight: float, flip: bool, precision: str,
-                   started: float) -> dict[str, str]:
+                   started: float, optimizer: str = "torch.optim.AdamW") -> dict[str, str]:
     """kohya's ss_* fields (all strings, as safetensors metadata must be) plus the modelspec trigger phrase."""
     words: dict[str, int] = {}
     for caption in captions:
@@ -50,7 +50,7 @@ def kohya_metadata(*, name: str, class_word: str, model: str, rank: int, alpha: 
         "ss_network_train_unet_only": not text_encoder, "ss_lr_scheduler": "constant_with_warmup",
         "ss_lr_warmup_steps": warmup_steps, "ss_seed": seed, "ss_min_snr_gamma": min_snr_gamma,
         "ss_prior_loss_weight": prior_loss_weight, "ss_flip_aug": flip, "ss_mixed_precision": precision,
-        "ss_optimizer": "torch.optim.AdamW", "ss_training_started_at": started,
+        "ss_optimizer": optimizer, "ss_training_started_at": started,
         "ss_training_finished_at": time.time(), "ss_tag_frequency": json.dumps({f"1_{name} {class_word}": words}),
         "ss_training_comment": f"trigger word: {name}; class: {class_word}",
         "modelspec.sai_model_spec": "1.0.0", "modelspec.architecture": "stable-diffusion-v1/lora",

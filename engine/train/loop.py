@@ -18,13 +18,12 @@ from PIL import Image
 
 from engine.files.outputs import output_root
 from engine.image.request import RunControl
-from engine.train import checkpoints, data, kohya, limits, network, prior, samples
+from engine.train import checkpoints, data, kohya, limits, network, optim, prior, samples
 from engine.train.loss import face_weight_map, min_snr_weights, weighted_loss
 from engine.train.photos import Photo, PhotoSet, prepare_photos
 from engine.train.request import TrainRequest, check_name, check_request, default_steps, default_warmup
 from engine.train.shared import share_module
 
-WEIGHT_DECAY = 1e-2  # AdamW, as diffusers' train_dreambooth_lora.py
 MAX_GRAD_NORM = 1.0
 
 
@@ -153,7 +152,9 @@ def _train(manager, req: TrainRequest, photos: list[Photo], run_dir: Path, contr
     groups = [{"params": unet_params, "lr": req.unet_lr}]
     if text_params:
         groups.append({"params": text_params, "lr": req.text_encoder_lr})
-    optimizer = torch.optim.AdamW(groups, weight_decay=WEIGHT_DECAY)
+    optimizer, optimizer_name, optimizer_note = optim.make_optimizer(groups, device)
+    if optimizer_note and state is None:
+        notes.append(optimizer_note)
     schedule = get_scheduler("constant_with_warmup", optimizer, num_warmup_steps=warmup)
     scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 and str(device).startswith("cuda") else None
     noise_scheduler = DDPMScheduler.from_config(base.scheduler.config)
@@ -265,7 +266,7 @@ def _train(manager, req: TrainRequest, photos: list[Photo], run_dir: Path, contr
         text_encoder=bool(text_params), unet_lr=req.unet_lr, text_encoder_lr=req.text_encoder_lr,
         warmup_steps=warmup, seed=req.seed, min_snr_gamma=req.min_snr_gamma, batch_size=req.batch_size,
         prior_images=len(prior_images), prior_loss_weight=req.prior_loss_weight, flip=req.flip,
-        precision=str(dtype).removeprefix("torch."), started=started)
+        precision=str(dtype).removeprefix("torch."), started=started, optimizer=optimizer_name)
     tensors = kohya.kohya_tensors(network.lora_state(unet), network.lora_state(text_encoder) if text_params else {},
                                   req.alpha)
     lora = kohya.write_file(Path(manager.loras.folder) / f"{req.name}.safetensors", tensors, metadata)

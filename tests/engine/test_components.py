@@ -22,7 +22,7 @@ from engine.pipeline.components import (
     load_single_file,
     load_tokenizer,
 )
-from tests.engine.original_layout import pipeline_to_original
+from engine.train.single_file import pipeline_to_original
 
 PROMPT = "a photo of an astronaut riding a horse"
 PROMPT_IDS = [49406, 320, 1125, 539, 550, 18376, 6765, 320, 4558, 49407]

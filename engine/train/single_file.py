@@ -1,13 +1,17 @@
-"""Diffusers -> original (CompVis/LDM) state-dict layout, so tests can write single-file checkpoints.
+"""Diffusers -> original (CompVis/LDM, A1111 `.ckpt`) layout, so Full DreamBooth can write one single-file model.
 
 diffusers ships only the original -> diffusers converters; this is the small inverse, written for the
-SD 1.x family (any number of levels and layers per block). Check it by round trip through diffusers'
-``convert_ldm_*_checkpoint`` functions.
+SD 1.x family (any number of levels and layers per block). Tests check it by round trip through diffusers'
+``convert_ldm_*_checkpoint`` functions and through the app's own single-file loader.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
+
+from engine.train.kohya import write_file
 
 UNET_PREFIX = "model.diffusion_model."
 VAE_PREFIX = "first_stage_model."
@@ -133,8 +137,20 @@ def text_encoder_to_original(state_dict) -> dict[str, torch.Tensor]:
 
 def pipeline_to_original(pipe) -> dict[str, torch.Tensor]:
     """One flat original-layout state dict for a StableDiffusionPipeline, ready to save as a single file."""
+    return {key: tensor.clone() for key, tensor in original_state(pipe.unet, pipe.vae, pipe.text_encoder).items()}
+
+
+def original_state(unet, vae, text_encoder, dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
+    """The three models as one original-layout state dict on the CPU, floats cast to `dtype` when given."""
     state_dict = {}
-    state_dict.update(unet_to_original(pipe.unet.state_dict(), pipe.unet.config))
-    state_dict.update(vae_to_original(pipe.vae.state_dict(), pipe.vae.config))
-    state_dict.update(text_encoder_to_original(pipe.text_encoder.state_dict()))
-    return {key: tensor.detach().clone().contiguous() for key, tensor in state_dict.items()}
+    state_dict.update(unet_to_original(unet.state_dict(), unet.config))
+    state_dict.update(vae_to_original(vae.state_dict(), vae.config))
+    state_dict.update(text_encoder_to_original(text_encoder.state_dict()))
+    return {key: tensor.detach().to("cpu", dtype if dtype and tensor.is_floating_point() else tensor.dtype).contiguous()
+            for key, tensor in state_dict.items()}
+
+
+def save_single_file(path: Path, unet, vae, text_encoder, metadata: dict[str, str],
+                     dtype: torch.dtype = torch.float16) -> Path:
+    """Write an A1111-layout `.safetensors` (fp16 by default, as SD 1.5 releases ship) atomically."""
+    return write_file(Path(path), original_state(unet, vae, text_encoder, dtype), metadata)
