@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import secrets
 import uuid
+from functools import partial
 from pathlib import Path
 
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Request, UploadFile
@@ -95,7 +96,9 @@ class TrainReply(BaseModel):
     notes: list[str] = []
     sample_urls: list[str] = Field([], description="the sample images so far, oldest first")
     lora: str | None = Field(None, description="the LoRA's file name in the LoRA folder, once written")
-    prompt: str = Field(..., description="how to use it: <lora:NAME:1> photo of NAME CLASS")
+    model: str | None = Field(None, description="with full=true: the model's file name in weights/, once written")
+    prompt: str = Field(..., description="how to use it: <lora:NAME:1> photo of NAME CLASS (full: photo of NAME "
+                                         "CLASS, with the new model picked)")
 
 
 FACE_HELP = "1 = largest, 2 = next, ...; 'all' for every face"
@@ -255,9 +258,11 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
         state = job.snapshot()
         urls = [str(request.url_for("output_file", path=Path(p).relative_to(output_root()).as_posix()))
                 for p in state.pop("samples")]
-        lora, class_word = state.pop("lora"), state.pop("class_word")
+        lora, model, class_word = state.pop("lora"), state.pop("model"), state.pop("class_word")
+        lora_tag = "" if job.full else f"<lora:{job.name}:1> "
         return TrainReply(**state, sample_urls=urls, lora=Path(lora).name if lora else None,
-                          prompt=f"<lora:{job.name}:1> photo of {job.name} {class_word}")
+                          model=Path(model).name if model else None,
+                          prompt=f"{lora_tag}photo of {job.name} {class_word}")
 
     def train_job(job_id: str):
         job = trainings(manager).get(job_id)
@@ -278,7 +283,8 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                     text_encoder: bool = Form(False), flip: bool = Form(False), face_weighted: bool = Form(False),
                     prior_preservation: bool = Form(False), checkpoint_every: int = Form(100),
                     keep_checkpoints: int = Form(3), sample_every: int = Form(100), sample_steps: int = Form(20),
-                    seed: int = Form(0), overwrite: bool = Form(False)):
+                    seed: int = Form(0), overwrite: bool = Form(False),
+                    full: bool = Form(False, description="Full DreamBooth: a model file in weights/ (a big GPU)")):
         files = [(upload.filename or "photo", await read_upload(upload)) for upload in photos]
         folder = output_root() / "train" / "uploads" / uuid.uuid4().hex[:12]
         req = TrainRequest(images=str(gather_uploads(files, folder)), name=name, class_word=class_word.strip(),
@@ -289,7 +295,7 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                            seed=seed, overwrite=overwrite, captions=parse_captions(captions))
         from starlette.concurrency import run_in_threadpool
 
-        job = await run_in_threadpool(trainings(manager).start, req)  # checks and crops now: a refusal is a 422
+        job = await run_in_threadpool(partial(trainings(manager).start, req, full=full))  # a refusal is a 422
         return train_reply(request, job)
 
     @api.get("/train/{job_id}", response_model=TrainReply, summary="A training's step, loss, ETA and samples")

@@ -27,9 +27,9 @@ CLASS_WORDS = ["person", "man", "woman", "dog", "object"]
 POLL_S = 0.5
 
 
-def try_prompt(name: str, class_word: str) -> str:
-    """What "Try it" sends to Text to image."""
-    return f"<lora:{name}:1> photo of {name} {class_word}"
+def try_prompt(name: str, class_word: str, full: bool = False) -> str:
+    """What "Try it" sends to Text to image: the LoRA's tag, or after Full DreamBooth the trigger word alone."""
+    return f"photo of {name} {class_word}" if full else f"<lora:{name}:1> photo of {name} {class_word}"
 
 
 def loss_frame(losses: list[tuple[int, float]]) -> pd.DataFrame:
@@ -66,7 +66,7 @@ def files_key(files, class_word: str, resolution) -> tuple:
 def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the Try it button and its prompt, which app.py sends to Text to image."""
     tiny = manager.model_name == TINY
-    full_refusal = limits.full_dreambooth_refusal(manager.device)
+    full_refusal = limits.full_dreambooth_refusal(manager.device, limits.model_kind(manager))
 
     def time_note(count: int, steps, resolution, prior_preservation) -> str:
         if not count:
@@ -114,8 +114,6 @@ def build(manager) -> SimpleNamespace:
         control.reset()
         control.begin()
         with user_errors():
-            if full:
-                raise ValueError(full_refusal or "Full DreamBooth is not built yet; train a LoRA (leave it off).")
             req = check_request(TrainRequest(
                 images="", name=name or "", class_word=(class_word or "").strip(), steps=int(steps or 0) or None,
                 rank=int(rank), resolution=int(resolution), text_encoder=bool(text_encoder), flip=bool(flip),
@@ -131,7 +129,7 @@ def build(manager) -> SimpleNamespace:
                     raise ValueError(f"Only {len(photos.photos)} photos are left; training needs at least 3.")
             else:
                 req.images, req.captions = str(gathered(files)), captions
-            job = trainings(manager).start(req, photos, control=control)
+            job = trainings(manager).start(req, photos, control=control, full=bool(full))
         yield from follow(job, control, progress)
 
     def resume(name, control, progress=gr.Progress()):
@@ -165,12 +163,18 @@ def build(manager) -> SimpleNamespace:
         if job.state == "failed":
             raise user_error(job.error)
         control.end(failed=False)
-        lora = job.result.lora
-        said = (f"Stopped at step {job.step} of {job.steps}: `{lora.name}` holds the steps done, and **Resume** "
-                "continues." if job.state == "stopped" else f"Done: `{lora.name}` ({job.step} steps).")
+        written = job.written
         notes = [n for n in job.notes if not n.startswith("Stopped at step")]
-        prompt = try_prompt(job.name, job.class_word)
-        text = "\n\n".join([said, f"It is in the LoRA picker of every tab now. Try it: `{prompt}`", *notes])
+        prompt = try_prompt(job.name, job.class_word, full=job.full)
+        if job.full:
+            said = (f"Stopped at step {job.step} of {job.steps}: `{written.name}` holds the steps done." if
+                    job.state == "stopped" else f"Done: `{written.name}` ({job.step} steps).")
+            where = f"It is in the Model menu now: pick it there, then try `{prompt}`."
+        else:
+            said = (f"Stopped at step {job.step} of {job.steps}: `{written.name}` holds the steps done, and "
+                    "**Resume** continues." if job.state == "stopped" else f"Done: `{written.name}` ({job.step} steps).")
+            where = f"It is in the LoRA picker of every tab now. Try it: `{prompt}`"
+        text = "\n\n".join([said, where, *notes])
         yield loss_frame(job.losses), sample_items(job), text, prompt
 
     # 2. layout

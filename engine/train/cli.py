@@ -71,7 +71,7 @@ def run(args, make_manager, error_cls) -> int:
     manager = make_manager(args)
     if args.full:
         manager.base()
-        refusal = limits.full_dreambooth_refusal(manager.device, manager.source.kind)
+        refusal = limits.full_dreambooth_refusal(manager.device, limits.model_kind(manager))
         if refusal:
             raise ValueError(refusal)
     control = RunControl()

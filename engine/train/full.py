@@ -80,8 +80,7 @@ def train_full(manager, req: TrainRequest, control: RunControl | None = None,
     req.name = check_model_name(req.name, Path(manager.weights_dir), req.overwrite)
     base, device = manager.base(), manager.device
     limits.check_family(base.unet.config)
-    kind = manager.source.kind if manager.source else ""
-    refusal = limits.full_dreambooth_refusal(device, kind) if check_device else None
+    refusal = limits.full_dreambooth_refusal(device, limits.model_kind(manager)) if check_device else None
     if refusal:
         raise ValueError(refusal)
     size = sum(p.numel() for m in (base.unet, base.vae, base.text_encoder) for p in m.parameters()) * 2
@@ -250,7 +249,7 @@ def _train(manager, req: TrainRequest, photos: PhotoSet, run_dir: Path, control:
         "ss_num_reg_images": str(len(prior_images)), "ss_learning_rate": str(req.unet_lr),
         "ss_train_text_encoder": str(req.text_encoder), "ss_optimizer": optimizer_name, "ss_seed": str(req.seed),
     }
-    if (manager.source.kind if manager.source else "") == "tiny":
+    if limits.model_kind(manager) == "tiny":
         metadata[CONFIG_METADATA] = "tiny"  # so the app's loader picks the tiny configs for it
     path = save_single_file(model_file(Path(manager.weights_dir), req.name), unet, base.vae, text_encoder, metadata,
                             FILE_DTYPE)

@@ -18,6 +18,7 @@ from typing import Callable
 from engine.files.outputs import output_root
 from engine.image.request import RunControl
 from engine.train import checkpoints, limits
+from engine.train.full import FULL_UNET_LR, FullResult, check_model_name, train_full
 from engine.train.loop import TrainProgress, TrainResult, resume_lora, run_folder, train_lora
 from engine.train.photos import PhotoSet, prepare_photos
 from engine.train.request import TrainRequest, check_name, check_request, default_steps
@@ -45,7 +46,8 @@ class TrainJob:
     state: str = "waiting"  # waiting (for a slot), training, done, stopped or failed
     error: str = ""  # the sentence when it failed
     notes: list[str] = field(default_factory=list)
-    result: TrainResult | None = None
+    full: bool = False  # Full DreamBooth: the result is a model file in weights/, not a LoRA
+    result: TrainResult | FullResult | None = None
     started: float = field(default_factory=time.monotonic)
     ended: threading.Event = field(default_factory=threading.Event)
 
@@ -56,6 +58,13 @@ class TrainJob:
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the training ended (True) or `timeout` passed (False)."""
         return self.ended.wait(timeout)
+
+    @property
+    def written(self) -> Path | None:
+        """The file the training wrote: the LoRA, or with Full DreamBooth the model in weights/."""
+        if self.result is None:
+            return None
+        return self.result.model if self.full else self.result.lora
 
     def record(self, progress: TrainProgress) -> None:
         self.state = "training"
@@ -71,12 +80,13 @@ class TrainJob:
 
     def snapshot(self) -> dict:
         """Plain values for JSON: the step, the loss, the ETA, the state and the files so far."""
-        lora = self.result.lora if self.result else None
+        written = self.written
         return {"id": self.id, "name": self.name, "state": self.state, "step": self.step, "steps": self.steps,
                 "loss": self.loss, "elapsed_s": round(self.elapsed_s, 1),
                 "eta_s": None if self.eta_s is None else round(self.eta_s, 1), "message": self.message,
                 "error": self.error, "notes": list(self.notes), "samples": [str(p) for p in self.samples],
-                "lora": str(lora) if lora else None,
+                "lora": str(written) if written and not self.full else None,
+                "model": str(written) if written and self.full else None,
                 "class_word": self.class_word}
 
 
@@ -121,25 +131,35 @@ class TrainJobs:
         self._lock = threading.Lock()
 
     def start(self, req: TrainRequest, photos: PhotoSet | None = None, control: RunControl | None = None,
-              root: Path | None = None) -> TrainJob:
+              root: Path | None = None, full: bool = False) -> TrainJob:
         """Check the request and the photos now (ValueError, one sentence), then train in a thread.
 
         `photos` are the crops already prepared (and pruned) by the tab; without them they are prepared here.
+        With `full`, Full DreamBooth writes weights/NAME.safetensors, at its own learning rate unless one was set.
         """
         # 1. refuse before any slow work, in the caller's thread
         self._check_free()
         req = check_request(req)
-        req.name = check_name(req.name, self.manager.loras.folder, req.overwrite)
+        if full:
+            refusal = limits.full_dreambooth_refusal(self.manager.device, limits.model_kind(self.manager))
+            if refusal:
+                raise ValueError(refusal)
+            req.name = check_model_name(req.name, Path(self.manager.weights_dir), req.overwrite)
+            if req.unet_lr == TrainRequest.unet_lr:
+                req.unet_lr = req.text_encoder_lr = FULL_UNET_LR
+        else:
+            req.name = check_name(req.name, self.manager.loras.folder, req.overwrite)
         limits.check_family(self.manager.base().unet.config)
         photos = photos or prepare_photos(Path(req.images), req.class_word, req.resolution, req.captions)
         root = root or output_root()
         # 2. the steps run in a thread of their own
         steps = req.steps or default_steps(len(photos.photos))
 
-        def run(control: RunControl, on_progress) -> TrainResult:
-            return train_lora(self.manager, req, control, on_progress, photos=photos, root=root)
+        def run(control: RunControl, on_progress) -> TrainResult | FullResult:
+            train = train_full if full else train_lora
+            return train(self.manager, req, control, on_progress, photos=photos, root=root)
 
-        job = self._launch(req.name, req.class_word, steps, control, run)
+        job = self._launch(req.name, req.class_word, steps, control, run, full=full)
         job.notes.extend(photos.notes)
         return job
 
@@ -181,9 +201,10 @@ class TrainJobs:
                              "for it to end or stop it, then start this one.")
 
     def _launch(self, name: str, class_word: str, steps: int, control: RunControl | None,
-                run: Callable[..., TrainResult], losses: list | None = None) -> TrainJob:
+                run: Callable[..., TrainResult | FullResult], losses: list | None = None,
+                full: bool = False) -> TrainJob:
         job = TrainJob(uuid.uuid4().hex[:12], name, control or RunControl(), class_word, steps=steps,
-                       losses=losses or [])
+                       losses=losses or [], full=full)
         if losses:
             job.step, job.loss = losses[-1]
         with self._lock:
@@ -192,7 +213,7 @@ class TrainJobs:
         threading.Thread(target=self._work, args=(job, run), name=f"train-{name}", daemon=True).start()
         return job
 
-    def _work(self, job: TrainJob, run: Callable[..., TrainResult]) -> None:
+    def _work(self, job: TrainJob, run: Callable[..., TrainResult | FullResult]) -> None:
         turn = Turn(self.manager.gate, job.control)
 
         def on_progress(progress: TrainProgress) -> None:

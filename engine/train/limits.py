@@ -34,6 +34,13 @@ def check_disk(folder: Path, lora_parameters: int, keep: int) -> None:
                          f"{folder} has {free / 2**20:.0f} MB free; free some space or keep fewer checkpoints.")
 
 
+def model_kind(manager) -> str:
+    """Where the manager's model comes from ("tiny", "hub", "folder" or "file"), loaded or not yet."""
+    from engine.pipeline.models import resolve_model
+
+    return (manager.source or resolve_model(manager.model_name, manager.weights_dir)).kind
+
+
 def full_dreambooth_refusal(device: str, model_kind: str = "") -> str | None:
     """Why Full DreamBooth can't run here (None when it can): a CUDA GPU with 16 GB and 8-bit Adam, or 24 GB.
 

@@ -29,7 +29,7 @@ def served(tmp_path_factory):
     previous = os.environ.get("STUDIO_OUTPUT_DIR")
     os.environ["STUDIO_OUTPUT_DIR"] = str(tmp_path_factory.mktemp("train-outputs"))
     manager = PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32", backend="torch"),
-                              lora_dir=tmp_path_factory.mktemp("Lora"))
+                              lora_dir=tmp_path_factory.mktemp("Lora"), weights_dir=tmp_path_factory.mktemp("weights"))
     demo = build_demo(manager)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
@@ -68,6 +68,20 @@ def txt2img(url: str, prompt: str) -> np.ndarray:
     assert reply.status_code == 200, reply.text
     png = Image.open(io.BytesIO(base64.b64decode(reply.json()["images"][0]["png_base64"])))
     return np.asarray(png.convert("RGB"))
+
+
+def test_full_dreambooth_over_rest_writes_a_model_the_menu_lists(served):
+    """The tiny model trains fully anywhere (engine.train.limits): the file lands in weights/, not the LoRA folder."""
+    url, manager, folder = served
+    reply = start(url, folder, "restfull", steps=2, sample_every=0, full=True)
+    assert reply.status_code == 202, reply.text
+    assert reply.json()["prompt"] == "photo of restfull object"
+    state = poll(url, reply.json()["id"], ended)
+    assert state["state"] == "done", state
+    assert state["model"] == "restfull.safetensors" and state["lora"] is None
+    assert (manager.weights_dir / "restfull.safetensors").is_file()
+    assert not (manager.loras.folder / "restfull.safetensors").exists()
+    assert any("restfull" in str(choice) for choice in manager.choices())
 
 
 def test_rest_job_runs_to_done_with_samples_and_a_usable_lora(served):
