@@ -18,15 +18,15 @@ The numbers:
 - `CALL_OVERHEAD_SECONDS` 10: a call starts a worker process and moves the weights (about 2 GB for SD 1.5 in
   fp16) to the GPU before the job runs, and the text encoder, VAE and saving run inside it too. An estimate.
 - `MARGIN` 1.5 on the work, so a slower slice or a busy moment does not cut the job off.
-- `TRAIN_STEP_FACTOR` 6: one LoRA training step (batch 1) against one guided inference step at the same size. By
-  the operations alone it is about 2-3x (a forward, a backward of about two forwards, gradient checkpointing's
-  second forward, at batch 1 against guidance's batch 2), but published LoRA trainers run SD 1.5 at 512x512 at
-  about 3-4 steps a second on A100-class GPUs (optimiser, fp32 LoRA weights, small-batch inefficiency), 0.25 s a
-  step: the Train tab's own ZeroGPU figure (engine/train/estimate.py ZEROGPU_STEP_S_512), which is 6 steps of
-  0.04 s. Asking too little cuts a call off mid-chunk, so the slower figure is the one asked for. Not measured on
-  ZeroGPU. Prior preservation doubles the batch, so the step; each round of samples is two guided images.
+- `TRAIN_STEP_FACTOR` 6.25: one LoRA training step (batch 1) against one guided inference step at the same size.
+  The operations alone give about 2-3x (a forward, a backward of about two forwards, gradient checkpointing's
+  second forward, at batch 1 against guidance's batch 2); the Train tab's own ZeroGPU figure, about four steps a
+  second at 512x512 (engine/train/estimate.py ZEROGPU_STEP_S_512, from the anchors' published figures), is 0.25 s
+  a step, 6.25 steps of 0.04 s: the optimiser, the fp32 LoRA weights and batch 1's poor use of the GPU. Asking too
+  little cuts a call off mid-chunk, so the slower figure is the one asked for. Not measured on ZeroGPU. Prior
+  preservation doubles the batch, so the step; each round of samples is two guided images.
 - `TRAIN_TARGET_SECONDS` 120 and `MAX_TRAIN_STEPS_PER_CALL` 500: a training's calls each ask about two minutes,
-  a few hundred steps at 512x512 (about 290 by the numbers above): long enough that the call's start and the
+  a few hundred steps at 512x512 (280-300 by the numbers above): long enough that the call's start and the
   checkpoint's reload are a few percent, short enough that a refused or cut-off call loses little, and well
   inside the 300 s maximum even with a first call's class images.
 """
@@ -45,7 +45,7 @@ MARGIN = 1.5
 CHUNK_TARGET_SECONDS = ZEROGPU_DEFAULT_SECONDS  # a video's calls each ask about this much (see frames_per_call)
 FACE_SECONDS = 1.0  # finding faces, cropping and pasting back, per rendered frame of a face tab (an estimate)
 MOTION_STEP_FACTOR = 1.3  # an AnimateDiff step per frame against a plain step: the motion modules' extra layers
-TRAIN_STEP_FACTOR = 6.0  # a LoRA training step against a guided inference step at the same size (see above)
+TRAIN_STEP_FACTOR = 6.25  # a LoRA training step against a guided inference step at the same size (see above)
 TRAIN_TARGET_SECONDS = 120  # a training's calls each ask about this much (see train_steps_per_call)
 MAX_TRAIN_STEPS_PER_CALL = 500
 SAMPLES_PER_ROUND = 2  # a training's samples: its two fixed prompts (engine.train.samples.sample_prompts)
