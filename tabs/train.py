@@ -206,6 +206,10 @@ def build(manager) -> SimpleNamespace:
                 results += 1
             else:
                 refused = value
+        if job.result is None:  # Stop came before the first call
+            control.end(failed=False)
+            yield loss_frame(job.losses), sample_items(job), "Stopped before the first GPU call: nothing changed.", ""
+            return
         if refused:
             job.state = "stopped"
             job.notes.append(f"ZeroGPU refused the next GPU call ({refused}); what was trained is kept, and "

@@ -11,6 +11,7 @@ from safetensors.torch import load_file
 
 from engine.jobs import gpu_time
 from engine.train import chunks
+from engine.train.jobs import earlier_losses
 from engine.train.loop import train_lora
 from engine.train.request import TrainRequest
 from tabs import train as train_tab
@@ -77,7 +78,8 @@ def asked(spaces) -> list[int]:
     return next(w for w in spaces.wrappings if w.fn.__name__ == "train_chunk").asked
 
 
-def test_a_training_runs_as_several_gpu_calls_and_equals_one_uninterrupted_run(spaces, manager, photos, straight):
+def test_a_training_runs_as_several_gpu_calls_and_equals_one_uninterrupted_run(spaces, manager, photos, straight,
+                                                                               output_dir):
     endpoints = tab(manager)
     assert {"train", "train_resume", "stop_train"} <= endpoints.keys()
     assert hasattr(endpoints["train"].gpu_chunks, "zerogpu") and hasattr(endpoints["train_resume"].gpu_chunks,
@@ -95,6 +97,7 @@ def test_a_training_runs_as_several_gpu_calls_and_equals_one_uninterrupted_run(s
     assert control.progress.fraction == 1.0
     tensors, losses = straight
     assert same(load_file(manager.loras.path("chunky")), tensors)
+    assert [loss for _, loss in earlier_losses(output_dir / "train" / "chunky" / "loss.csv")] == losses
     assert spaces.tensors == []
 
 
@@ -122,11 +125,28 @@ def test_stop_ends_the_call_with_a_checkpoint_and_no_more_calls_start(spaces, ma
         if (desc or "").startswith("Step 3 of 5"):  # in the second call
             control.stop()
 
-    *_, (_, _, text, _) = endpoints["train"](*train_args(photos, control), progress=progress)
-    assert len(asked(spaces)) == 2 and "Stopped at step 3 of 5" in text and lora_steps(manager) == "3"
+    *_, (curve, _, text, _) = endpoints["train"](*train_args(photos, control), progress=progress)
+    done = len(curve)  # 3, or 4 when the worker had begun its next step before the Stop reached it
+    assert len(asked(spaces)) == 2 and done in (3, 4)
+    assert f"Stopped at step {done} of 5" in text and lora_steps(manager) == str(done)
     *_, (_, _, text, _) = endpoints["train_resume"]("chunky", SessionControl())
     assert len(asked(spaces)) == 3 and text.startswith("Done")
     assert same(load_file(manager.loras.path("chunky")), straight[0])
+
+
+def test_stop_before_the_first_call_starts_none(spaces, manager, photos, monkeypatch):
+    endpoints = tab(manager)
+    control = SessionControl()
+    plan = chunks.plan_start
+
+    def plan_then_stop(*args, **kwargs):
+        call = plan(*args, **kwargs)
+        control.stop()  # pressed while the photos were prepared
+        return call
+
+    monkeypatch.setattr(chunks, "plan_start", plan_then_stop)
+    *_, (_, _, text, prompt) = endpoints["train"](*train_args(photos, control))
+    assert spaces.calls == 0 and text.startswith("Stopped before the first GPU call") and prompt == ""
 
 
 def test_full_dreambooth_and_a_missing_run_are_refused_before_any_gpu_call(spaces, manager, photos):
