@@ -196,7 +196,41 @@ def run_chunks(chunk: Callable[..., Iterator], args: tuple, control, progress, g
     yield None, result
 
 
-# 6. what each generating handler asks for, from its own arguments (named as the handler names them)
+# 6. outside: a training as one GPU call per few hundred steps
+def train_in_chunks(chunk: Callable[..., Iterator], call, control, gate,
+                    note: str | None = None) -> Iterator[tuple[str, object]]:
+    """Call `chunk(call, control)` (a GPU generator yielding `pump`'s values, its result a TrainResult), then
+    `chunk(call.next(done), control)` (an engine.train.chunks.ChunkCall), until the training is done, Stop is
+    pressed, or a call adds no step.
+
+    Yields ("update", TrainProgress) as the steps come and ("result", TrainResult) after each call. A call refused
+    after the first (gr.Error from ZeroGPU: quota, queue) ends the run with ("refused", its sentence): the
+    checkpoint and LoRA of the calls before are kept, and Resume goes on from them. Each call holds one of the
+    gate's slots, waiting its turn as a training does, and other requests get it between calls.
+    """
+    if note and zero_gpu():
+        gr.Info(note)
+    done = None
+    while not control.stopped:
+        result = None
+        try:
+            with gate.slot(refuse_when_full=False):
+                for kind, value in chunk(call, control):
+                    if kind == "result":
+                        result = value
+                    yield kind, value
+        except gr.Error as exc:
+            if done is None:  # nothing was trained in this run: the refusal is the answer
+                raise
+            yield "refused", str(exc.message)
+            return
+        if result.stopped or result.steps_done >= result.steps or (done is not None and result.steps_done <= done):
+            return
+        done = result.steps_done
+        call = call.next(done)
+
+
+# 7. what each generating handler asks for, from its own arguments (named as the handler names them)
 FACE_SIZE = 512  # the face tabs work at the model's size: 512 for SD 1.5 (the tiny model's 128 is over-asked)
 ALL_FACES = 3  # faces assumed when "all faces" is on: the count is only known once the photo is read
 

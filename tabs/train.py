@@ -11,13 +11,15 @@ import pandas as pd
 
 from engine.files.outputs import output_root
 from engine.pipeline.models import TINY
-from engine.train import limits
+from engine.train import chunks, limits
 from engine.train.estimate import estimate
 from engine.train.jobs import TrainJob, trainings
+from engine.train.loop import TrainResult
 from engine.train.loss import smooth_curve
 from engine.train.photos import PhotoSet, prepare_photos
 from engine.train.request import TrainRequest, check_request, default_steps, is_person
 from engine.train.uploads import apply_captions, caption_lines, gather_uploads, parse_captions
+from tabs import gpu
 from tabs.common import check_inputs_match
 from tabs.running import progress_bar, run_buttons, wire_run, wire_stop
 from tabs.session import SessionControl, user_error, user_errors
@@ -66,7 +68,8 @@ def files_key(files, class_word: str, resolution) -> tuple:
 def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the Try it button and its prompt, which app.py sends to Text to image."""
     tiny = manager.model_name == TINY
-    full_refusal = limits.full_dreambooth_refusal(manager.device, limits.model_kind(manager))
+    full_refusal = chunks.FULL_REFUSAL if gpu.zero_gpu() else limits.full_dreambooth_refusal(
+        manager.device, limits.model_kind(manager))
 
     def time_note(count: int, steps, resolution, prior_preservation) -> str:
         if not count:
@@ -129,15 +132,33 @@ def build(manager) -> SimpleNamespace:
                     raise ValueError(f"Only {len(photos.photos)} photos are left; training needs at least 3.")
             else:
                 req.images, req.captions = str(gathered(files)), captions
-            job = trainings(manager).start(req, photos, control=control, full=bool(full))
-        yield from follow(job, control, progress)
+            if gpu.zero_gpu():
+                if full:
+                    raise ValueError(chunks.FULL_REFUSAL)
+                call = chunks.plan_start(manager, req, photos)
+            else:
+                job = trainings(manager).start(req, photos, control=control, full=bool(full))
+        yield from in_chunks(call, control, progress) if gpu.zero_gpu() else follow(job, control, progress)
 
     def resume(name, control, progress=gr.Progress()):
         control.reset()
         control.begin()
         with user_errors():
-            job = trainings(manager).resume((name or "").strip(), control=control)
-        yield from follow(job, control, progress)
+            if gpu.zero_gpu():
+                call = chunks.plan_resume(manager, name)
+            else:
+                job = trainings(manager).resume((name or "").strip(), control=control)
+        yield from in_chunks(call, control, progress) if gpu.zero_gpu() else follow(job, control, progress)
+
+    def report(job: TrainJob, control: SessionControl, progress) -> None:
+        """The job's step, loss and time left on the bar."""
+        fraction = job.step / job.steps if job.steps else 0.0
+        text = job.message or (f"Step {job.step} of {job.steps}" +
+                               (f" · loss {job.loss:.4f}" if job.loss is not None else ""))
+        progress(fraction, desc=text)
+        control.update(fraction, text)
+        if job.eta_s is not None:
+            control.progress.eta, control.progress.updated = job.eta_s, time.monotonic()
 
     def follow(job: TrainJob, control: SessionControl, progress):
         """The job's progress on the bar, its loss curve and samples as they come, then the LoRA and Try it."""
@@ -145,13 +166,7 @@ def build(manager) -> SimpleNamespace:
         try:
             while True:
                 ended = job.wait(POLL_S)
-                fraction = job.step / job.steps if job.steps else 0.0
-                text = job.message or (f"Step {job.step} of {job.steps}" +
-                                       (f" · loss {job.loss:.4f}" if job.loss is not None else ""))
-                progress(fraction, desc=text)
-                control.update(fraction, text)
-                if job.eta_s is not None:
-                    control.progress.eta, control.progress.updated = job.eta_s, time.monotonic()
+                report(job, control, progress)
                 if (len(job.losses), len(job.samples)) != shown:
                     shown = (len(job.losses), len(job.samples))
                     yield loss_frame(job.losses), sample_items(job), gr.skip(), gr.skip()
@@ -160,6 +175,58 @@ def build(manager) -> SimpleNamespace:
         finally:
             if not job.finished:  # the page went away: stop, keeping a checkpoint and a usable LoRA
                 job.control.stop()
+        yield ended_outputs(job, control)
+
+    # ZeroGPU: a training as one GPU call per few hundred steps, each ending with a checkpoint and a usable LoRA
+    def train_chunk(call: chunks.ChunkCall, control):
+        job = lambda on_progress, ctl: chunks.run_call(manager, call, ctl, on_progress)  # noqa: E731
+        yield from gpu.pump(job, control)
+
+    chunk = gpu.on_gpu(train_chunk, lambda call, control=None: call.seconds(), inner=True)
+
+    def in_chunks(call: chunks.ChunkCall, control: SessionControl, progress):
+        """The training in ZeroGPU calls, shown as `follow` shows a training in a thread: the bar, the loss curve
+        and the samples go on across the calls."""
+        job = TrainJob(uuid.uuid4().hex[:12], call.name, control, call.req.class_word, steps=call.total,
+                       losses=list(call.losses))
+        if call.losses:
+            job.step, job.loss = call.losses[-1]
+        note = (f"This training runs {call.per_call} steps per GPU call, each ending with a checkpoint; each call "
+                f"asks ZeroGPU for up to {call.next(0).seconds()} s.")
+        shown, refused, results = 0.0, None, 0
+        for kind, value in gpu.train_in_chunks(chunk, call, control, manager.gate, note):
+            if kind == "update":
+                job.record(value)
+                report(job, control, progress)
+                if value.samples or time.monotonic() - shown >= POLL_S:
+                    shown = time.monotonic()
+                    yield loss_frame(job.losses), sample_items(job), gr.skip(), gr.skip()
+            elif kind == "result":
+                absorb(job, value, continuing=results > 0)
+                results += 1
+            else:
+                refused = value
+        if job.result is None:  # Stop came before the first call
+            control.end(failed=False)
+            yield loss_frame(job.losses), sample_items(job), "Stopped before the first GPU call: nothing changed.", ""
+            return
+        if refused:
+            job.state = "stopped"
+            job.notes.append(f"ZeroGPU refused the next GPU call ({refused}); what was trained is kept, and "
+                             f"**Resume** continues from the checkpoint at step {job.step}.")
+        yield ended_outputs(job, control)
+
+    def absorb(job: TrainJob, result: TrainResult, continuing: bool) -> None:
+        """A call's result into the job: the steps done, the end-of-call samples and the notes."""
+        job.result, job.step, job.steps = result, result.steps_done, result.steps
+        job.notes.extend(n for n in result.notes if n not in job.notes and
+                         not (continuing and n.startswith("Resumed at step")))
+        job.samples.extend(p for p in result.samples if p not in job.samples)
+        job.eta_s = 0.0 if result.steps_done >= result.steps else job.eta_s
+        job.state = "stopped" if result.stopped or result.steps_done < result.steps else "done"
+
+    def ended_outputs(job: TrainJob, control: SessionControl):
+        """The last outputs of an ended training: its curve, its samples, what it wrote, and the prompt to try."""
         if job.state == "failed":
             raise user_error(job.error)
         control.end(failed=False)
@@ -175,7 +242,7 @@ def build(manager) -> SimpleNamespace:
                     "**Resume** continues." if job.state == "stopped" else f"Done: `{written.name}` ({job.step} steps).")
             where = f"It is in the LoRA picker of every tab now. Try it: `{prompt}`"
         text = "\n\n".join([said, where, *notes])
-        yield loss_frame(job.losses), sample_items(job), text, prompt
+        return loss_frame(job.losses), sample_items(job), text, prompt
 
     # 2. layout
     with gr.Tab("Train", id=TASK):
@@ -240,8 +307,8 @@ def build(manager) -> SimpleNamespace:
     check_inputs_match(train, list(inputs))
     outputs = [loss, samples, result, prompt]
     common = dict(outputs=outputs, control=control, stop=stop, bar=bar, concurrency_id=TASK, concurrency_limit=None)
-    wire_run(run.click, train, inputs=list(inputs.values()), api_name="train", **common)
-    wire_run(again.click, resume, inputs=[name, control], api_name="train_resume", **common)
+    wire_run(run.click, gpu.outer(train, chunk), inputs=list(inputs.values()), api_name="train", **common)
+    wire_run(again.click, gpu.outer(resume, chunk), inputs=[name, control], api_name="train_resume", **common)
     wire_stop(stop, control, "stop_train")
     preparing = dict(inputs=[files, class_word, resolution, steps, prior],
                      outputs=[crops, captions, crop_note, time_line, prepared], api_name=False, concurrency_id="prepare")

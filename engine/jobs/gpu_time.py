@@ -18,6 +18,17 @@ The numbers:
 - `CALL_OVERHEAD_SECONDS` 10: a call starts a worker process and moves the weights (about 2 GB for SD 1.5 in
   fp16) to the GPU before the job runs, and the text encoder, VAE and saving run inside it too. An estimate.
 - `MARGIN` 1.5 on the work, so a slower slice or a busy moment does not cut the job off.
+- `TRAIN_STEP_FACTOR` 6.25: one LoRA training step (batch 1) against one guided inference step at the same size.
+  The operations alone give about 2-3x (a forward, a backward of about two forwards, gradient checkpointing's
+  second forward, at batch 1 against guidance's batch 2); the Train tab's own ZeroGPU figure, about four steps a
+  second at 512x512 (engine/train/estimate.py ZEROGPU_STEP_S_512, from the anchors' published figures), is 0.25 s
+  a step, 6.25 steps of 0.04 s: the optimiser, the fp32 LoRA weights and batch 1's poor use of the GPU. Asking too
+  little cuts a call off mid-chunk, so the slower figure is the one asked for. Not measured on ZeroGPU. Prior
+  preservation doubles the batch, so the step; each round of samples is two guided images.
+- `TRAIN_TARGET_SECONDS` 120 and `MAX_TRAIN_STEPS_PER_CALL` 500: a training's calls each ask about two minutes,
+  a few hundred steps at 512x512 (280-300 by the numbers above): long enough that the call's start and the
+  checkpoint's reload are a few percent, short enough that a refused or cut-off call loses little, and well
+  inside the 300 s maximum even with a first call's class images.
 """
 from __future__ import annotations
 
@@ -34,6 +45,10 @@ MARGIN = 1.5
 CHUNK_TARGET_SECONDS = ZEROGPU_DEFAULT_SECONDS  # a video's calls each ask about this much (see frames_per_call)
 FACE_SECONDS = 1.0  # finding faces, cropping and pasting back, per rendered frame of a face tab (an estimate)
 MOTION_STEP_FACTOR = 1.3  # an AnimateDiff step per frame against a plain step: the motion modules' extra layers
+TRAIN_STEP_FACTOR = 6.25  # a LoRA training step against a guided inference step at the same size (see above)
+TRAIN_TARGET_SECONDS = 120  # a training's calls each ask about this much (see train_steps_per_call)
+MAX_TRAIN_STEPS_PER_CALL = 500
+SAMPLES_PER_ROUND = 2  # a training's samples: its two fixed prompts (engine.train.samples.sample_prompts)
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,49 @@ def frames_per_call(work_per_frame: Work, batch: int = 1, target: float = CHUNK_
     room = max(target - CALL_OVERHEAD_SECONDS, 0.0)
     frames = int(room // per_frame) if per_frame > 0 else batch
     return max(batch, frames // batch * batch)
+
+
+def train_work(steps: int, resolution: int, sample_every: int = 0, sample_steps: int = 20,
+               prior_preservation: bool = False, class_images: int = 0) -> list[Work]:
+    """What a call of `steps` training steps at `resolution` does: the steps (with the photos' one VAE pass), the
+    samples due in it (every `sample_every` steps, and a round at the call's end), and `class_images` for prior
+    preservation (made in the first call only, then cached)."""
+    size = max(int(resolution), 8)
+    steps = max(int(steps), 0)
+    rounds = (steps // int(sample_every) if sample_every and int(sample_every) > 0 else 0) + 1
+    return [Work(images=1, steps=max(steps, 1), width=size, height=size,
+                 step_factor=TRAIN_STEP_FACTOR * (2 if prior_preservation else 1)),
+            Work(images=rounds * SAMPLES_PER_ROUND, steps=sample_steps, width=size, height=size),
+            Work(images=max(int(class_images), 0), steps=sample_steps, width=size, height=size)]
+
+
+def train_seconds(steps: int, resolution: int, sample_every: int = 0, sample_steps: int = 20,
+                  prior_preservation: bool = False, class_images: int = 0) -> int:
+    """Seconds a call of `steps` LoRA training steps asks ZeroGPU for (arguments as `train_work`'s)."""
+    return seconds_for(*train_work(steps, resolution, sample_every, sample_steps, prior_preservation, class_images))
+
+
+def train_steps_per_call(resolution: int, sample_every: int = 0, sample_steps: int = 20,
+                         prior_preservation: bool = False, class_images: int = 0,
+                         target: float = TRAIN_TARGET_SECONDS, most: int = MAX_TRAIN_STEPS_PER_CALL) -> int:
+    """How many training steps one call makes so that it asks for about `target` seconds: at least 1, at most
+    `most`. The largest count whose ask (`train_seconds`, before the maximum's cap) stays within the target; a
+    first call's class images lengthen its target by their own time, up to ZeroGPU's maximum."""
+    if class_images:
+        extra = MARGIN * work_seconds(train_work(0, resolution, 0, sample_steps, False, class_images)[-1])
+        target = min(target + extra, ZEROGPU_MAX_SECONDS)
+
+    def fits(steps: int) -> bool:
+        works = train_work(steps, resolution, sample_every, sample_steps, prior_preservation, class_images)
+        return seconds_for(*works, maximum=10 ** 9) <= target
+
+    low, high = 1, max(int(most), 1)
+    if fits(high):
+        return high
+    while low < high:  # the ask grows with the steps: the largest count that fits, or 1
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if fits(middle) else (low, middle - 1)
+    return low
 
 
 def describe(seconds: int) -> str:

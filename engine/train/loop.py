@@ -62,8 +62,12 @@ def run_folder(name: str, root: Path | None = None) -> Path:
 
 def train_lora(manager, req: TrainRequest, control: RunControl | None = None,
                on_progress: ProgressCallback | None = None, photos: PhotoSet | None = None,
-               root: Path | None = None) -> TrainResult:
-    """Train a new LoRA from `req.images` (or the already prepared `photos`) and write it to the LoRA folder."""
+               root: Path | None = None, steps_this_call: int | None = None) -> TrainResult:
+    """Train a new LoRA from `req.images` (or the already prepared `photos`) and write it to the LoRA folder.
+
+    `steps_this_call` (*optional*, defaults to all): train at most that many steps now, then write a checkpoint
+    and the LoRA of the steps done, as Stop does; `resume_lora` goes on from there (ZeroGPU's short calls).
+    """
     # 1. check everything before any slow work
     req = check_request(req)
     req.name = check_name(req.name, manager.loras.folder, req.overwrite)
@@ -82,12 +86,14 @@ def train_lora(manager, req: TrainRequest, control: RunControl | None = None,
                           "face_box": photo.face_box, "small": photo.small})
     (run_dir / "run.json").write_text(json.dumps({"request": req.to_json(), "photos": described,
                                                   "model": manager.model_label}, indent=1))
-    return _train(manager, req, photos.photos, run_dir, control, on_progress, None, list(photos.notes))
+    return _train(manager, req, photos.photos, run_dir, control, on_progress, None, list(photos.notes),
+                  steps_this_call)
 
 
 def resume_lora(manager, name: str, control: RunControl | None = None, on_progress: ProgressCallback | None = None,
-                root: Path | None = None) -> TrainResult:
-    """Continue the training called `name` from its last checkpoint, to the steps it was started with."""
+                root: Path | None = None, steps_this_call: int | None = None) -> TrainResult:
+    """Continue the training called `name` from its last checkpoint, to the steps it was started with (or at most
+    `steps_this_call` more)."""
     run_dir = run_folder(name, root)
     if not (run_dir / "run.json").is_file():
         raise ValueError(f"There is no training named {name} to resume in {run_dir.parent}; start a new one.")
@@ -102,11 +108,12 @@ def resume_lora(manager, name: str, control: RunControl | None = None, on_progre
     photos = [Photo(p["name"], Image.open(run_dir / "photos" / p["file"]).convert("RGB"), p["caption"],
                     tuple(p["face_box"]) if p["face_box"] else None, p["small"]) for p in saved["photos"]]
     limits.check_family(manager.base().unet.config)
-    return _train(manager, req, photos, run_dir, control, on_progress, state, [])
+    return _train(manager, req, photos, run_dir, control, on_progress, state, [], steps_this_call)
 
 
 def _train(manager, req: TrainRequest, photos: list[Photo], run_dir: Path, control: RunControl | None,
-           on_progress: ProgressCallback | None, state: dict | None, notes: list[str]) -> TrainResult:
+           on_progress: ProgressCallback | None, state: dict | None, notes: list[str],
+           steps_this_call: int | None = None) -> TrainResult:
     base, device, dtype = manager.base(), manager.device, manager.dtype
     started = time.time()
     report = on_progress or (lambda progress: None)
@@ -193,7 +200,8 @@ def _train(manager, req: TrainRequest, photos: list[Photo], run_dir: Path, contr
     # 4. the steps
     made: list[Path] = []
     step, durations, stopped = start, [], False
-    while step < steps:
+    end = steps if steps_this_call is None else min(steps, start + max(int(steps_this_call), 1))
+    while step < end:
         if control is not None and control.stopped:
             stopped = True
             break

@@ -53,3 +53,34 @@ def test_slower_frames_mean_fewer_frames_per_call_but_never_none():
 
 def test_the_sentence_names_the_seconds_asked():
     assert "45 s" in gpu_time.describe(45)
+
+
+def test_a_training_call_asks_more_with_more_steps_size_samples_and_prior_preservation():
+    from engine.jobs.gpu_time import train_seconds
+
+    base = train_seconds(200, 512)
+    assert train_seconds(100, 512) < base < train_seconds(300, 512)
+    assert train_seconds(200, 256) < base < train_seconds(200, 768)
+    assert base < train_seconds(200, 512, sample_every=50) and base < train_seconds(200, 512, prior_preservation=True)
+    assert train_seconds(200, 512, prior_preservation=True) < train_seconds(200, 512, prior_preservation=True,
+                                                                            class_images=50)
+    assert train_seconds(1, 64) == gpu_time.MIN_SECONDS and train_seconds(5000, 1024) == gpu_time.ZEROGPU_MAX_SECONDS
+
+
+def test_a_training_step_costs_what_the_train_tab_says_zerogpu_takes():
+    from engine.train.estimate import ZEROGPU_STEP_S_512
+
+    assert gpu_time.STEP_SECONDS_512 * gpu_time.TRAIN_STEP_FACTOR == pytest.approx(ZEROGPU_STEP_S_512)
+
+
+def test_a_training_call_is_a_few_hundred_steps_within_its_target():
+    from engine.jobs.gpu_time import train_seconds, train_steps_per_call
+
+    steps = train_steps_per_call(512, sample_every=100)
+    assert 100 <= steps <= gpu_time.MAX_TRAIN_STEPS_PER_CALL
+    assert train_seconds(steps, 512, 100) <= gpu_time.TRAIN_TARGET_SECONDS < train_seconds(steps + 5, 512, 100)
+    assert train_steps_per_call(768) < train_steps_per_call(512) < train_steps_per_call(256)
+    assert train_steps_per_call(64) == gpu_time.MAX_TRAIN_STEPS_PER_CALL  # small sizes: capped
+    assert train_steps_per_call(1024, 1, 150, prior_preservation=True) == 1  # never fewer than one step
+    first = train_steps_per_call(512, 100, 20, prior_preservation=True, class_images=50)
+    assert train_seconds(first, 512, 100, 20, True, 50) <= gpu_time.ZEROGPU_MAX_SECONDS  # class images fit too
