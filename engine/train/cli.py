@@ -97,8 +97,9 @@ def _run(args, manager, group) -> int:
     control = RunControl()
 
     def stop(signum, frame):
-        print("Stopping after this step; the model file keeps the steps done." if args.full else
-              "Stopping after this step; the LoRA keeps the steps done (resume with --resume).", file=sys.stderr)
+        if group.is_main:  # under accelerate launch every process gets Ctrl-C; they agree on the step
+                print("Stopping after this step; the model file keeps the steps done." if args.full else
+                  "Stopping after this step; the LoRA keeps the steps done (resume with --resume).", file=sys.stderr)
         control.stop()
 
     previous = signal.signal(signal.SIGINT, stop)
