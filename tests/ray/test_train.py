@@ -18,13 +18,17 @@ def front_end(engine_handle, tmp_path):
     from engine.backends.ray import RayRunner
     from engine.pipeline.manager import PipelineManager, RuntimeOptions
 
+    def local(model: str = "tiny"):
+        return PipelineManager(model, RuntimeOptions(device="cpu", dtype="float32", backend="torch"),
+                               lora_dir=tmp_path / "Lora", weights_dir=tmp_path / "weights")
+
     def make(model: str = "tiny"):
-        manager = PipelineManager(model, RuntimeOptions(device="cpu", dtype="float32", backend="torch"),
-                                  lora_dir=tmp_path / "Lora", weights_dir=tmp_path / "weights")
+        manager = local(model)
         manager.runner = RayRunner(engine_handle)
         manager.runner.train_options = {"num_cpus": 0}
         return manager
 
+    make.local = local  # the same folders, trained in this process
     return make
 
 
@@ -56,21 +60,32 @@ def test_a_training_runs_on_a_worker_and_the_front_end_follows_it(front_end, tmp
     assert manager._base is None  # the weights stayed on the worker
 
 
-def test_stop_reaches_the_worker_and_resume_continues_on_ray(front_end, tmp_path):
+def test_stop_reaches_the_worker(front_end, tmp_path):
     manager = front_end()
     registry = trainings(manager)
-    job = registry.start(request(shapes(tmp_path / "photos", 3), "raystop", steps=120, checkpoint_every=1000))
+    job = registry.start(request(shapes(tmp_path / "photos", 3), "raystop", steps=1000, checkpoint_every=1000))
     follow(job, until=lambda j: j.step >= 2)
     registry.stop(job.id)
     follow(job)
-    assert job.state == "stopped" and 2 <= job.step < 120, job.snapshot()
+    assert job.state == "stopped" and 2 <= job.step < 1000, job.snapshot()
     assert (tmp_path / "Lora" / "raystop.safetensors").is_file()
-    stopped_at = job.step
+    assert manager._base is None
 
-    again = registry.resume("raystop")
-    follow(again)
-    assert again.state == "done" and again.step == 120, again.snapshot()
-    assert again.losses[0][0] == 1 and again.losses[stopped_at][0] == stopped_at + 1  # one curve, earlier steps too
+
+def test_resume_continues_on_ray_where_a_run_stopped(front_end, tmp_path):
+    from engine.image.request import RunControl
+    from engine.train.loop import train_lora
+
+    manager = front_end()
+    control = RunControl()
+    stopped = train_lora(front_end.local(), request(shapes(tmp_path / "photos", 3), "rayresume", steps=8), control,
+                         on_progress=lambda p: control.stop() if p.step >= 3 else None)
+    assert stopped.stopped and stopped.steps_done == 3
+    job = trainings(manager).resume("rayresume")
+    seen = follow(job)
+    assert job.state == "done" and job.step == 8 and seen[0] == 3, job.snapshot()
+    assert [step for step, _ in job.losses] == list(range(1, 9))  # one curve, the earlier steps too
+    assert any("Resumed at step 3" in note for note in job.notes)
     assert manager._base is None
 
 
