@@ -172,6 +172,7 @@ class RayRunner:
         self.handle = handle.options(stream=True)
         self.board = board or stop_board()
         self.running: dict[str, Placement] = {}
+        self.train_options: dict | None = None  # Ray options of training tasks; None: a GPU where the cluster has one
 
     def run(self, fn, manager, *args, **kwargs):
         """Call `fn(manager, *args, **kwargs)` on a replica; the result names the replica as `.replica`."""

@@ -1,5 +1,9 @@
 """`python -m engine train`: a DreamBooth LoRA from a folder or zip of photos, with progress lines; Ctrl-C stops
-after the current step and keeps a usable LoRA, and `--resume NAME` continues it."""
+after the current step and keeps a usable LoRA, and `--resume NAME` continues it.
+
+`accelerate launch --multi_gpu --num_processes N -m engine train ...` trains data-parallel on N GPUs (or N CPU
+processes with --device cpu): --batch-size photos per process and step, one LoRA written by the main process.
+"""
 from __future__ import annotations
 
 import signal
@@ -28,6 +32,8 @@ def add_parser(jobs, add_model_flags) -> None:
     p.add_argument("--face-weighted", action="store_true", help="count the face more in the loss (people)")
     p.add_argument("--flip", action="store_true", help="also train on the mirrored photos")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=1,
+                   help="photos per step (per process under accelerate launch: the step's batch is this times N)")
     p.add_argument("--sample-every", type=int, default=100, help="steps between sample images (0: at the end)")
     p.add_argument("--sample-steps", type=int, default=20, help="denoising steps of each sample")
     p.add_argument("--checkpoint-every", type=int, default=100)
@@ -59,16 +65,30 @@ def print_progress(progress) -> None:
 
 
 def run(args, make_manager, error_cls) -> int:
-    from engine.image.request import RunControl
-    from engine.train import limits
-    from engine.train.full import FULL_UNET_LR, train_full
-    from engine.train.loop import resume_lora, train_lora
+    from engine.train import parallel
 
     if not args.resume and not (args.images and args.name):
         raise error_cls("python -m engine train: give --images and --name (or --resume NAME)")
     if args.full and args.resume:
         raise ValueError("Full DreamBooth keeps no checkpoints to resume; start it again without --resume.")
     manager = make_manager(args)
+    if args.full and parallel.launched():
+        raise ValueError("Full DreamBooth trains in one process; run it with python -m engine train, not under "
+                         "accelerate launch.")
+    group = parallel.join(manager.device)  # several processes under accelerate launch, else SINGLE
+    try:
+        return _run(args, manager, group)
+    finally:
+        parallel.leave()
+
+
+def _run(args, manager, group) -> int:
+    from engine.image.request import RunControl
+    from engine.train import limits
+    from engine.train.full import FULL_UNET_LR, train_full
+    from engine.train.loop import resume_lora, train_lora
+
+    report = print_progress if group.is_main else None
     if args.full:
         manager.base()
         refusal = limits.full_dreambooth_refusal(manager.device, limits.model_kind(manager))
@@ -77,14 +97,15 @@ def run(args, make_manager, error_cls) -> int:
     control = RunControl()
 
     def stop(signum, frame):
-        print("Stopping after this step; the model file keeps the steps done." if args.full else
-              "Stopping after this step; the LoRA keeps the steps done (resume with --resume).", file=sys.stderr)
+        if group.is_main:  # under accelerate launch every process gets Ctrl-C; they agree on the step
+                print("Stopping after this step; the model file keeps the steps done." if args.full else
+                  "Stopping after this step; the LoRA keeps the steps done (resume with --resume).", file=sys.stderr)
         control.stop()
 
     previous = signal.signal(signal.SIGINT, stop)
     try:
         if args.resume:
-            result = resume_lora(manager, args.resume, control, print_progress)
+            result = resume_lora(manager, args.resume, control, report)
         else:
             req = TrainRequest(
                 images=str(Path(args.images)), name=args.name, class_word=args.class_word, steps=args.steps,
@@ -95,10 +116,12 @@ def run(args, make_manager, error_cls) -> int:
                 class_images=args.class_images, face_weighted=args.face_weighted, flip=args.flip, seed=args.seed,
                 sample_every=args.sample_every, sample_steps=args.sample_steps,
                 checkpoint_every=args.checkpoint_every, keep_checkpoints=args.keep_checkpoints,
-                overwrite=args.overwrite)
-            result = (train_full if args.full else train_lora)(manager, req, control, print_progress)
+                overwrite=args.overwrite, batch_size=args.batch_size)
+            result = (train_full if args.full else train_lora)(manager, req, control, report)
     finally:
         signal.signal(signal.SIGINT, previous)
+    if not group.is_main:
+        return 0
     for note in result.notes:
         print(note, file=sys.stderr)
     written = result.model if args.full else result.lora

@@ -2,9 +2,15 @@
 
 A training holds one of the gate's generation slots only while it steps, and gives it way between two steps to
 any image request waiting there: an image waits at most one training step, and the training then goes on.
+
+With `--ray` (the manager's `runner` set) this process holds no weights: each training runs as a Ray task of its
+own (engine.backends.ray_train) and the job's thread copies the task's progress into the same TrainJob fields, so
+the Train tab and REST follow it unchanged. The checks that need the model (its family, Full DreamBooth's GPU) then
+run on the worker, and their sentence comes back as the job's error.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -15,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from engine.backends.ray_train import start_ray_training
 from engine.files.outputs import output_root
 from engine.image.request import RunControl
 from engine.train import checkpoints, limits
@@ -137,11 +144,13 @@ class TrainJobs:
         `photos` are the crops already prepared (and pruned) by the tab; without them they are prepared here.
         With `full`, Full DreamBooth writes weights/NAME.safetensors, at its own learning rate unless one was set.
         """
-        # 1. refuse before any slow work, in the caller's thread
+        # 1. refuse before any slow work, in the caller's thread (on Ray, the worker checks the model and its GPU)
         self._check_free()
         req = check_request(req)
+        remote = self.remote
         if full:
-            refusal = limits.full_dreambooth_refusal(self.manager.device, limits.model_kind(self.manager))
+            refusal = None if remote else limits.full_dreambooth_refusal(self.manager.device,
+                                                                          limits.model_kind(self.manager))
             if refusal:
                 raise ValueError(refusal)
             req.name = check_model_name(req.name, Path(self.manager.weights_dir), req.overwrite)
@@ -149,13 +158,17 @@ class TrainJobs:
                 req.unet_lr = req.text_encoder_lr = FULL_UNET_LR
         else:
             req.name = check_name(req.name, self.manager.loras.folder, req.overwrite)
-        limits.check_family(self.manager.base().unet.config)
+        if not remote:
+            limits.check_family(self.manager.base().unet.config)
         photos = photos or prepare_photos(Path(req.images), req.class_word, req.resolution, req.captions)
         root = root or output_root()
         # 2. the steps run in a thread of their own
         steps = req.steps or default_steps(len(photos.photos))
 
         def run(control: RunControl, on_progress) -> TrainResult | FullResult:
+            if remote:
+                return start_ray_training(self.manager, req, photos, root=root, full=full,
+                                          options=self.ray_options).follow(control, on_progress)
             train = train_full if full else train_lora
             return train(self.manager, req, control, on_progress, photos=photos, root=root)
 
@@ -176,10 +189,23 @@ class TrainJobs:
         steps = saved.get("steps") or default_steps(len(list((run_dir / "photos").glob("*.png"))))
 
         def run(control: RunControl, on_progress) -> TrainResult:
+            if self.remote:
+                return start_ray_training(self.manager, root=root, resume=name,
+                                          options=self.ray_options).follow(control, on_progress)
             return resume_lora(self.manager, name, control, on_progress, root=root)
 
         job = self._launch(name, saved["class_word"], steps, control, run, earlier_losses(run_dir / "loss.csv"))
         return job
+
+    @property
+    def remote(self) -> bool:
+        """True with --ray: the trainings run as Ray tasks, not in this process."""
+        return getattr(self.manager, "runner", None) is not None
+
+    @property
+    def ray_options(self) -> dict | None:
+        """The Ray options of a training task (engine.backends.ray_train.task_options), from the runner if set."""
+        return getattr(self.manager.runner, "train_options", None)
 
     def get(self, job_id: str) -> TrainJob | None:
         return self._jobs.get(job_id)
@@ -214,14 +240,16 @@ class TrainJobs:
         return job
 
     def _work(self, job: TrainJob, run: Callable[..., TrainResult | FullResult]) -> None:
+        remote = self.remote  # on Ray the training takes no generation slot of this process
         turn = Turn(self.manager.gate, job.control)
 
         def on_progress(progress: TrainProgress) -> None:
             job.record(progress)
-            turn.give_way()
+            if not remote:
+                turn.give_way()
 
         try:
-            with turn:
+            with turn if not remote else contextlib.nullcontext():
                 job.state = "training"
                 result = run(job.control, on_progress)
             job.result, job.step, job.steps = result, result.steps_done, result.steps

@@ -18,7 +18,7 @@ from PIL import Image
 
 from engine.files.outputs import output_root
 from engine.image.request import RunControl
-from engine.train import checkpoints, data, kohya, limits, network, optim, prior, samples
+from engine.train import checkpoints, data, kohya, limits, network, optim, parallel, prior, samples
 from engine.train.loss import face_weight_map, min_snr_weights, weighted_loss
 from engine.train.photos import Photo, PhotoSet, prepare_photos
 from engine.train.request import TrainRequest, check_name, check_request, default_steps, default_warmup
@@ -76,18 +76,24 @@ def train_lora(manager, req: TrainRequest, control: RunControl | None = None,
     photos = photos or prepare_photos(Path(req.images), req.class_word, req.resolution, req.captions)
     # 2. a fresh run folder holding the crops, so Resume trains on exactly these
     run_dir = run_folder(req.name, root)
+    with parallel.current().main_first():  # under accelerate launch, the main process writes the run folder
+        if parallel.current().is_main:
+            _keep_photos(run_dir, req, photos.photos, manager.model_label)
+    return _train(manager, req, photos.photos, run_dir, control, on_progress, None, list(photos.notes),
+                  steps_this_call)
+
+
+def _keep_photos(run_dir: Path, req: TrainRequest, photos: list[Photo], model: str) -> None:
     shutil.rmtree(run_dir, ignore_errors=True)
     (run_dir / "photos").mkdir(parents=True)
     described = []
-    for i, photo in enumerate(photos.photos):
+    for i, photo in enumerate(photos):
         file = f"{i:03d}.png"
         photo.image.save(run_dir / "photos" / file)
         described.append({"file": file, "name": photo.name, "caption": photo.caption,
                           "face_box": photo.face_box, "small": photo.small})
-    (run_dir / "run.json").write_text(json.dumps({"request": req.to_json(), "photos": described,
-                                                  "model": manager.model_label}, indent=1))
-    return _train(manager, req, photos.photos, run_dir, control, on_progress, None, list(photos.notes),
-                  steps_this_call)
+    (run_dir / "run.json").write_text(json.dumps({"request": req.to_json(), "photos": described, "model": model},
+                                                 indent=1))
 
 
 def resume_lora(manager, name: str, control: RunControl | None = None, on_progress: ProgressCallback | None = None,
@@ -116,7 +122,8 @@ def _train(manager, req: TrainRequest, photos: list[Photo], run_dir: Path, contr
            steps_this_call: int | None = None) -> TrainResult:
     base, device, dtype = manager.base(), manager.device, manager.dtype
     started = time.time()
-    report = on_progress or (lambda progress: None)
+    par = parallel.current()  # several processes under accelerate launch (engine.train.parallel), else one
+    report = on_progress if on_progress and par.is_main else (lambda progress: None)
     examples = photos + ([p.mirrored() for p in photos] if req.flip else [])
     steps = req.steps or default_steps(len(photos))
     warmup = default_warmup(steps) if req.warmup_steps is None else req.warmup_steps
@@ -128,10 +135,11 @@ def _train(manager, req: TrainRequest, photos: list[Photo], run_dir: Path, contr
     if req.prior_preservation:  # made before any LoRA is in the twins: the model's own idea of the class
         folder = prior.class_folder(run_dir.parent / "class-images", manager.model_label, req.class_word,
                                     req.resolution)
-        prior_images = prior.class_images(
-            base, unet.eval(), text_encoder.eval(), folder, req.class_word, req.class_images, req.resolution,
-            req.sample_steps,
-            on_image=lambda i, n: report(TrainProgress(0, steps, message=f"Class image {i} of {n}")))
+        with par.main_first():  # made once, by the main process; the others read the cache
+            prior_images = prior.class_images(
+                base, unet.eval(), text_encoder.eval(), folder, req.class_word, req.class_images, req.resolution,
+                req.sample_steps,
+                on_image=lambda i, n: report(TrainProgress(0, steps, message=f"Class image {i} of {n}")))
     unet_params = network.add_lora(unet, req.rank, req.alpha, network.UNET_TARGETS, req.seed)
     text_params = network.add_lora(text_encoder, req.rank, req.alpha, network.TEXT_TARGETS, req.seed + 1) \
         if req.text_encoder else []
@@ -179,6 +187,8 @@ def _train(manager, req: TrainRequest, photos: list[Photo], run_dir: Path, contr
         notes.append(f"Resumed at step {start} of {steps}.")
 
     def checkpoint(step: int) -> None:
+        if not par.is_main:
+            return
         checkpoints.save_checkpoint(run_dir / "checkpoints", step, {
             "step": step, "unet": network.lora_state(unet), "text_encoder": network.lora_state(text_encoder),
             "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "rows": rows,
@@ -186,6 +196,8 @@ def _train(manager, req: TrainRequest, photos: list[Photo], run_dir: Path, contr
         write_csv(run_dir / "loss.csv", rows)
 
     def sample(step: int) -> list[Path]:
+        if not par.is_main:
+            return []
         unet.eval()
         text_encoder.eval()
         images = samples.render(base, unet, text_encoder, samples.sample_prompts(req.name, req.class_word),
@@ -202,14 +214,14 @@ def _train(manager, req: TrainRequest, photos: list[Photo], run_dir: Path, contr
     step, durations, stopped = start, [], False
     end = steps if steps_this_call is None else min(steps, start + max(int(steps_this_call), 1))
     while step < end:
-        if control is not None and control.stopped:
+        if par.any(control is not None and control.stopped):
             stopped = True
             break
         tick = time.perf_counter()
         unet.train()
         text_encoder.train(bool(text_params))
         generator = torch.Generator().manual_seed(req.seed * 1_000_003 + step)  # per step: Resume repeats it
-        picked = data.batch_indices(step, req.batch_size, len(examples), req.seed)
+        picked = par.share(data.batch_indices(step, req.batch_size * par.world, len(examples), req.seed))
         x0 = latents[picked]
         if text_params:
             embeds = text_encoder(ids[picked].to(device))[0]
@@ -218,14 +230,15 @@ def _train(manager, req: TrainRequest, photos: list[Photo], run_dir: Path, contr
         boxes = [examples[i].face_box for i in picked]
         count = len(picked)
         if class_latents is not None:
-            chosen = [(step * req.batch_size + j) % len(class_latents) for j in range(count)]
+            chosen = [(step * req.batch_size * par.world + j) % len(class_latents)
+                      for j in par.share(range(count * par.world))]
             x0 = torch.cat([x0, class_latents[chosen]])
             more = frozen["class"] if not text_params else text_encoder(class_ids.to(device))[0]
             embeds = torch.cat([embeds, more.expand(count, -1, -1)])
             boxes += [None] * count
-        noise = torch.randn(x0.shape, generator=generator).to(device)
-        timesteps = torch.randint(0, noise_scheduler.config.num_train_timesteps, (len(x0),), generator=generator)
-        timesteps = timesteps.to(device)
+        noise, timesteps = par.draw(x0.shape, 1 if class_latents is None else 2, generator,
+                                    noise_scheduler.config.num_train_timesteps)
+        noise, timesteps = noise.to(device), timesteps.to(device)
         noisy = noise_scheduler.add_noise(x0, noise, timesteps)
         target = noise_scheduler.get_velocity(x0, noise, timesteps) if prediction == "v_prediction" else noise
         with torch.autocast(device_type=str(device).split(":")[0], dtype=dtype, enabled=dtype != torch.float32):
@@ -243,18 +256,20 @@ def _train(manager, req: TrainRequest, photos: list[Photo], run_dir: Path, contr
         params = unet_params + text_params
         if scaler is not None:
             scaler.scale(loss).backward()
+            par.average_gradients(params)
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
             scaler.step(optimizer)
             scaler.update()
         else:
             loss.backward()
+            par.average_gradients(params)
             torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
             optimizer.step()
         schedule.step()
         step += 1
         durations.append(time.perf_counter() - tick)
-        rows.append([step, float(loss.detach()), schedule.get_last_lr()[0], round(durations[-1], 4)])
+        rows.append([step, float(par.average(loss.detach())), schedule.get_last_lr()[0], round(durations[-1], 4)])
         new = sample(step) if req.sample_every and step % req.sample_every == 0 and step < steps else []
         made += new
         if step % req.checkpoint_every == 0 and step < steps:
@@ -277,7 +292,9 @@ def _train(manager, req: TrainRequest, photos: list[Photo], run_dir: Path, contr
         precision=str(dtype).removeprefix("torch."), started=started, optimizer=optimizer_name)
     tensors = kohya.kohya_tensors(network.lora_state(unet), network.lora_state(text_encoder) if text_params else {},
                                   req.alpha)
-    lora = kohya.write_file(Path(manager.loras.folder) / f"{req.name}.safetensors", tensors, metadata)
+    lora = Path(manager.loras.folder) / f"{req.name}.safetensors"
+    if par.is_main:
+        kohya.write_file(lora, tensors, metadata)
     if stopped:
         notes.append(f"Stopped at step {step} of {steps}; the LoRA holds the steps done, and Resume continues.")
     return TrainResult(lora, step, steps, stopped, run_dir, [r[1] for r in rows], made, notes)
