@@ -159,6 +159,7 @@ def test_the_file_route_still_serves_the_output_folder(full):
 def asgi_get(app, path: str, seconds: float = 5) -> tuple[int, bytes]:
     """GET `path` straight from the ASGI app, giving up after `seconds` (an event stream would never end)."""
     import asyncio
+    import threading
 
     sent: list[dict] = []
 
@@ -172,7 +173,10 @@ def asgi_get(app, path: str, seconds: float = 5) -> tuple[int, bytes]:
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
              "path": path, "raw_path": path.encode(), "root_path": "", "query_string": b"", "headers": [],
              "client": ("127.0.0.1", 1), "server": ("testserver", 80)}
-    asyncio.run(asyncio.wait_for(app(scope, receive, send), seconds))
+    # in a thread of its own: a Playwright test earlier in the session leaves an event loop in this one
+    worker = threading.Thread(target=lambda: asyncio.run(asyncio.wait_for(app(scope, receive, send), seconds)))
+    worker.start()
+    worker.join()
     start = next(m for m in sent if m["type"] == "http.response.start")
     return start["status"], b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
 
