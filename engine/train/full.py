@@ -166,12 +166,7 @@ def _train(manager, req: TrainRequest, photos: PhotoSet, run_dir: Path, control:
         with torch.autocast(**autocast):
             images = samples.render(base, unet, text_encoder, samples.sample_prompts(req.name, req.class_word),
                                     req.resolution, req.sample_steps)
-        paths = []
-        for k, image in enumerate(images, start=1):
-            paths.append(run_dir / "samples" / f"step-{step:06d}-{k}.png")
-            paths[-1].parent.mkdir(exist_ok=True)
-            image.save(paths[-1])
-        return paths
+        return samples.save(images, run_dir / "samples", step)
 
     # 4. the steps (the LoRA loop's recipe: Min-SNR, face weights, prior loss)
     made: list[Path] = []

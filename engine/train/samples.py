@@ -1,6 +1,8 @@
 """Samples while training: fixed prompts and a fixed seed, so the user watches the subject appear step by step."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 SAMPLE_SEED = 1234
@@ -31,3 +33,13 @@ def render(base, unet, text_encoder, prompts: list[str], size: int, steps: int, 
         images.extend(pipe(prompt_embeds=embeds, negative_prompt_embeds=negative, width=size, height=size,
                            num_inference_steps=steps, guidance_scale=GUIDANCE, generator=generator).images)
     return images
+
+
+def save(images: list, folder: Path, step: int) -> list[Path]:
+    """The step's samples as folder/step-000100-1.png, …: the tab's gallery and the REST URLs list them by name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for k, image in enumerate(images, start=1):
+        paths.append(folder / f"step-{step:06d}-{k}.png")
+        image.save(paths[-1])
+    return paths
