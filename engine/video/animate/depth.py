@@ -89,6 +89,10 @@ class DepthModel:
 
     def predict(self, image: np.ndarray) -> np.ndarray:
         """Depth (HxW float32, Deforum's scale: larger is farther) for an HxWx3 uint8 frame."""
+        return ((50.0 - 30.0 * self.nearness(image)) / 19.0).astype(np.float32)
+
+    def nearness(self, image: np.ndarray) -> np.ndarray:
+        """Relative nearness (HxW float32, 0 farthest to 1 nearest) for an HxWx3 uint8 frame: a depth map's shades."""
         import torch
         from PIL import Image
 
@@ -99,11 +103,14 @@ class DepthModel:
                                                   align_corners=False)[0, 0].numpy()
         low, high = float(resized.min()), float(resized.max())
         near = (resized - low) / (high - low) if high - low > 1e-8 else np.zeros_like(resized)
-        return ((50.0 - 30.0 * near) / 19.0).astype(np.float32)
+        return near.astype(np.float32)
 
 
-def load_depth_model(location: str) -> DepthModel:
-    """Load once per location (memory is the only global state); ValueError with the fix if it can't load."""
+def load_depth_model(location: str, offline: bool = False) -> DepthModel:
+    """Load once per location (memory is the only global state); ValueError with the fix if it can't load.
+
+    offline (`bool`, defaults to False): read a hub id from the HF cache only, as HF_HUB_OFFLINE=1 would.
+    """
     with _LOCK:
         if location in _LOADED:
             return _LOADED[location]
@@ -116,8 +123,8 @@ def load_depth_model(location: str) -> DepthModel:
         try:
             local = Path(location).is_dir()
             model = AutoModelForDepthEstimation.from_pretrained(location, dtype=torch.float32,
-                                                                local_files_only=local or hub_offline())
-            processor = AutoImageProcessor.from_pretrained(location, local_files_only=local or hub_offline())
+                                                                local_files_only=local or offline or hub_offline())
+            processor = AutoImageProcessor.from_pretrained(location, local_files_only=local or offline or hub_offline())
         except Exception as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200].rstrip(".")
             raise ValueError(f"The depth model {location} could not be loaded ({reason}); {MISSING}") from exc
