@@ -14,8 +14,8 @@ The names are A1111 sd-webui-controlnet's module names, so PNG info reads the sa
   ControlNet inpaint model takes (masked pixels -1, diffusers' `make_inpaint_condition`) is `inpaint_condition`.
 
 Short names are accepted too (`PREPROCESSOR_ALIASES`): scribble, invert, depth, softedge, pidinet, hed, lineart,
-tile, inpaint. The map is made at the size the image takes inside the target (per the resize mode), then cropped
-or padded, so edges stay one pixel wide whatever the size. Nothing here touches the network.
+tile, inpaint. The map is made from the image as it sits in the target (scaled and cropped per the resize mode),
+then padded, so edges stay one pixel wide whatever the size. Nothing here touches the network.
 """
 from __future__ import annotations
 
@@ -129,8 +129,11 @@ def preprocess(name: str, image, *, width: int, height: int, low_threshold: int 
         return resize_for_control(image, width, height, resize_mode)
     if name == "inpaint_only":
         return _inpaint_map(image, mask, width, height, resize_mode)
-    # 3. the detected maps: made at the size the image takes in the target, then cropped or padded to it
-    fitted = image.resize(fitted_size(image.size, width, height, resize_mode), Image.Resampling.LANCZOS)
+    # 3. the detected maps: made at the size the image takes in the target (cropped already), then padded to it
+    if resize_mode == "Resize and Fill":
+        fitted = image.resize(fitted_size(image.size, width, height, resize_mode), Image.Resampling.LANCZOS)
+    else:
+        fitted = resize_for_control(image, width, height, resize_mode)
     detected = _detect(name, np.asarray(fitted), low_threshold, high_threshold, weights_dir)
     if detected.shape[:2] != (fitted.height, fitted.width):
         detected = cv2.resize(detected, fitted.size, interpolation=cv2.INTER_LINEAR)
