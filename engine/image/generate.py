@@ -140,6 +140,7 @@ def _run_images(manager, task: str, req: ImageRequest, task_kwargs: dict, on_ste
             break
         seed = (first_seed + index) % (MAX_SEED + 1)
         variation = None if first_variation is None else (first_variation + index) % (MAX_SEED + 1)
+        seed = first_seed if variation is not None else seed  # A1111: a variation batch keeps its seed
         pipe = manager.pipeline(task, req.sampler, fast=req.fast)
         if req.guidance_scale < 1:
             pipe = always_guided(pipe)

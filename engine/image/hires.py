@@ -178,6 +178,7 @@ def hires_fix(manager, req: ImageRequest, on_step: StepCallback | None = None,
             break
         seed = (first_seed + index) % (MAX_SEED + 1)
         variation = None if first_variation is None else (first_variation + index) % (MAX_SEED + 1)
+        seed = first_seed if variation is not None else seed  # A1111: a variation batch keeps its seed
         vary = dict(seed=seed, variation_seed=variation, strength=req.variation_strength, dtype=prompt_embeds.dtype)
         # 1. the base image
         pipe = manager.pipeline("txt2img", req.sampler, fast=req.fast)

@@ -55,7 +55,11 @@ def check_variation(req: ImageRequest, task: str = "txt2img") -> ImageRequest:
 
 
 def first_variation_seed(req: ImageRequest) -> int | None:
-    """The batch's first variation seed (-1 picked at random, reported and saved); None when variations are off."""
+    """The batch's first variation seed (-1 picked at random, reported and saved); None when variations are off.
+
+    As in A1111, a batch with a variation strength keeps its seed and counts the variation seed up, so its images
+    are variations of one image.
+    """
     return pick_seed(req.variation_seed) if req.variation_strength > 0 else None
 
 

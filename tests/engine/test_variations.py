@@ -108,17 +108,21 @@ def test_a_small_strength_stays_closer_to_the_image_than_a_large_one(tiny_manage
     assert np.abs(near - plain).mean() < np.abs(far - plain).mean()
 
 
-def test_a_batch_counts_both_seeds_up_and_a_random_variation_seed_is_reported(tiny_manager):
+def test_a_batch_keeps_its_seed_and_counts_a_random_variation_seed_up(tiny_manager):
     batch = text_to_image(tiny_manager, ImageRequest(**BASE, batch_count=2, variation_seed=-1,
                                                      variation_strength=0.2))
     first = batch.images[0].variation_seed
+    following = (first + 1) % (MAX_SEED + 1)
     assert 0 <= first <= MAX_SEED
-    assert [i.seed for i in batch.images] == [11, 12]
-    assert [i.variation_seed for i in batch.images] == [first, (first + 1) % (MAX_SEED + 1)]
-    second = text_to_image(tiny_manager, ImageRequest(**{**BASE, "seed": 12}, variation_seed=(first + 1) % (MAX_SEED + 1),
-                                                      variation_strength=0.2))
+    assert [i.seed for i in batch.images] == [11, 11]  # A1111: variations of one image
+    assert [i.variation_seed for i in batch.images] == [first, following]
+    second = text_to_image(tiny_manager, ImageRequest(**BASE, variation_seed=following, variation_strength=0.2))
     assert np.array_equal(pixels(batch)[1], pixels(second)[0])
-    assert f"Variation seed: {(first + 1) % (MAX_SEED + 1)}," in batch.images[1].parameters
+    assert not np.array_equal(pixels(batch)[0], pixels(batch)[1])
+    assert "Seed: 11," in batch.images[1].parameters
+    assert f"Variation seed: {following}," in batch.images[1].parameters
+    plain = text_to_image(tiny_manager, ImageRequest(**BASE, batch_count=2, variation_seed=3))
+    assert [i.seed for i in plain.images] == [11, 12]  # strength 0: the plain batch
 
 
 def test_img2img_variations_repeat_differ_and_strength_0_is_plain(tiny_manager, photo_64):
