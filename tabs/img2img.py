@@ -24,6 +24,7 @@ from tabs.extras_common import network_picker
 from tabs.running import wire_run, wire_stop
 from tabs.session import SessionControl, user_error
 from tabs.styles_common import style_picker, styled
+from tabs.variations_common import variation_widgets, variations_of, variations_panel, wire_selection
 from tabs.xyz_common import AXIS_INPUTS, plan_line, plot_outputs, plot_panel, plot_request, wire_plan
 from widgets.image_upload import ImageUpload
 
@@ -34,14 +35,16 @@ def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the widgets other tabs send to."""
     # 1. handlers
     def img2img(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed,
-                batch_count, sampler, denoise_video, fast, styles, control, progress=gr.Progress()):
+                batch_count, sampler, denoise_video, fast, styles, variation_seed, variation_strength, control,
+                progress=gr.Progress()):
         if not image:
             raise user_error("Upload an image to start from.")
         prompt, negative_prompt = styled(styles, prompt, negative_prompt)
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler,
-                           denoise_video=bool(denoise_video), fast=bool(fast))
+                           denoise_video=bool(denoise_video), fast=bool(fast), variation_seed=variation_seed,
+                           variation_strength=variation_strength)
         job = lambda on_step, ctl: run_job(image_to_image, manager, req, image, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
@@ -80,6 +83,7 @@ def build(manager) -> SimpleNamespace:
                 sampler, steps, guidance = sampling_widgets()
                 size = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Longer side (aspect ratio is kept)")
                 seed, batch = seed_widgets()
+                variation_seed, variation_strength = variation_widgets(TASK)
                 fast = fast_toggle()
                 network_picker(manager, prompt, TASK, sampler, steps, guidance)
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)",
@@ -87,6 +91,7 @@ def build(manager) -> SimpleNamespace:
                 plot = plot_panel(TASK, defaults=("Denoising", "0.3, 0.5, 0.7"))
             with gr.Column():
                 bar, gallery, preview, info, params = output_widgets("Images", TASK)
+                variations = variations_panel(TASK)
                 steps_video = gr.Video(label="Denoising video", visible=False, height=360, interactive=False,
                                        elem_id="img2img-steps-video")
                 with gr.Row():
@@ -98,12 +103,19 @@ def build(manager) -> SimpleNamespace:
     inputs = {"image": image, "prompt": prompt, "negative_prompt": negative, "strength": strength,
               "num_inference_steps": steps, "guidance_scale": guidance, "size": size, "seed": seed,
               "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast, "styles": styles,
-              "control": control}
+              "variation_seed": variation_seed, "variation_strength": variation_strength, "control": control}
     check_inputs_match(img2img, list(inputs))
     wire_run(run.click, on_gpu(img2img, "img2img"), inputs=list(inputs.values()),
              outputs=[gallery, preview, info, params, steps_video], api_name="img2img", control=control, stop=stop,
              bar=bar)
     wire_stop(stop, control, "stop_img2img")
+    own = [widget for name, widget in inputs.items() if name not in ("seed", "batch_count", "variation_seed",
+                                                                     "variation_strength", "control")]
+    wire_selection(variations, gallery)
+    wire_run(variations.button.click, on_gpu(variations_of(img2img), "img2img"),
+             inputs=[*own, gallery, variations.selected, variations.count, variations.start, variations.strength,
+                     control], outputs=[gallery, preview, info, params, steps_video], api_name="make_variations_img2img",
+             control=control, stop=stop, bar=bar)
     # the Denoising video box shows only when there is a video in it
     steps_video.change(lambda v: gr.Video(visible=bool(v)), inputs=steps_video, outputs=steps_video, api_name=False,
                        queue=False, show_progress="hidden")
