@@ -35,3 +35,16 @@ def test_make_variations_without_a_result_says_what_to_do(client):
 def test_the_tab_refuses_a_strength_outside_0_to_1(client):
     with pytest.raises(Exception, match="greater than maximum value 1|Variation strength must be from 0"):
         client.predict(**T2I, variation_seed=1, variation_strength=1.5, api_name="/txt2img")
+
+
+def test_the_plot_takes_the_tabs_variation_strength_for_a_var_seed_axis(client):
+    base = dict(prompt="a red apple", negative_prompt="", num_inference_steps=2, guidance_scale=7, width=64,
+                height=64, seed=5, sampler="Euler", fast=False)
+    axes = dict(x_type="Var. seed", x_values="7, 8", y_type="Nothing", y_values="", z_type="Nothing", z_values="",
+                video_axis="No video")
+    gallery = client.predict(**base, **axes, variation_seed=-1, variation_strength=0.3, api_name="/xyz_plot")[0]
+    cells = [fields(item["image"]) for item in gallery[1:]]
+    assert [(f["Seed"], f["Variation seed"], f["Variation seed strength"]) for f in cells] == [
+        ("5", "7", "0.3"), ("5", "8", "0.3")]
+    line = client.predict(**base, **axes, variation_seed=-1, variation_strength=0, api_name="/xyz_plan")
+    assert "Var. seed axis changes nothing" in line
