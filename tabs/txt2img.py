@@ -88,7 +88,8 @@ def build(manager) -> SimpleNamespace:
         return (text, note, req.prompt, req.negative_prompt, req.num_inference_steps, req.guidance_scale,
                 req.width, req.height, req.seed, req.sampler, hires, req.hires_scale if hires else gr.skip(),
                 req.hires_upscaler if hires else gr.skip(), req.hires_steps if hires else gr.skip(),
-                req.hires_strength if hires else gr.skip(), [])  # the loaded prompt already holds its styles
+                req.hires_strength if hires else gr.skip(), [],  # the loaded prompt already holds its styles
+                req.variation_seed, req.variation_strength)
 
     def hires_line(hires, width, height, scale):
         """A1111's "from 512x512 to 1024x1024" under the Hires. fix fields."""
@@ -178,7 +179,8 @@ def build(manager) -> SimpleNamespace:
     check_uploads(png, say=False)  # png_info says why
     png.upload(png_info, inputs=png, outputs=[png_text, png_note, prompt, negative, steps, guidance, width, height,
                                               seed, sampler, hires, hires_scale, hires_upscaler, hires_steps,
-                                              hires_strength, styles], api_name="png_info", preprocess=False)
+                                              hires_strength, styles, variation_seed, variation_strength],
+              api_name="png_info", preprocess=False)
     for trigger in (hires.change, width.change, height.change, hires_scale.change):
         trigger(hires_line, inputs=[hires, width, height, hires_scale], outputs=hires_note, api_name=False,
                 queue=False, show_progress="hidden")
