@@ -68,6 +68,8 @@ def build_parser() -> Parser:
         p.add_argument("--out", required=True, help="PNG to write; batches add -2, -3, ...")
         if job == "txt2img":
             add_hires_flags(p)
+        if job != "inpaint":
+            add_variation_flags(p)
         p.add_argument("--style", action="append", metavar="NAME",
                        help="apply this style from the styles file to the prompts; give it again for more")
         p.add_argument("--styles", default=os.environ.get("STUDIO_STYLES"), metavar="PATH",
@@ -259,7 +261,22 @@ def request_from_args(args) -> ImageRequest:
                         strength=getattr(args, "strength", 0.75), mask_blur=getattr(args, "mask_blur", 4),
                         only_masked=getattr(args, "only_masked", False),
                         only_masked_padding=getattr(args, "padding", 32), fast=args.fast,
-                        **hires_fields(args))
+                        **hires_fields(args), **variation_args(args))
+
+
+def add_variation_flags(p: argparse.ArgumentParser) -> None:
+    """A1111's Variation seed and strength: similar images around one seed's image (engine.image.variations)."""
+    p.add_argument("--variation-seed", type=int, default=-1,
+                   help="the seed whose noise is blended in (-1: random, printed); counts up with --batch-count")
+    p.add_argument("--variation-strength", type=float, default=0.0,
+                   help="how far toward the variation seed's noise, 0 (off) to 1; 0.1-0.3 gives similar images")
+
+
+def variation_args(args) -> dict:
+    """The request's variation fields from --variation-* (txt2img and img2img only)."""
+    if not hasattr(args, "variation_strength"):
+        return {}
+    return dict(variation_seed=args.variation_seed, variation_strength=args.variation_strength)
 
 
 def hires_fields(args) -> dict:
@@ -317,7 +334,8 @@ def run_image_job(args) -> int:
     for i, item in enumerate(result.images):
         path = out if i == 0 else out.with_name(f"{out.stem}-{i + 1}{out.suffix or '.png'}")
         pnginfo.save_png(item.image, path, item.parameters)
-        print(f"{path}  seed {item.seed}")
+        variation = f"  variation seed {item.variation_seed}" if item.variation_seed is not None else ""
+        print(f"{path}  seed {item.seed}{variation}")
     return 0
 
 

@@ -19,7 +19,7 @@ from engine.faces.aging import AgingRequest, aging_timelapse, parse_ages
 from engine.faces.gender import GenderRequest, gender_swap
 from engine.files import pnginfo
 from engine.files.outputs import next_path, output_root, task_dir
-from engine.image.generate import text_to_image
+from engine.image.generate import image_to_image, text_to_image
 from engine.image.request import ImageRequest
 from engine.jobs.gate import BUSY, Busy
 from engine.jobs.runner import replica_of, run_job
@@ -50,6 +50,9 @@ class Txt2ImgBody(BaseModel):
     hires_upscaler: str = Field("Latent", description="Hires. fix: Latent (and its variants), Lanczos or Nearest")
     hires_steps: int = Field(0, ge=0, le=150, description="Hires. fix: second-pass steps; 0 = num_inference_steps")
     hires_strength: float = Field(0.5, ge=0, le=1, description="Hires. fix: denoising strength of the second pass")
+    variation_seed: int = Field(-1, description="Variations: the seed whose noise is blended in; -1 picks one")
+    variation_strength: float = Field(0.0, ge=0, le=1, description="Variations: how far toward the variation "
+                                                                   "seed's noise; 0 = off, 0.1-0.3 similar images")
 
 
 class ApiImage(BaseModel):
@@ -57,6 +60,7 @@ class ApiImage(BaseModel):
     seed: int
     parameters: str = ""
     age: int | None = None
+    variation_seed: int | None = Field(None, description="the variation seed used, when variation_strength > 0")
 
 
 class ImagesReply(BaseModel):
@@ -199,9 +203,22 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
             fields["width"] = fields["width"] or defaults.width
             fields["height"] = fields["height"] or defaults.height
             result = run_job(text_to_image, manager, ImageRequest(**fields))
-        return ImagesReply(images=[ApiImage(png_base64=b64_png(i.image, i.parameters), seed=i.seed,
-                                            parameters=i.parameters) for i in result.images], notes=result.notes,
-                           replica=replica_of(result))
+        return images_reply(result)
+
+    @api.post("/img2img", response_model=ImagesReply, summary="Image to image")
+    async def img2img(image: UploadFile = File(..., description="the picture to redraw"), prompt: str = Form(""),
+                      negative_prompt: str = Form(""), strength: float = Form(0.75),
+                      num_inference_steps: int = Form(20), guidance_scale: float = Form(7.0), seed: int = Form(-1),
+                      batch_count: int = Form(1), sampler: str = Form(DEFAULT_SAMPLER),
+                      size: int | None = Form(None, description="the longer side; default: the model's size"),
+                      variation_seed: int = Form(-1), variation_strength: float = Form(0.0, ge=0, le=1)):
+        data = await read_upload(image)
+        side = size or manager.defaults().width
+        req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength,
+                           num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
+                           batch_count=batch_count, sampler=sampler, width=side, height=side,
+                           variation_seed=variation_seed, variation_strength=variation_strength)
+        return images_reply(await _in_slot(manager, lambda: run_job(image_to_image, manager, req, data)))
 
     @api.post("/aging", response_model=AgingReply, summary="Aging timelapse of a face photo")
     async def aging(request: Request, image: UploadFile = File(..., description="a face photo"),
@@ -328,6 +345,13 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                                               "is not accepted here."})
 
     return api
+
+
+def images_reply(result) -> ImagesReply:
+    """An image run's PNGs (with their PNG info), seeds and notes."""
+    return ImagesReply(images=[ApiImage(png_base64=b64_png(i.image, i.parameters), seed=i.seed, parameters=i.parameters,
+                                        variation_seed=i.variation_seed) for i in result.images],
+                       notes=result.notes, replica=replica_of(result))
 
 
 async def _in_slot(manager, work):

@@ -69,6 +69,9 @@ def result_info(result: RunResult) -> str:
     """Seeds used, plus anything the engine adjusted or a Stop."""
     seeds = ", ".join(str(item.seed) for item in result.images) or "none"
     lines = [f"Seed{'s' if len(result.images) > 1 else ''} used: {seeds}", *result.notes]
+    variations = [str(item.variation_seed) for item in result.images if getattr(item, "variation_seed", None) is not None]
+    if variations:
+        lines.insert(1, f"Variation seed{'s' if len(variations) > 1 else ''}: {', '.join(variations)}")
     if result.interrupted and not any("Stopped" in n for n in result.notes):
         lines.append("Stopped before all images were made.")
     return "\n\n".join(lines)

@@ -24,6 +24,7 @@ from tabs.extras_common import network_picker
 from tabs.running import wire_run, wire_stop
 from tabs.session import SessionControl, user_error
 from tabs.styles_common import style_picker, styled
+from tabs.variations_common import variation_widgets, variations_of, variations_panel, wire_selection
 from tabs.xyz_common import AXIS_INPUTS, plan_line, plot_outputs, plot_panel, plot_request, wire_plan
 from widgets.image_upload import ImageUpload
 
@@ -34,37 +35,43 @@ def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the widgets other tabs send to."""
     # 1. handlers
     def img2img(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed,
-                batch_count, sampler, denoise_video, fast, styles, control, progress=gr.Progress()):
+                batch_count, sampler, denoise_video, fast, styles, variation_seed, variation_strength, control,
+                progress=gr.Progress()):
         if not image:
             raise user_error("Upload an image to start from.")
         prompt, negative_prompt = styled(styles, prompt, negative_prompt)
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler,
-                           denoise_video=bool(denoise_video), fast=bool(fast))
+                           denoise_video=bool(denoise_video), fast=bool(fast), variation_seed=variation_seed,
+                           variation_strength=variation_strength)
         job = lambda on_step, ctl: run_job(image_to_image, manager, req, image, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
-    def plot_base(prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler, fast):
+    def plot_base(prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler, fast,
+                  variation_seed, variation_strength):
         return ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength,
                             num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=size,
-                            height=size, seed=seed, sampler=sampler, fast=bool(fast))
+                            height=size, seed=seed, sampler=sampler, fast=bool(fast),
+                            variation_seed=variation_seed, variation_strength=variation_strength)
 
     def xyz_plot(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
-                 fast, x_type, x_values, y_type, y_values, z_type, z_values, video_axis, control, pace,
+                 fast, variation_seed, variation_strength, x_type, x_values, y_type, y_values, z_type, z_values,
+                 video_axis, control, pace,
                  progress=gr.Progress()):
         if not image:
             raise user_error("Upload an image to start from.")
         base = plot_base(prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
-                         fast)
+                         fast, variation_seed, variation_strength)
         req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
         job = lambda on_step, ctl: run_job(run_plot, manager, req, image, on_step, ctl, task=TASK)  # noqa: E731
         yield from plot_outputs(manager, job, req, TASK, control, progress, pace)
 
     def xyz_plan(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
-                 fast, x_type, x_values, y_type, y_values, z_type, z_values, video_axis, pace):
+                 fast, variation_seed, variation_strength, x_type, x_values, y_type, y_values, z_type, z_values,
+                 video_axis, pace):
         base = plot_base(prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
-                         fast)
+                         fast, variation_seed, variation_strength)
         req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
         return plan_line(manager, req, TASK, pace)
 
@@ -80,6 +87,7 @@ def build(manager) -> SimpleNamespace:
                 sampler, steps, guidance = sampling_widgets()
                 size = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Longer side (aspect ratio is kept)")
                 seed, batch = seed_widgets()
+                variation_seed, variation_strength = variation_widgets(TASK)
                 fast = fast_toggle()
                 network_picker(manager, prompt, TASK, sampler, steps, guidance)
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)",
@@ -87,6 +95,7 @@ def build(manager) -> SimpleNamespace:
                 plot = plot_panel(TASK, defaults=("Denoising", "0.3, 0.5, 0.7"))
             with gr.Column():
                 bar, gallery, preview, info, params = output_widgets("Images", TASK)
+                variations = variations_panel(TASK)
                 steps_video = gr.Video(label="Denoising video", visible=False, height=360, interactive=False,
                                        elem_id="img2img-steps-video")
                 with gr.Row():
@@ -98,18 +107,27 @@ def build(manager) -> SimpleNamespace:
     inputs = {"image": image, "prompt": prompt, "negative_prompt": negative, "strength": strength,
               "num_inference_steps": steps, "guidance_scale": guidance, "size": size, "seed": seed,
               "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast, "styles": styles,
-              "control": control}
+              "variation_seed": variation_seed, "variation_strength": variation_strength, "control": control}
     check_inputs_match(img2img, list(inputs))
     wire_run(run.click, on_gpu(img2img, "img2img"), inputs=list(inputs.values()),
              outputs=[gallery, preview, info, params, steps_video], api_name="img2img", control=control, stop=stop,
              bar=bar)
     wire_stop(stop, control, "stop_img2img")
+    own = [widget for name, widget in inputs.items() if name not in ("seed", "batch_count", "variation_seed",
+                                                                     "variation_strength", "control")]
+    wire_selection(variations, gallery)
+    wire_run(variations.button.click, on_gpu(variations_of(img2img), "img2img"),
+             inputs=[*own, gallery, variations.selected, variations.count, variations.start, variations.strength,
+                     control], outputs=[gallery, preview, info, params, steps_video], api_name="make_variations_img2img",
+             control=control, stop=stop, bar=bar)
     # the Denoising video box shows only when there is a video in it
     steps_video.change(lambda v: gr.Video(visible=bool(v)), inputs=steps_video, outputs=steps_video, api_name=False,
                        queue=False, show_progress="hidden")
     plot_inputs = {"image": image, "prompt": prompt, "negative_prompt": negative, "strength": strength,
                    "num_inference_steps": steps, "guidance_scale": guidance, "size": size, "seed": seed,
-                   "sampler": sampler, "fast": fast, **{name: plot.widgets[name] for name in AXIS_INPUTS}}
+                   "sampler": sampler, "fast": fast,
+                   "variation_seed": variation_seed, "variation_strength": variation_strength,
+                   **{name: plot.widgets[name] for name in AXIS_INPUTS}}
     check_inputs_match(xyz_plot, [*plot_inputs, "control", "pace"])
     check_inputs_match(xyz_plan, [*plot_inputs, "pace"])
     wire_run(plot.run.click, on_gpu(xyz_plot, "xyz_plot_img2img"), inputs=[*plot_inputs.values(), control, plot.pace],

@@ -26,6 +26,7 @@ from tabs.extras_common import network_picker
 from tabs.running import wire_run, wire_stop
 from tabs.session import SessionControl, user_error, user_errors
 from tabs.styles_common import style_picker, styled
+from tabs.variations_common import variation_widgets, variations_of, variations_panel, wire_selection
 from tabs.xyz_common import AXIS_INPUTS, plan_line, plot_outputs, plot_panel, plot_request, wire_plan
 from widgets.image_upload import readable, upload_path
 
@@ -37,35 +38,37 @@ def build(manager) -> SimpleNamespace:
     # 1. handlers
     def txt2img(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, batch_count,
                 sampler, denoise_video, fast, styles, hires, hires_scale, hires_upscaler, hires_steps, hires_strength,
-                control, progress=gr.Progress()):
+                variation_seed, variation_strength, control, progress=gr.Progress()):
         prompt, negative_prompt = styled(styles, prompt, negative_prompt)
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=width, height=height, seed=seed, batch_count=batch_count, sampler=sampler,
                            denoise_video=bool(denoise_video), fast=bool(fast),
                            hires_scale=hires_scale if hires else None, hires_upscaler=hires_upscaler,
-                           hires_steps=hires_steps, hires_strength=hires_strength)
+                           hires_steps=hires_steps, hires_strength=hires_strength,
+                           variation_seed=variation_seed, variation_strength=variation_strength)
         job = lambda on_step, ctl: run_job(text_to_image, manager, req, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
-    def plot_base(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler, fast):
+    def plot_base(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler, fast,
+                  variation_seed, variation_strength):
         return ImageRequest(prompt=prompt, negative_prompt=negative_prompt, num_inference_steps=num_inference_steps,
                             guidance_scale=guidance_scale, width=width, height=height, seed=seed, sampler=sampler,
-                            fast=bool(fast))
+                            fast=bool(fast), variation_seed=variation_seed, variation_strength=variation_strength)
 
     def xyz_plot(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler, fast,
-                 x_type, x_values, y_type, y_values, z_type, z_values, video_axis, control, pace,
-                 progress=gr.Progress()):
+                 variation_seed, variation_strength, x_type, x_values, y_type, y_values, z_type, z_values, video_axis,
+                 control, pace, progress=gr.Progress()):
         base = plot_base(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler,
-                         fast)
+                         fast, variation_seed, variation_strength)
         req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
         job = lambda on_step, ctl: run_job(run_plot, manager, req, None, on_step, ctl, task=TASK)  # noqa: E731
         yield from plot_outputs(manager, job, req, TASK, control, progress, pace)
 
     def xyz_plan(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler, fast,
-                 x_type, x_values, y_type, y_values, z_type, z_values, video_axis, pace):
+                 variation_seed, variation_strength, x_type, x_values, y_type, y_values, z_type, z_values, video_axis, pace):
         base = plot_base(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler,
-                         fast)
+                         fast, variation_seed, variation_strength)
         req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
         return plan_line(manager, req, TASK, pace)
 
@@ -85,7 +88,8 @@ def build(manager) -> SimpleNamespace:
         return (text, note, req.prompt, req.negative_prompt, req.num_inference_steps, req.guidance_scale,
                 req.width, req.height, req.seed, req.sampler, hires, req.hires_scale if hires else gr.skip(),
                 req.hires_upscaler if hires else gr.skip(), req.hires_steps if hires else gr.skip(),
-                req.hires_strength if hires else gr.skip(), [])  # the loaded prompt already holds its styles
+                req.hires_strength if hires else gr.skip(), [],  # the loaded prompt already holds its styles
+                req.variation_seed, req.variation_strength)
 
     def hires_line(hires, width, height, scale):
         """A1111's "from 512x512 to 1024x1024" under the Hires. fix fields."""
@@ -120,6 +124,7 @@ def build(manager) -> SimpleNamespace:
                                                    label="Denoising strength")
                     hires_note = gr.Markdown(elem_id="txt2img-hires-size")
                 seed, batch = seed_widgets()
+                variation_seed, variation_strength = variation_widgets(TASK)
                 fast = fast_toggle()
                 network_picker(manager, prompt, TASK, sampler, steps, guidance)
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)")
@@ -131,6 +136,7 @@ def build(manager) -> SimpleNamespace:
                     png_note = gr.Markdown()
             with gr.Column():
                 bar, gallery, preview, info, params = output_widgets("Images", TASK)
+                variations = variations_panel(TASK)
                 steps_video = gr.Video(label="Denoising video", visible=False, height=360, interactive=False,
                                        elem_id="txt2img-steps-video")
                 with gr.Row():
@@ -143,16 +149,24 @@ def build(manager) -> SimpleNamespace:
               "guidance_scale": guidance, "width": width, "height": height, "seed": seed,
               "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast, "styles": styles,
               "hires": hires, "hires_scale": hires_scale, "hires_upscaler": hires_upscaler, "hires_steps": hires_steps,
-              "hires_strength": hires_strength, "control": control}
+              "hires_strength": hires_strength, "variation_seed": variation_seed,
+              "variation_strength": variation_strength, "control": control}
     check_inputs_match(txt2img, list(inputs))
     event = dict(inputs=list(inputs.values()), outputs=[gallery, preview, info, params, steps_video],
                  control=control, stop=stop, bar=bar)
     wire_run(run.click, on_gpu(txt2img, "txt2img"), api_name="txt2img", **event)
     wire_run(prompt.submit, on_gpu(txt2img, "txt2img"), api_name=False, **event)
     wire_stop(stop, control, "stop_txt2img")
+    own = [widget for name, widget in inputs.items() if name not in ("seed", "batch_count", "variation_seed",
+                                                                     "variation_strength", "control")]
+    wire_selection(variations, gallery)
+    wire_run(variations.button.click, on_gpu(variations_of(txt2img), "txt2img"),
+             inputs=[*own, gallery, variations.selected, variations.count, variations.start, variations.strength,
+                     control], outputs=event["outputs"], api_name="make_variations", control=control, stop=stop, bar=bar)
     plot_inputs = {"prompt": prompt, "negative_prompt": negative, "num_inference_steps": steps,
                    "guidance_scale": guidance, "width": width, "height": height, "seed": seed, "sampler": sampler,
-                   "fast": fast, **{name: plot.widgets[name] for name in AXIS_INPUTS}}
+                   "fast": fast, "variation_seed": variation_seed, "variation_strength": variation_strength,
+                   **{name: plot.widgets[name] for name in AXIS_INPUTS}}
     check_inputs_match(xyz_plot, [*plot_inputs, "control", "pace"])
     check_inputs_match(xyz_plan, [*plot_inputs, "pace"])
     wire_run(plot.run.click, on_gpu(xyz_plot, "xyz_plot"), inputs=[*plot_inputs.values(), control, plot.pace],
@@ -165,7 +179,8 @@ def build(manager) -> SimpleNamespace:
     check_uploads(png, say=False)  # png_info says why
     png.upload(png_info, inputs=png, outputs=[png_text, png_note, prompt, negative, steps, guidance, width, height,
                                               seed, sampler, hires, hires_scale, hires_upscaler, hires_steps,
-                                              hires_strength, styles], api_name="png_info", preprocess=False)
+                                              hires_strength, styles, variation_seed, variation_strength],
+              api_name="png_info", preprocess=False)
     for trigger in (hires.change, width.change, height.change, hires_scale.change):
         trigger(hires_line, inputs=[hires, width, height, hires_scale], outputs=hires_note, api_name=False,
                 queue=False, show_progress="hidden")

@@ -6,7 +6,6 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
-import torch
 from PIL import Image
 
 from engine import provenance
@@ -28,6 +27,8 @@ from engine.image.request import (
     pick_seed,
 )
 from engine.image.steps import step_callback
+from engine.image.variation_noise import seeded_noise
+from engine.image.variations import check_variation, first_variation_seed, variation_from_fields
 from engine.pipeline.schedulers import from_a1111_fields
 from engine.video.denoise import decode_frames, record_predictions
 
@@ -38,6 +39,7 @@ def text_to_image(manager, req: ImageRequest, on_step: StepCallback | None = Non
                   guidance_range: tuple[float, float] = (MIN_GUIDANCE, MAX_GUIDANCE)) -> RunResult:
     """Images from a prompt."""
     req, notes = check_request(req, "txt2img", guidance_range)
+    req = check_variation(req, "txt2img")
     check_prompts(manager, req)
     if req.hires_scale is not None:  # draw small, upscale, redraw large
         req, hires_notes = check_hires(req)
@@ -54,6 +56,7 @@ def image_to_image(manager, req: ImageRequest, image, on_step: StepCallback | No
                    guidance_range: tuple[float, float] = (MIN_GUIDANCE, MAX_GUIDANCE)) -> RunResult:
     """Redraw an image; it keeps its aspect ratio, its longer side set by the larger of width and height."""
     req, notes = check_request(req, "img2img", guidance_range)
+    req = check_variation(req, "img2img")
     check_prompts(manager, req)
     init = images.load_image(image)
     width, height = images.scale_to_long_side(*init.size, max(req.width, req.height))
@@ -71,6 +74,7 @@ def inpaint(manager, req: ImageRequest, image, mask, on_step: StepCallback | Non
             control: RunControl | None = None) -> RunResult:
     """Redraw the painted area only; everything outside the mask stays pixel for pixel."""
     req, notes = check_request(req, "inpaint")
+    req = check_variation(req, "inpaint")
     check_prompts(manager, req)
     original = images.load_image(image)
     if isinstance(mask, (str, Path, bytes)):
@@ -128,12 +132,15 @@ def _run_images(manager, task: str, req: ImageRequest, task_kwargs: dict, on_ste
     control = control or RunControl()
     prompt_embeds, negative_embeds = manager.encode(req.prompt, req.negative_prompt)
     first_seed = pick_seed(req.seed)
+    first_variation = first_variation_seed(req)
     result = RunResult()
     for index in range(req.batch_count):
         if control.stopped:
             result.interrupted = True
             break
         seed = (first_seed + index) % (MAX_SEED + 1)
+        variation = None if first_variation is None else (first_variation + index) % (MAX_SEED + 1)
+        seed = first_seed if variation is not None else seed  # A1111: a variation batch keeps its seed
         pipe = manager.pipeline(task, req.sampler, fast=req.fast)
         if req.guidance_scale < 1:
             pipe = always_guided(pipe)
@@ -142,12 +149,13 @@ def _run_images(manager, task: str, req: ImageRequest, task_kwargs: dict, on_ste
         callback = step_callback(index, req.batch_count, on_step, control, *schedule)
         output = pipe(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds,
                       num_inference_steps=req.num_inference_steps, guidance_scale=req.guidance_scale,
-                      generator=torch.Generator("cpu").manual_seed(seed),
+                      **seeded_noise(pipe, task, seed, variation, req.variation_strength, prompt_embeds.dtype,
+                                     req.height, req.width),
                       callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents"],
                       **task_kwargs)
         stopped = bool(pipe.interrupt)
-        result.images.append(GeneratedImage(output.images[0], seed, parameters_text(manager, task, req, seed),
-                                            interrupted=stopped))
+        result.images.append(GeneratedImage(output.images[0], seed, parameters_text(manager, task, req, seed, variation),
+                                            interrupted=stopped, variation_seed=variation))
         if recorded:
             result.images[-1].steps = decode_frames(pipe.vae, recorded, pipe.image_processor)
         if stopped:
@@ -199,6 +207,7 @@ def request_from_parameters(text: str) -> tuple[ImageRequest, list[str]]:
         except ValueError:
             skipped.append("Size")
     req.fast = "Fast" in fields
+    skipped += variation_from_fields(req, fields)
     if "Hires upscale" in fields or "Hires resize" in fields:
         skipped += hires_from_fields(req, fields)
     if "Sampler" in fields:

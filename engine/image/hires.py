@@ -25,6 +25,8 @@ from engine.image.request import (
     pick_seed,
 )
 from engine.image.steps import step_callback
+from engine.image.variation_noise import seeded_noise
+from engine.image.variations import first_variation_seed
 from engine.text.limits import excerpt
 from engine.video.denoise import decode_frames, record_predictions
 
@@ -168,23 +170,28 @@ def hires_fix(manager, req: ImageRequest, on_step: StepCallback | None = None,
     embeds = dict(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds,
                   guidance_scale=req.guidance_scale, callback_on_step_end_tensor_inputs=["latents"])
     first_seed = pick_seed(req.seed)
+    first_variation = first_variation_seed(req)
     result = RunResult()
     for index in range(req.batch_count):
         if control.stopped:
             result.interrupted = True
             break
         seed = (first_seed + index) % (MAX_SEED + 1)
+        variation = None if first_variation is None else (first_variation + index) % (MAX_SEED + 1)
+        seed = first_seed if variation is not None else seed  # A1111: a variation batch keeps its seed
+        vary = dict(seed=seed, variation_seed=variation, strength=req.variation_strength, dtype=prompt_embeds.dtype)
         # 1. the base image
         pipe = manager.pipeline("txt2img", req.sampler, fast=req.fast)
         recorded = record_predictions(pipe.scheduler) if req.denoise_video else None
         report = _shifted(on_step, 0, second_steps)
         output = pipe(**embeds, num_inference_steps=req.num_inference_steps, height=req.height, width=req.width,
-                      generator=torch.Generator("cpu").manual_seed(seed), output_type="latent" if latent else "pil",
+                      **seeded_noise(pipe, "txt2img", **vary, height=req.height, width=req.width),
+                      output_type="latent" if latent else "pil",
                       callback_on_step_end=step_callback(index, req.batch_count, report, control))
         base, frames = output.images, (decode_frames(pipe.vae, recorded, pipe.image_processor) if recorded else [])
         if pipe.interrupt:  # stopped in the first pass: keep what there is, at the base size
             image = decode_latents(pipe, base) if latent else base[0]
-            _keep(result, manager, req, seed, image, frames, stopped=True)
+            _keep(result, manager, req, seed, image, frames, stopped=True, variation_seed=variation)
             result.notes.append(f"Stopped early: image {index + 1} is unfinished (before Hires. fix).")
             break
         # 2. upscale
@@ -193,7 +200,8 @@ def hires_fix(manager, req: ImageRequest, on_step: StepCallback | None = None,
                     else base[0].resize((width, height), IMAGE_UPSCALERS[req.hires_upscaler]))
         frames = [frame.resize((width, height), Image.LANCZOS) for frame in frames]
         if not second_steps:  # strength 0: the upscaled image as it is
-            _keep(result, manager, req, seed, decode_latents(pipe, upscaled) if latent else upscaled, frames)
+            _keep(result, manager, req, seed, decode_latents(pipe, upscaled) if latent else upscaled, frames,
+                  variation_seed=variation)
             continue
         # 3. redraw at the large size
         pipe = manager.pipeline("img2img", req.sampler, fast=req.fast)
@@ -201,12 +209,12 @@ def hires_fix(manager, req: ImageRequest, on_step: StepCallback | None = None,
         report = _shifted(on_step, req.num_inference_steps, 0)
         output = pipe(**embeds, image=upscaled, strength=req.hires_strength,
                       num_inference_steps=schedule_length(second_steps, req.hires_strength),
-                      generator=torch.Generator("cpu").manual_seed(seed),
+                      **seeded_noise(pipe, "img2img", **vary, height=height, width=width),
                       callback_on_step_end=step_callback(index, req.batch_count, report, control))
         if recorded:
             frames += decode_frames(pipe.vae, recorded, pipe.image_processor)
         stopped = bool(pipe.interrupt)
-        _keep(result, manager, req, seed, output.images[0], frames, stopped=stopped)
+        _keep(result, manager, req, seed, output.images[0], frames, stopped=stopped, variation_seed=variation)
         if stopped:
             result.notes.append(f"Stopped early: image {index + 1} is unfinished.")
             break
@@ -214,9 +222,9 @@ def hires_fix(manager, req: ImageRequest, on_step: StepCallback | None = None,
 
 
 def _keep(result: RunResult, manager, req: ImageRequest, seed: int, image: Image.Image, frames: list,
-          stopped: bool = False) -> None:
-    result.images.append(GeneratedImage(image, seed, parameters_text(manager, "txt2img", req, seed),
-                                        interrupted=stopped, steps=frames))
+          stopped: bool = False, variation_seed: int | None = None) -> None:
+    result.images.append(GeneratedImage(image, seed, parameters_text(manager, "txt2img", req, seed, variation_seed),
+                                        interrupted=stopped, steps=frames, variation_seed=variation_seed))
     result.interrupted = result.interrupted or stopped
 
 

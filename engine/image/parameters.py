@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from engine.files import pnginfo
 from engine.image.request import ImageRequest
+from engine.image.variations import variation_fields
 from engine.pipeline.schedulers import a1111_fields
 
 
@@ -12,11 +13,12 @@ def replica_field(manager) -> dict:
     return {"Replica": replica} if replica else {}
 
 
-def parameters_text(manager, task: str, req: ImageRequest, seed: int) -> str:
+def parameters_text(manager, task: str, req: ImageRequest, seed: int, variation_seed: int | None = None) -> str:
     """A1111's parameters text, so the PNG can be read back by A1111 tools and by this app."""
     settings: dict[str, object] = {"Steps": req.num_inference_steps, **a1111_fields(req.sampler),
                                    "CFG scale": _short(req.guidance_scale), "Seed": seed,
                                    "Size": f"{req.width}x{req.height}", "Model": manager.model_label}
+    settings.update(variation_fields(variation_seed, req.variation_strength))  # after Model, as A1111 writes them
     if task != "txt2img":
         settings["Denoising strength"] = _short(req.strength)
     elif req.hires_scale is not None:  # A1111's Hires. fix fields; Size stays the first pass's

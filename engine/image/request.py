@@ -44,6 +44,8 @@ class ImageRequest:
     hires_upscaler: str = "Latent"  # Hires. fix: "Latent" (and its variants) or "Lanczos"/"Nearest" on the image
     hires_steps: int = 0  # Hires. fix: denoising steps of the second pass; 0 = the same as num_inference_steps
     hires_strength: float = 0.5  # Hires. fix: how much of the upscaled image is redrawn, 0..1 (0 = upscale only)
+    variation_seed: int = -1  # txt2img/img2img: the seed whose noise is blended in (engine.image.variations); -1 = random
+    variation_strength: float = 0.0  # how far toward the variation seed's noise, 0..1; 0 = off (a plain image)
 
 
 @dataclass
@@ -74,6 +76,7 @@ class GeneratedImage:
     parameters: str
     interrupted: bool = False
     steps: list[Image.Image] = field(default_factory=list)  # the prediction at every step, if asked for
+    variation_seed: int | None = None  # the variation seed used, when the variation strength was above 0
 
 
 @dataclass

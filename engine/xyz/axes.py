@@ -36,6 +36,8 @@ AXES: dict[str, str] = {
     "Denoising": "float",
     "Width": "int",
     "Height": "int",
+    "Var. seed": "int",
+    "Var. strength": "float",
 }
 IMG2IMG_ONLY = {"Denoising"}
 
@@ -210,9 +212,14 @@ def _check_value(name: str, value, slot: str) -> None:
         raise ValueError(f"{where}: {value} is outside {MIN_SIDE} to {MAX_SIDE} pixels.")
     if name == "Denoising" and not 0 < value <= 1:
         raise ValueError(f"{where}: {value:g} must be above 0 and at most 1.")
+    if name == "Var. seed" and not (value == -1 or 0 <= value <= MAX_SEED):
+        raise ValueError(f"{where}: {value} must be -1 (random) or from 0 to {MAX_SEED}.")
+    if name == "Var. strength" and not 0 <= value <= 1:
+        raise ValueError(f"{where}: {value:g} must be from 0 (off) to 1.")
 
 
 def _example(name: str) -> str:
     return {"Seed": "1, 2, 3", "Steps": "10, 20, 30 or 2-40 (+2)", "CFG Scale": "5, 7.5, 10 or -5-20 [26]",
             "Sampler": "Euler, DDIM", "Prompt S/R": "cat, dog, fox", "Denoising": "0.3, 0.5, 0.7 or 0.2-1 [5]",
-            "Width": "256, 384, 512", "Height": "256, 384, 512"}[name]
+            "Width": "256, 384, 512", "Height": "256, 384, 512", "Var. seed": "1, 2, 3",
+            "Var. strength": "0, 0.1, 0.2 or 0-0.5 [11]"}[name]

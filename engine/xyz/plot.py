@@ -130,7 +130,11 @@ def plan_plot(req: PlotRequest, task: str = "txt2img", max_prompt_tokens: int = 
         raise ValueError(f"The sweep video goes along an axis that is set; {excerpt(req.video)} is not one.")
     if video and not (isinstance(req.fps, (int, float)) and 0 < req.fps <= MAX_FPS):
         raise ValueError(f"The sweep video's fps must be above 0 and at most {MAX_FPS}; got {excerpt(req.fps)}.")
-    base = replace(req.base, seed=pick_seed(req.base.seed), batch_count=1)
+    if any(axis and axis.name == "Var. seed" for axis in axes.values()) and not req.base.variation_strength:
+        raise ValueError("A Var. seed axis changes nothing at variation strength 0; set a Variation strength above 0 "
+                         "or add a Var. strength axis.")
+    base = replace(req.base, seed=pick_seed(req.base.seed), variation_seed=pick_seed(req.base.variation_seed),
+                   batch_count=1)  # one variation seed for every cell, so a Var. strength sweep walks one way
     seeds = _axis_seeds(axes)
     _check_search(axes, base)
     _check_growth(axes, base, max_prompt_tokens)
@@ -143,7 +147,7 @@ def plan_plot(req: PlotRequest, task: str = "txt2img", max_prompt_tokens: int = 
                 for slot, index in zip(SLOTS, position):
                     axis = axes[slot]
                     if axis:
-                        value = seeds[slot][index] if axis.name == "Seed" else axis.values[index]
+                        value = seeds[slot][index] if axis.name in ("Seed", "Var. seed") else axis.values[index]
                         cell_req = apply_value(cell_req, axis, value, task)
                         labels.append(axis.labels[index])
                 checked, _ = check_request(cell_req, task, PLOT_GUIDANCE)
@@ -154,7 +158,7 @@ def plan_plot(req: PlotRequest, task: str = "txt2img", max_prompt_tokens: int = 
 def _axis_seeds(axes: dict[str, Axis | None]) -> dict[str, list[int]]:
     """A Seed axis's -1 values become random seeds, picked once so the whole row or column shares them."""
     return {slot: [pick_seed(int(v)) for v in axis.values] for slot, axis in axes.items()
-            if axis and axis.name == "Seed"}
+            if axis and axis.name in ("Seed", "Var. seed")}
 
 
 def _check_search(axes: dict[str, Axis | None], base: ImageRequest) -> None:
@@ -202,7 +206,8 @@ def apply_value(req: ImageRequest, axis: Axis, value, task: str) -> ImageRequest
     if name in ("Width", "Height") and task != "txt2img":  # image to image keeps the aspect: one longer side
         return replace(req, width=value, height=value)
     field_name = {"Seed": "seed", "Steps": "num_inference_steps", "CFG Scale": "guidance_scale",
-                  "Sampler": "sampler", "Denoising": "strength", "Width": "width", "Height": "height"}[name]
+                  "Sampler": "sampler", "Denoising": "strength", "Width": "width", "Height": "height",
+                  "Var. seed": "variation_seed", "Var. strength": "variation_strength"}[name]
     return replace(req, **{field_name: value})
 
 

@@ -19,7 +19,8 @@ from tabs.session import SessionControl
 from tests.app import fake_spaces
 
 GENERATING = {"txt2img", "img2img", "inpaint", "xyz_plot", "xyz_plot_img2img", "aging", "gender_swap", "dream",
-              "dream_resume", "latent_walk", "latent_walk_resume", "animate", "animate_resume", "text2video"}
+              "dream_resume", "latent_walk", "latent_walk_resume", "animate", "animate_resume", "text2video",
+              "make_variations", "make_variations_img2img"}
 FAST_WALK = dict(prompts=["a cat", "a dog", "a red house"], seeds=[1, 2, 3], num_frames=7, num_inference_steps=3,
                  width=64, height=64, sampler="Euler", fps=8, batch_size=2)
 
@@ -89,7 +90,7 @@ def test_durations_grow_with_steps_frames_and_batch_and_stay_within_bounds(space
     def image(steps=40, batch=4, size=1024, **hires):
         return seconds("a cat", "", steps, 7, size, size, -1, batch, "Euler", False, False, [],
                        hires.get("hires", False), hires.get("hires_scale", 2), "Latent", hires.get("hires_steps", 0),
-                       0.5, SessionControl())
+                       0.5, -1, 0, SessionControl())
 
     assert image(steps=10) < image(steps=40) < image(steps=150)
     assert image(batch=1) < image(batch=4)
@@ -104,7 +105,7 @@ def test_durations_grow_with_steps_frames_and_batch_and_stay_within_bounds(space
     plot = wrapping_of(spaces, "xyz_plot").duration
 
     def cells(values):
-        return plot("a cat", "", 40, 7, 512, 512, 1, "Euler", False, "CFG Scale", values, "Nothing", "", "Nothing", "",
+        return plot("a cat", "", 40, 7, 512, 512, 1, "Euler", False, -1, 0, "CFG Scale", values, "Nothing", "", "Nothing", "",
                     "No video", SessionControl(), None)
 
     assert cells("3, 7, 11") < cells("3, 5, 7, 9, 11") < cells("1-30 [30]")
@@ -264,7 +265,7 @@ def test_no_handler_hands_a_torch_tensor_across(spaces, tiny_manager):
     txt2img = handlers(demo)["txt2img"]
     control = SessionControl()
     results = list(txt2img("a cat", "", 2, 7, 64, 64, 1, 2, "Euler", False, False, [], False, 2, "Latent", 0, 0.5,
-                           control))
+                           -1, 0, control))
     assert results and results[-1][0] and len(results[-1][0]) == 2
     assert spaces.tensors == []
     # the worker had a copy of the session; the bar in the server's process was still started and ended
