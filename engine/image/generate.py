@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 
 from engine import provenance
+from engine.control import pipelines as control_pipelines
+from engine.control.units import units_from_fields
 from engine.files import images, pnginfo
 from engine.image import masks
 from engine.image.hires import check_hires, hires_fix, hires_from_fields
@@ -38,6 +40,7 @@ def text_to_image(manager, req: ImageRequest, on_step: StepCallback | None = Non
                   guidance_range: tuple[float, float] = (MIN_GUIDANCE, MAX_GUIDANCE)) -> RunResult:
     """Images from a prompt."""
     req, notes = check_request(req, "txt2img", guidance_range)
+    req = control_pipelines.check_control(req, "txt2img")
     check_prompts(manager, req)
     if req.hires_scale is not None:  # draw small, upscale, redraw large
         req, hires_notes = check_hires(req)
@@ -54,6 +57,7 @@ def image_to_image(manager, req: ImageRequest, image, on_step: StepCallback | No
                    guidance_range: tuple[float, float] = (MIN_GUIDANCE, MAX_GUIDANCE)) -> RunResult:
     """Redraw an image; it keeps its aspect ratio, its longer side set by the larger of width and height."""
     req, notes = check_request(req, "img2img", guidance_range)
+    req = control_pipelines.check_control(req, "img2img")
     check_prompts(manager, req)
     init = images.load_image(image)
     width, height = images.scale_to_long_side(*init.size, max(req.width, req.height))
@@ -71,6 +75,7 @@ def inpaint(manager, req: ImageRequest, image, mask, on_step: StepCallback | Non
             control: RunControl | None = None) -> RunResult:
     """Redraw the painted area only; everything outside the mask stays pixel for pixel."""
     req, notes = check_request(req, "inpaint")
+    req = control_pipelines.check_control(req, "inpaint")
     check_prompts(manager, req)
     original = images.load_image(image)
     if isinstance(mask, (str, Path, bytes)):
@@ -127,6 +132,7 @@ def _run_images(manager, task: str, req: ImageRequest, task_kwargs: dict, on_ste
                 control: RunControl | None) -> RunResult:
     control = control or RunControl()
     prompt_embeds, negative_embeds = manager.encode(req.prompt, req.negative_prompt)
+    controlled = control_pipelines.prepare(manager, req, task, task_kwargs) if req.control_units else None
     first_seed = pick_seed(req.seed)
     result = RunResult()
     for index in range(req.batch_count):
@@ -134,7 +140,8 @@ def _run_images(manager, task: str, req: ImageRequest, task_kwargs: dict, on_ste
             result.interrupted = True
             break
         seed = (first_seed + index) % (MAX_SEED + 1)
-        pipe = manager.pipeline(task, req.sampler, fast=req.fast)
+        pipe = (control_pipelines.control_pipeline(manager, task, req.sampler, controlled) if controlled
+                else manager.pipeline(task, req.sampler, fast=req.fast))
         if req.guidance_scale < 1:
             pipe = always_guided(pipe)
         recorded = record_predictions(pipe.scheduler) if req.denoise_video else None
@@ -144,7 +151,7 @@ def _run_images(manager, task: str, req: ImageRequest, task_kwargs: dict, on_ste
                       num_inference_steps=req.num_inference_steps, guidance_scale=req.guidance_scale,
                       generator=torch.Generator("cpu").manual_seed(seed),
                       callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents"],
-                      **task_kwargs)
+                      **task_kwargs, **(controlled.kwargs if controlled else {}))
         stopped = bool(pipe.interrupt)
         result.images.append(GeneratedImage(output.images[0], seed, parameters_text(manager, task, req, seed),
                                             interrupted=stopped))
@@ -201,6 +208,8 @@ def request_from_parameters(text: str) -> tuple[ImageRequest, list[str]]:
     req.fast = "Fast" in fields
     if "Hires upscale" in fields or "Hires resize" in fields:
         skipped += hires_from_fields(req, fields)
+    req.control_units, control_skipped = units_from_fields(fields)
+    skipped += control_skipped
     if "Sampler" in fields:
         name = from_a1111_fields(fields["Sampler"], fields.get("Schedule type"))
         if name:
