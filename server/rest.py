@@ -15,6 +15,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
 from engine.backends.ray import WorkerStopped
+from engine.control.api import units_from_json
 from engine.faces.aging import AgingRequest, aging_timelapse, parse_ages
 from engine.faces.gender import GenderRequest, gender_swap
 from engine.files import pnginfo
@@ -50,6 +51,9 @@ class Txt2ImgBody(BaseModel):
     hires_upscaler: str = Field("Latent", description="Hires. fix: Latent (and its variants), Lanczos or Nearest")
     hires_steps: int = Field(0, ge=0, le=150, description="Hires. fix: second-pass steps; 0 = num_inference_steps")
     hires_strength: float = Field(0.5, ge=0, le=1, description="Hires. fix: denoising strength of the second pass")
+    controlnet: list[dict] = Field([], description="ControlNet units (at most 3), each {module, model, image "
+                                                   "(base64 or data URL), weight, guidance_start, guidance_end, "
+                                                   "control_mode, resize_mode, low_threshold, high_threshold}")
 
 
 class ApiImage(BaseModel):
@@ -198,6 +202,7 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
             fields = body.model_dump()
             fields["width"] = fields["width"] or defaults.width
             fields["height"] = fields["height"] or defaults.height
+            fields["control_units"] = units_from_json(fields.pop("controlnet"))
             result = run_job(text_to_image, manager, ImageRequest(**fields))
         return ImagesReply(images=[ApiImage(png_base64=b64_png(i.image, i.parameters), seed=i.seed,
                                             parameters=i.parameters) for i in result.images], notes=result.notes,

@@ -83,6 +83,15 @@ def _choice(value: str, choices: tuple[str, ...], what: str) -> str:
     return folded[key]
 
 
+def with_control_weight(req, weight: float):
+    """The request with ControlNet unit 0 at this weight (the X/Y/Z plot's ControlNet Weight axis)."""
+    if not req.control_units:
+        raise ValueError("The ControlNet Weight axis changes ControlNet unit 0: enable a ControlNet unit first.")
+    first = req.control_units[0]
+    first = replace(first, weight=weight) if isinstance(first, ControlUnit) else {**first, "weight": weight}
+    return replace(req, control_units=(first, *req.control_units[1:]))
+
+
 UNIT_KEYS = ("module", "model", "image", "weight", "guidance_start", "guidance_end", "control_mode", "resize_mode",
              "low_threshold", "high_threshold")
 _KEY_ALIASES = {"preprocessor": "module", "threshold_a": "low_threshold", "threshold_b": "high_threshold",

@@ -36,6 +36,7 @@ AXES: dict[str, str] = {
     "Denoising": "float",
     "Width": "int",
     "Height": "int",
+    "ControlNet Weight": "float",  # the weight of ControlNet unit 0
 }
 IMG2IMG_ONLY = {"Denoising"}
 
@@ -210,9 +211,11 @@ def _check_value(name: str, value, slot: str) -> None:
         raise ValueError(f"{where}: {value} is outside {MIN_SIDE} to {MAX_SIDE} pixels.")
     if name == "Denoising" and not 0 < value <= 1:
         raise ValueError(f"{where}: {value:g} must be above 0 and at most 1.")
+    if name == "ControlNet Weight" and not 0 <= value <= 2:
+        raise ValueError(f"{where}: {value:g} must be from 0 to 2.")
 
 
 def _example(name: str) -> str:
     return {"Seed": "1, 2, 3", "Steps": "10, 20, 30 or 2-40 (+2)", "CFG Scale": "5, 7.5, 10 or -5-20 [26]",
             "Sampler": "Euler, DDIM", "Prompt S/R": "cat, dog, fox", "Denoising": "0.3, 0.5, 0.7 or 0.2-1 [5]",
-            "Width": "256, 384, 512", "Height": "256, 384, 512"}[name]
+            "Width": "256, 384, 512", "Height": "256, 384, 512", "ControlNet Weight": "0, 0.5, 1 or 0-1 [5]"}[name]
