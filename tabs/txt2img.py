@@ -22,6 +22,7 @@ from tabs.common import (
     sampling_widgets,
     seed_widgets,
 )
+from tabs.control_common import control_accordion, units_from_values
 from tabs.extras_common import network_picker
 from tabs.running import wire_run, wire_stop
 from tabs.session import SessionControl, user_error, user_errors
@@ -37,14 +38,15 @@ def build(manager) -> SimpleNamespace:
     # 1. handlers
     def txt2img(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, batch_count,
                 sampler, denoise_video, fast, styles, hires, hires_scale, hires_upscaler, hires_steps, hires_strength,
-                control, progress=gr.Progress()):
+                controlnet, control, progress=gr.Progress()):
         prompt, negative_prompt = styled(styles, prompt, negative_prompt)
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=width, height=height, seed=seed, batch_count=batch_count, sampler=sampler,
                            denoise_video=bool(denoise_video), fast=bool(fast),
                            hires_scale=hires_scale if hires else None, hires_upscaler=hires_upscaler,
-                           hires_steps=hires_steps, hires_strength=hires_strength)
+                           hires_steps=hires_steps, hires_strength=hires_strength,
+                           control_units=units_from_values(controlnet))
         job = lambda on_step, ctl: run_job(text_to_image, manager, req, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
@@ -119,6 +121,7 @@ def build(manager) -> SimpleNamespace:
                         hires_strength = gr.Slider(0, 1, value=DEFAULT_STRENGTH, step=0.01,
                                                    label="Denoising strength")
                     hires_note = gr.Markdown(elem_id="txt2img-hires-size")
+                controlnet = control_accordion(manager, TASK, width, height)
                 seed, batch = seed_widgets()
                 fast = fast_toggle()
                 network_picker(manager, prompt, TASK, sampler, steps, guidance)
@@ -143,7 +146,8 @@ def build(manager) -> SimpleNamespace:
               "guidance_scale": guidance, "width": width, "height": height, "seed": seed,
               "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast, "styles": styles,
               "hires": hires, "hires_scale": hires_scale, "hires_upscaler": hires_upscaler, "hires_steps": hires_steps,
-              "hires_strength": hires_strength, "control": control}
+              "hires_strength": hires_strength, "controlnet": controlnet.state,
+              "control": control}
     check_inputs_match(txt2img, list(inputs))
     event = dict(inputs=list(inputs.values()), outputs=[gallery, preview, info, params, steps_video],
                  control=control, stop=stop, bar=bar)
