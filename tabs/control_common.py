@@ -88,7 +88,7 @@ def _unit(manager, task: str, index: int, models: list[str], width, height, own_
                              elem_id=f"{prefix}-module")
         model = gr.Dropdown(models, value=models[0] if models else None, label="Model", allow_custom_value=True,
                             elem_id=f"{prefix}-model")
-        refresh = gr.Button("🔄", size="sm", scale=0, min_width=40, elem_id=f"{prefix}-refresh")
+        refresh = gr.Button("Refresh", size="sm", scale=0, min_width=80, elem_id=f"{prefix}-refresh")
     with gr.Row():
         weight = gr.Slider(0, MAX_WEIGHT, value=1, step=0.05, label="Control weight", elem_id=f"{prefix}-weight")
         start = gr.Slider(0, 1, value=0, step=0.01, label="Starting control step")
