@@ -47,26 +47,28 @@ def build(manager) -> SimpleNamespace:
         job = lambda on_step, ctl: run_job(image_to_image, manager, req, image, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
-    def plot_base(prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler, fast):
+    def plot_base(prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler, fast,
+                  controlnet):
         return ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength,
                             num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=size,
-                            height=size, seed=seed, sampler=sampler, fast=bool(fast))
+                            height=size, seed=seed, sampler=sampler, fast=bool(fast),
+                            control_units=units_from_values(controlnet))
 
     def xyz_plot(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
-                 fast, x_type, x_values, y_type, y_values, z_type, z_values, video_axis, control, pace,
+                 fast, controlnet, x_type, x_values, y_type, y_values, z_type, z_values, video_axis, control, pace,
                  progress=gr.Progress()):
         if not image:
             raise user_error("Upload an image to start from.")
         base = plot_base(prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
-                         fast)
+                         fast, controlnet)
         req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
         job = lambda on_step, ctl: run_job(run_plot, manager, req, image, on_step, ctl, task=TASK)  # noqa: E731
         yield from plot_outputs(manager, job, req, TASK, control, progress, pace)
 
     def xyz_plan(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
-                 fast, x_type, x_values, y_type, y_values, z_type, z_values, video_axis, pace):
+                 fast, controlnet, x_type, x_values, y_type, y_values, z_type, z_values, video_axis, pace):
         base = plot_base(prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
-                         fast)
+                         fast, controlnet)
         req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
         return plan_line(manager, req, TASK, pace)
 
@@ -112,7 +114,8 @@ def build(manager) -> SimpleNamespace:
                        queue=False, show_progress="hidden")
     plot_inputs = {"image": image, "prompt": prompt, "negative_prompt": negative, "strength": strength,
                    "num_inference_steps": steps, "guidance_scale": guidance, "size": size, "seed": seed,
-                   "sampler": sampler, "fast": fast, **{name: plot.widgets[name] for name in AXIS_INPUTS}}
+                   "sampler": sampler, "fast": fast, "controlnet": controlnet.state,
+                   **{name: plot.widgets[name] for name in AXIS_INPUTS}}
     check_inputs_match(xyz_plot, [*plot_inputs, "control", "pace"])
     check_inputs_match(xyz_plan, [*plot_inputs, "pace"])
     wire_run(plot.run.click, on_gpu(xyz_plot, "xyz_plot_img2img"), inputs=[*plot_inputs.values(), control, plot.pace],

@@ -50,24 +50,25 @@ def build(manager) -> SimpleNamespace:
         job = lambda on_step, ctl: run_job(text_to_image, manager, req, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
-    def plot_base(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler, fast):
+    def plot_base(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler, fast,
+                  controlnet):
         return ImageRequest(prompt=prompt, negative_prompt=negative_prompt, num_inference_steps=num_inference_steps,
                             guidance_scale=guidance_scale, width=width, height=height, seed=seed, sampler=sampler,
-                            fast=bool(fast))
+                            fast=bool(fast), control_units=units_from_values(controlnet))
 
     def xyz_plot(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler, fast,
-                 x_type, x_values, y_type, y_values, z_type, z_values, video_axis, control, pace,
+                 controlnet, x_type, x_values, y_type, y_values, z_type, z_values, video_axis, control, pace,
                  progress=gr.Progress()):
         base = plot_base(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler,
-                         fast)
+                         fast, controlnet)
         req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
         job = lambda on_step, ctl: run_job(run_plot, manager, req, None, on_step, ctl, task=TASK)  # noqa: E731
         yield from plot_outputs(manager, job, req, TASK, control, progress, pace)
 
     def xyz_plan(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler, fast,
-                 x_type, x_values, y_type, y_values, z_type, z_values, video_axis, pace):
+                 controlnet, x_type, x_values, y_type, y_values, z_type, z_values, video_axis, pace):
         base = plot_base(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler,
-                         fast)
+                         fast, controlnet)
         req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
         return plan_line(manager, req, TASK, pace)
 
@@ -156,7 +157,7 @@ def build(manager) -> SimpleNamespace:
     wire_stop(stop, control, "stop_txt2img")
     plot_inputs = {"prompt": prompt, "negative_prompt": negative, "num_inference_steps": steps,
                    "guidance_scale": guidance, "width": width, "height": height, "seed": seed, "sampler": sampler,
-                   "fast": fast, **{name: plot.widgets[name] for name in AXIS_INPUTS}}
+                   "fast": fast, "controlnet": controlnet.state, **{name: plot.widgets[name] for name in AXIS_INPUTS}}
     check_inputs_match(xyz_plot, [*plot_inputs, "control", "pace"])
     check_inputs_match(xyz_plan, [*plot_inputs, "pace"])
     wire_run(plot.run.click, on_gpu(xyz_plot, "xyz_plot"), inputs=[*plot_inputs.values(), control, plot.pace],
