@@ -4,7 +4,9 @@ from __future__ import annotations
 import base64
 import binascii
 
+from engine.control.models import SUFFIXES
 from engine.control.units import ControlUnit, unit_from_dict
+from engine.pipeline.models import HUB_ID
 
 
 def units_from_json(items) -> tuple[ControlUnit, ...]:
@@ -19,6 +21,7 @@ def units_from_json(items) -> tuple[ControlUnit, ...]:
         image = unit.image
         if image is not None:
             image = decode_image(image, index)
+        check_model_name(unit.model, index)
         units.append(ControlUnit(**{**unit.__dict__, "image": image}))
     return tuple(units)
 
@@ -34,3 +37,13 @@ def decode_image(text, index: int) -> bytes:
     except (binascii.Error, ValueError):
         raise ValueError(f"ControlNet unit {index}'s image is not valid base64; send the PNG or JPEG bytes "
                          "base64-encoded, or a data URL.") from None
+
+
+def check_model_name(model, index: int) -> None:
+    """Over the network a model is a name in weights/ControlNet or a hub id, never a path on the server."""
+    text = str(model or "").strip()
+    looks_like_path = (text.startswith(("/", "~", ".")) or "\\" in text or ".." in text
+                       or text.lower().endswith(SUFFIXES) or ("/" in text and not HUB_ID.match(text)))
+    if looks_like_path:
+        raise ValueError(f"ControlNet unit {index}'s model must be a name from weights/ControlNet (or a hub id "
+                         "in the local cache), not a path.")

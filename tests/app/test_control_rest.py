@@ -29,15 +29,16 @@ def setup(tmp_path_factory):
     with torch.no_grad():
         for block in [*model.controlnet_down_blocks, model.controlnet_mid_block]:
             block.weight.normal_(0, 0.5)
-    save_file(model.state_dict(), root / "tiny_control.safetensors")
+    (root / "ControlNet").mkdir()
+    save_file(model.state_dict(), root / "ControlNet" / "tiny_control.safetensors")
     args = app.parse_args(["--model", "tiny", "--dtype", "float32", "--device", "cpu", "--concurrency", "2",
-                           "--backend", "torch"])
+                           "--backend", "torch", "--weights-dir", str(root)])
     drawing = Image.new("RGB", (64, 64), "black")
     ImageDraw.Draw(drawing).rectangle((8, 20, 56, 44), outline="white", width=3)
     buffer = io.BytesIO()
     drawing.save(buffer, "PNG")
     with TestClient(app.build_app(args)[1]) as client:
-        yield client, str(root / "tiny_control.safetensors"), base64.b64encode(buffer.getvalue()).decode()
+        yield client, "tiny_control", base64.b64encode(buffer.getvalue()).decode()
 
 
 def txt2img(http, units):
@@ -79,6 +80,8 @@ def test_a_unit_changes_the_image_and_is_recorded_and_runs_beside_a_plain_reques
     ({"module": "canny", "model": "MODEL", "image": "IMAGE", "weight": 9}, "weight must be from 0 to 2"),
     ({"module": "canny", "model": "MODEL", "image": "IMAGE", "colour": 1}, "Unknown ControlNet unit field"),
     ({"module": "canny", "model": "MODEL"}, "has no control image"),
+    ({"module": "canny", "model": "/etc/passwd", "image": "IMAGE"}, "not a path"),
+    ({"module": "canny", "model": "../weights/x.safetensors", "image": "IMAGE"}, "not a path"),
 ])
 def test_bad_units_are_a_422_with_one_sentence(setup, unit, message):
     http, model, image = setup
