@@ -101,22 +101,29 @@ def moded(model, mode: str, guided: bool):
     if mode == BALANCED:
         return model
     view = copy.copy(model)  # a shallow copy: the same submodules and parameters
-    view.forward = _soft_forward(model.forward, cfg_only=mode == CONTROL_FIRST and guided)
+    view.__class__ = _soft_class(type(model))
+    view.cfg_only = mode == CONTROL_FIRST and guided
     return view
 
 
-def _soft_forward(forward, cfg_only: bool):
-    def soft(*args, guess_mode: bool = False, return_dict: bool = True, **kwargs):
-        down, mid = forward(*args, guess_mode=False, return_dict=False, **kwargs)
-        residuals = soft_injection([*down, mid], cfg_only)
-        down, mid = residuals[:-1], residuals[-1]
-        if return_dict:
-            from diffusers.models.controlnets.controlnet import ControlNetOutput
+_SOFT: dict[type, type] = {}
 
-            return ControlNetOutput(down_block_res_samples=down, mid_block_res_sample=mid)
-        return down, mid
 
-    return soft
+def _soft_class(cls: type) -> type:
+    """A subclass of the model's class whose forward applies A1111's soft injection to what the model gives."""
+    if cls not in _SOFT:
+        def forward(self, *args, guess_mode: bool = False, return_dict: bool = True, **kwargs):
+            down, mid = cls.forward(self, *args, guess_mode=False, return_dict=False, **kwargs)
+            residuals = soft_injection([*down, mid], self.cfg_only)
+            down, mid = tuple(residuals[:-1]), residuals[-1]
+            if return_dict:
+                from diffusers.models.controlnets.controlnet import ControlNetOutput
+
+                return ControlNetOutput(down_block_res_samples=down, mid_block_res_sample=mid)
+            return down, mid
+
+        _SOFT[cls] = type(f"Soft{cls.__name__}", (cls,), {"forward": forward})
+    return _SOFT[cls]
 
 
 def soft_injection(residuals: list[torch.Tensor], cfg_only: bool = False) -> list[torch.Tensor]:
