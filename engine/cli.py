@@ -6,6 +6,7 @@ import os
 import sys
 from pathlib import Path
 
+from engine.control.cli import add_control_flags, units_from_args
 from engine.image.generate import image_to_image, inpaint, text_to_image
 from engine.image.request import ImageRequest
 from engine.pipeline.schedulers import DEFAULT_SAMPLER
@@ -70,6 +71,8 @@ def build_parser() -> Parser:
             add_hires_flags(p)
         if job != "inpaint":
             add_variation_flags(p)
+
+        add_control_flags(p)
         p.add_argument("--style", action="append", metavar="NAME",
                        help="apply this style from the styles file to the prompts; give it again for more")
         p.add_argument("--styles", default=os.environ.get("STUDIO_STYLES"), metavar="PATH",
@@ -261,7 +264,7 @@ def request_from_args(args) -> ImageRequest:
                         strength=getattr(args, "strength", 0.75), mask_blur=getattr(args, "mask_blur", 4),
                         only_masked=getattr(args, "only_masked", False),
                         only_masked_padding=getattr(args, "padding", 32), fast=args.fast,
-                        **hires_fields(args), **variation_args(args))
+                        **hires_fields(args), **variation_args(args), control_units=units_from_args(args))
 
 
 def add_variation_flags(p: argparse.ArgumentParser) -> None:

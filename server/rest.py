@@ -15,6 +15,7 @@ from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
 from engine.backends.ray import WorkerStopped
+from engine.control.api import units_from_json
 from engine.faces.aging import AgingRequest, aging_timelapse, parse_ages
 from engine.faces.gender import GenderRequest, gender_swap
 from engine.files import pnginfo
@@ -53,6 +54,10 @@ class Txt2ImgBody(BaseModel):
     variation_seed: int = Field(-1, description="Variations: the seed whose noise is blended in; -1 picks one")
     variation_strength: float = Field(0.0, ge=0, le=1, description="Variations: how far toward the variation "
                                                                    "seed's noise; 0 = off, 0.1-0.3 similar images")
+
+    controlnet: list[dict] = Field([], description="ControlNet units (at most 3), each {module, model, image "
+                                                   "(base64 or data URL), weight, guidance_start, guidance_end, "
+                                                   "control_mode, resize_mode, low_threshold, high_threshold}")
 
 
 class ApiImage(BaseModel):
@@ -202,6 +207,7 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
             fields = body.model_dump()
             fields["width"] = fields["width"] or defaults.width
             fields["height"] = fields["height"] or defaults.height
+            fields["control_units"] = units_from_json(fields.pop("controlnet"))
             result = run_job(text_to_image, manager, ImageRequest(**fields))
         return images_reply(result)
 

@@ -20,6 +20,7 @@ from tabs.common import (
     sampling_widgets,
     seed_widgets,
 )
+from tabs.control_common import control_accordion, units_from_values
 from tabs.extras_common import network_picker
 from tabs.running import wire_run, wire_stop
 from tabs.session import SessionControl, user_error
@@ -35,8 +36,8 @@ def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the widgets other tabs send to."""
     # 1. handlers
     def img2img(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed,
-                batch_count, sampler, denoise_video, fast, styles, variation_seed, variation_strength, control,
-                progress=gr.Progress()):
+                batch_count, sampler, denoise_video, fast, styles, variation_seed, variation_strength, controlnet,
+                control, progress=gr.Progress()):
         if not image:
             raise user_error("Upload an image to start from.")
         prompt, negative_prompt = styled(styles, prompt, negative_prompt)
@@ -44,34 +45,35 @@ def build(manager) -> SimpleNamespace:
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler,
                            denoise_video=bool(denoise_video), fast=bool(fast), variation_seed=variation_seed,
-                           variation_strength=variation_strength)
+                           variation_strength=variation_strength, control_units=units_from_values(controlnet))
         job = lambda on_step, ctl: run_job(image_to_image, manager, req, image, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
     def plot_base(prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler, fast,
-                  variation_seed, variation_strength):
+                  variation_seed, variation_strength, controlnet):
         return ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength,
                             num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, width=size,
                             height=size, seed=seed, sampler=sampler, fast=bool(fast),
-                            variation_seed=variation_seed, variation_strength=variation_strength)
+                            variation_seed=variation_seed, variation_strength=variation_strength,
+                            control_units=units_from_values(controlnet))
 
     def xyz_plot(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
-                 fast, variation_seed, variation_strength, x_type, x_values, y_type, y_values, z_type, z_values,
-                 video_axis, control, pace,
+                 fast, variation_seed, variation_strength, controlnet, x_type, x_values, y_type, y_values, z_type,
+                 z_values, video_axis, control, pace,
                  progress=gr.Progress()):
         if not image:
             raise user_error("Upload an image to start from.")
         base = plot_base(prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
-                         fast, variation_seed, variation_strength)
+                         fast, variation_seed, variation_strength, controlnet)
         req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
         job = lambda on_step, ctl: run_job(run_plot, manager, req, image, on_step, ctl, task=TASK)  # noqa: E731
         yield from plot_outputs(manager, job, req, TASK, control, progress, pace)
 
     def xyz_plan(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
-                 fast, variation_seed, variation_strength, x_type, x_values, y_type, y_values, z_type, z_values,
-                 video_axis, pace):
+                 fast, variation_seed, variation_strength, controlnet, x_type, x_values, y_type, y_values, z_type,
+                 z_values, video_axis, pace):
         base = plot_base(prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
-                         fast, variation_seed, variation_strength)
+                         fast, variation_seed, variation_strength, controlnet)
         req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
         return plan_line(manager, req, TASK, pace)
 
@@ -92,6 +94,7 @@ def build(manager) -> SimpleNamespace:
                 network_picker(manager, prompt, TASK, sampler, steps, guidance)
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)",
                                       elem_id="img2img-denoise-video")
+                controlnet = control_accordion(manager, TASK, size, size, own_image=image)
                 plot = plot_panel(TASK, defaults=("Denoising", "0.3, 0.5, 0.7"))
             with gr.Column():
                 bar, gallery, preview, info, params = output_widgets("Images", TASK)
@@ -107,7 +110,8 @@ def build(manager) -> SimpleNamespace:
     inputs = {"image": image, "prompt": prompt, "negative_prompt": negative, "strength": strength,
               "num_inference_steps": steps, "guidance_scale": guidance, "size": size, "seed": seed,
               "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast, "styles": styles,
-              "variation_seed": variation_seed, "variation_strength": variation_strength, "control": control}
+              "variation_seed": variation_seed, "variation_strength": variation_strength,
+              "controlnet": controlnet.state, "control": control}
     check_inputs_match(img2img, list(inputs))
     wire_run(run.click, on_gpu(img2img, "img2img"), inputs=list(inputs.values()),
              outputs=[gallery, preview, info, params, steps_video], api_name="img2img", control=control, stop=stop,
@@ -127,6 +131,7 @@ def build(manager) -> SimpleNamespace:
                    "num_inference_steps": steps, "guidance_scale": guidance, "size": size, "seed": seed,
                    "sampler": sampler, "fast": fast,
                    "variation_seed": variation_seed, "variation_strength": variation_strength,
+                   "controlnet": controlnet.state,
                    **{name: plot.widgets[name] for name in AXIS_INPUTS}}
     check_inputs_match(xyz_plot, [*plot_inputs, "control", "pace"])
     check_inputs_match(xyz_plan, [*plot_inputs, "pace"])

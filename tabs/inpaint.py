@@ -19,6 +19,7 @@ from tabs.common import (
     sampling_widgets,
     seed_widgets,
 )
+from tabs.control_common import control_accordion, units_from_values
 from tabs.extras_common import network_picker
 from tabs.running import wire_run, wire_stop
 from tabs.session import SessionControl, user_error
@@ -53,14 +54,15 @@ def build(manager) -> SimpleNamespace:
     # 1. handlers
     def inpaint_run(editor, prompt, negative_prompt, strength, mask_blur, inpaint_area, padding,
                     num_inference_steps, guidance_scale, size, seed, batch_count, sampler, denoise_video, fast,
-                    styles, control, progress=gr.Progress()):
+                    styles, controlnet, control, progress=gr.Progress()):
         image, mask = editor_image_and_mask(editor)
         prompt, negative_prompt = styled(styles, prompt, negative_prompt)
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength, mask_blur=mask_blur,
                            only_masked=inpaint_area == AREAS[1], only_masked_padding=padding,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler,
-                           denoise_video=bool(denoise_video), fast=bool(fast))
+                           denoise_video=bool(denoise_video), fast=bool(fast),
+                           control_units=units_from_values(controlnet))
         job = lambda on_step, ctl: run_job(inpaint, manager, req, image, mask, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
@@ -113,6 +115,7 @@ def build(manager) -> SimpleNamespace:
                 network_picker(manager, prompt, TASK, sampler, steps, guidance)
                 denoise = gr.Checkbox(label="Also make a denoising video (the whole photo, the predicted area "
                                             "pasted back at every step)", elem_id="inpaint-denoise-video")
+                controlnet = control_accordion(manager, TASK, size, size, own_image=editor)
             with gr.Column():
                 bar, gallery, preview, info, params = output_widgets("Images", TASK)
                 steps_video = gr.Video(label="Denoising video", visible=False, height=360, interactive=False,
@@ -126,7 +129,8 @@ def build(manager) -> SimpleNamespace:
     inputs = {"editor": editor, "prompt": prompt, "negative_prompt": negative, "strength": strength,
               "mask_blur": mask_blur, "inpaint_area": area, "padding": padding, "num_inference_steps": steps,
               "guidance_scale": guidance, "size": size, "seed": seed, "batch_count": batch, "sampler": sampler,
-              "denoise_video": denoise, "fast": fast, "styles": styles, "control": control}
+              "denoise_video": denoise, "fast": fast, "styles": styles, "controlnet": controlnet.state,
+              "control": control}
     check_inputs_match(inpaint_run, list(inputs))
     wire_run(run.click, on_gpu(inpaint_run, "inpaint"), inputs=list(inputs.values()),
              outputs=[gallery, preview, info, params, steps_video], api_name="inpaint", control=control, stop=stop,

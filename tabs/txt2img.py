@@ -22,6 +22,7 @@ from tabs.common import (
     sampling_widgets,
     seed_widgets,
 )
+from tabs.control_common import control_accordion, units_from_values
 from tabs.extras_common import network_picker
 from tabs.running import wire_run, wire_stop
 from tabs.session import SessionControl, user_error, user_errors
@@ -38,7 +39,7 @@ def build(manager) -> SimpleNamespace:
     # 1. handlers
     def txt2img(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, batch_count,
                 sampler, denoise_video, fast, styles, hires, hires_scale, hires_upscaler, hires_steps, hires_strength,
-                variation_seed, variation_strength, control, progress=gr.Progress()):
+                variation_seed, variation_strength, controlnet, control, progress=gr.Progress()):
         prompt, negative_prompt = styled(styles, prompt, negative_prompt)
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
@@ -46,29 +47,32 @@ def build(manager) -> SimpleNamespace:
                            denoise_video=bool(denoise_video), fast=bool(fast),
                            hires_scale=hires_scale if hires else None, hires_upscaler=hires_upscaler,
                            hires_steps=hires_steps, hires_strength=hires_strength,
-                           variation_seed=variation_seed, variation_strength=variation_strength)
+                           variation_seed=variation_seed, variation_strength=variation_strength,
+                           control_units=units_from_values(controlnet))
         job = lambda on_step, ctl: run_job(text_to_image, manager, req, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
     def plot_base(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler, fast,
-                  variation_seed, variation_strength):
+                  variation_seed, variation_strength, controlnet):
         return ImageRequest(prompt=prompt, negative_prompt=negative_prompt, num_inference_steps=num_inference_steps,
                             guidance_scale=guidance_scale, width=width, height=height, seed=seed, sampler=sampler,
-                            fast=bool(fast), variation_seed=variation_seed, variation_strength=variation_strength)
+                            fast=bool(fast), variation_seed=variation_seed, variation_strength=variation_strength,
+                            control_units=units_from_values(controlnet))
 
     def xyz_plot(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler, fast,
-                 variation_seed, variation_strength, x_type, x_values, y_type, y_values, z_type, z_values, video_axis,
-                 control, pace, progress=gr.Progress()):
+                 variation_seed, variation_strength, controlnet, x_type, x_values, y_type, y_values, z_type, z_values,
+                 video_axis, control, pace, progress=gr.Progress()):
         base = plot_base(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler,
-                         fast, variation_seed, variation_strength)
+                         fast, variation_seed, variation_strength, controlnet)
         req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
         job = lambda on_step, ctl: run_job(run_plot, manager, req, None, on_step, ctl, task=TASK)  # noqa: E731
         yield from plot_outputs(manager, job, req, TASK, control, progress, pace)
 
     def xyz_plan(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler, fast,
-                 variation_seed, variation_strength, x_type, x_values, y_type, y_values, z_type, z_values, video_axis, pace):
+                 variation_seed, variation_strength, controlnet, x_type, x_values, y_type, y_values, z_type, z_values,
+                 video_axis, pace):
         base = plot_base(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler,
-                         fast, variation_seed, variation_strength)
+                         fast, variation_seed, variation_strength, controlnet)
         req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
         return plan_line(manager, req, TASK, pace)
 
@@ -123,6 +127,7 @@ def build(manager) -> SimpleNamespace:
                         hires_strength = gr.Slider(0, 1, value=DEFAULT_STRENGTH, step=0.01,
                                                    label="Denoising strength")
                     hires_note = gr.Markdown(elem_id="txt2img-hires-size")
+                controlnet = control_accordion(manager, TASK, width, height)
                 seed, batch = seed_widgets()
                 variation_seed, variation_strength = variation_widgets(TASK)
                 fast = fast_toggle()
@@ -150,7 +155,7 @@ def build(manager) -> SimpleNamespace:
               "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast, "styles": styles,
               "hires": hires, "hires_scale": hires_scale, "hires_upscaler": hires_upscaler, "hires_steps": hires_steps,
               "hires_strength": hires_strength, "variation_seed": variation_seed,
-              "variation_strength": variation_strength, "control": control}
+              "variation_strength": variation_strength, "controlnet": controlnet.state, "control": control}
     check_inputs_match(txt2img, list(inputs))
     event = dict(inputs=list(inputs.values()), outputs=[gallery, preview, info, params, steps_video],
                  control=control, stop=stop, bar=bar)
@@ -166,7 +171,7 @@ def build(manager) -> SimpleNamespace:
     plot_inputs = {"prompt": prompt, "negative_prompt": negative, "num_inference_steps": steps,
                    "guidance_scale": guidance, "width": width, "height": height, "seed": seed, "sampler": sampler,
                    "fast": fast, "variation_seed": variation_seed, "variation_strength": variation_strength,
-                   **{name: plot.widgets[name] for name in AXIS_INPUTS}}
+                   "controlnet": controlnet.state, **{name: plot.widgets[name] for name in AXIS_INPUTS}}
     check_inputs_match(xyz_plot, [*plot_inputs, "control", "pace"])
     check_inputs_match(xyz_plan, [*plot_inputs, "pace"])
     wire_run(plot.run.click, on_gpu(xyz_plot, "xyz_plot"), inputs=[*plot_inputs.values(), control, plot.pace],

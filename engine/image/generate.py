@@ -9,6 +9,8 @@ from pathlib import Path
 from PIL import Image
 
 from engine import provenance
+from engine.control import pipelines as control_pipelines
+from engine.control.units import units_from_fields
 from engine.files import images, pnginfo
 from engine.image import masks
 from engine.image.hires import check_hires, hires_fix, hires_from_fields
@@ -40,6 +42,8 @@ def text_to_image(manager, req: ImageRequest, on_step: StepCallback | None = Non
     """Images from a prompt."""
     req, notes = check_request(req, "txt2img", guidance_range)
     req = check_variation(req, "txt2img")
+
+    req = control_pipelines.check_control(req, "txt2img")
     check_prompts(manager, req)
     if req.hires_scale is not None:  # draw small, upscale, redraw large
         req, hires_notes = check_hires(req)
@@ -57,6 +61,8 @@ def image_to_image(manager, req: ImageRequest, image, on_step: StepCallback | No
     """Redraw an image; it keeps its aspect ratio, its longer side set by the larger of width and height."""
     req, notes = check_request(req, "img2img", guidance_range)
     req = check_variation(req, "img2img")
+
+    req = control_pipelines.check_control(req, "img2img")
     check_prompts(manager, req)
     init = images.load_image(image)
     width, height = images.scale_to_long_side(*init.size, max(req.width, req.height))
@@ -75,6 +81,8 @@ def inpaint(manager, req: ImageRequest, image, mask, on_step: StepCallback | Non
     """Redraw the painted area only; everything outside the mask stays pixel for pixel."""
     req, notes = check_request(req, "inpaint")
     req = check_variation(req, "inpaint")
+
+    req = control_pipelines.check_control(req, "inpaint")
     check_prompts(manager, req)
     original = images.load_image(image)
     if isinstance(mask, (str, Path, bytes)):
@@ -131,6 +139,7 @@ def _run_images(manager, task: str, req: ImageRequest, task_kwargs: dict, on_ste
                 control: RunControl | None) -> RunResult:
     control = control or RunControl()
     prompt_embeds, negative_embeds = manager.encode(req.prompt, req.negative_prompt)
+    controlled = control_pipelines.prepare(manager, req, task, task_kwargs) if req.control_units else None
     first_seed = pick_seed(req.seed)
     first_variation = first_variation_seed(req)
     result = RunResult()
@@ -141,7 +150,8 @@ def _run_images(manager, task: str, req: ImageRequest, task_kwargs: dict, on_ste
         seed = (first_seed + index) % (MAX_SEED + 1)
         variation = None if first_variation is None else (first_variation + index) % (MAX_SEED + 1)
         seed = first_seed if variation is not None else seed  # A1111: a variation batch keeps its seed
-        pipe = manager.pipeline(task, req.sampler, fast=req.fast)
+        pipe = (control_pipelines.control_pipeline(manager, task, req.sampler, controlled) if controlled
+                else manager.pipeline(task, req.sampler, fast=req.fast))
         if req.guidance_scale < 1:
             pipe = always_guided(pipe)
         recorded = record_predictions(pipe.scheduler) if req.denoise_video else None
@@ -152,7 +162,7 @@ def _run_images(manager, task: str, req: ImageRequest, task_kwargs: dict, on_ste
                       **seeded_noise(pipe, task, seed, variation, req.variation_strength, prompt_embeds.dtype,
                                      req.height, req.width),
                       callback_on_step_end=callback, callback_on_step_end_tensor_inputs=["latents"],
-                      **task_kwargs)
+                      **task_kwargs, **(controlled.kwargs if controlled else {}))
         stopped = bool(pipe.interrupt)
         result.images.append(GeneratedImage(output.images[0], seed, parameters_text(manager, task, req, seed, variation),
                                             interrupted=stopped, variation_seed=variation))
@@ -210,6 +220,8 @@ def request_from_parameters(text: str) -> tuple[ImageRequest, list[str]]:
     skipped += variation_from_fields(req, fields)
     if "Hires upscale" in fields or "Hires resize" in fields:
         skipped += hires_from_fields(req, fields)
+    req.control_units, control_skipped = units_from_fields(fields)
+    skipped += control_skipped
     if "Sampler" in fields:
         name = from_a1111_fields(fields["Sampler"], fields.get("Schedule type"))
         if name:

@@ -1,6 +1,7 @@
 """A1111's parameters text for an image request, so the PNG can be read back by A1111 tools and by this app."""
 from __future__ import annotations
 
+from engine.control.units import unit_field
 from engine.files import pnginfo
 from engine.image.request import ImageRequest
 from engine.image.variations import variation_fields
@@ -33,6 +34,7 @@ def parameters_text(manager, task: str, req: ImageRequest, seed: int, variation_
             settings["Masked area padding"] = req.only_masked_padding
     if req.fast:
         settings["Fast"] = "DeepCache"
+    settings.update(control_fields(manager, req))
     backend_used = getattr(manager, "backend_used", None)
     settings["Backend"] = {"openvino": "OpenVINO", "torch": "PyTorch"}.get(
         backend_used() if callable(backend_used) else "torch", "PyTorch")
@@ -47,3 +49,9 @@ def parameters_text(manager, task: str, req: ImageRequest, seed: int, variation_
 def _short(value: float) -> str:
     """7.0 -> '7', 0.75 -> '0.75', as A1111 writes them."""
     return f"{value:g}"
+
+
+def control_fields(manager, req: ImageRequest) -> dict:
+    """sd-webui-controlnet's `ControlNet 0`, `ControlNet 1`... fields, one per unit."""
+    return {f"ControlNet {i}": unit_field(unit, manager.controlnets.folder.label(unit.model), req.width, req.height)
+            for i, unit in enumerate(getattr(req, "control_units", ()) or ())}

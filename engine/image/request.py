@@ -47,6 +47,8 @@ class ImageRequest:
     variation_seed: int = -1  # txt2img/img2img: the seed whose noise is blended in (engine.image.variations); -1 = random
     variation_strength: float = 0.0  # how far toward the variation seed's noise, 0..1; 0 = off (a plain image)
 
+    control_units: tuple = ()  # up to 3 engine.control.units.ControlUnit; checked by engine.control.pipelines
+
 
 @dataclass
 class StepUpdate:

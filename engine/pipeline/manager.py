@@ -14,6 +14,7 @@ import torch
 from engine import backends
 from engine.backends import fastpath
 from engine.backends import openvino as ov_backend
+from engine.control.models import ControlNetCache
 from engine.faces import identity
 from engine.jobs.gate import Gate
 from engine.loaders import lora
@@ -84,6 +85,7 @@ class PipelineManager:
         whole_number(self.options.max_prompt_tokens, "--max-prompt-tokens", 1, MAX_PROMPT_TOKENS_CAP)
         self.weights_dir = weights_dir
         self.loras = lora.LoraFolder(lora_dir or Path(weights_dir) / "Lora")
+        self.controlnets = ControlNetCache(Path(weights_dir) / "ControlNet")
         self.embeddings = EmbeddingStore(embeddings_dir or Path(weights_dir) / "embeddings")
         self._switch = AdapterSwitch(self._apply_loras)
         self._text_lock = threading.RLock()  # tokenizer and text encoder: embeddings load while nobody encodes
@@ -160,6 +162,7 @@ class PipelineManager:
             self._embeds.clear()
             self._lora_files.clear()
             self._switch.reset()
+            self.controlnets.clear()
             self.embeddings.reset()
         gc.collect()
         fastpath.trim_memory()

@@ -38,6 +38,8 @@ AXES: dict[str, str] = {
     "Height": "int",
     "Var. seed": "int",
     "Var. strength": "float",
+
+    "ControlNet Weight": "float",  # the weight of ControlNet unit 0
 }
 IMG2IMG_ONLY = {"Denoising"}
 
@@ -217,9 +219,12 @@ def _check_value(name: str, value, slot: str) -> None:
     if name == "Var. strength" and not 0 <= value <= 1:
         raise ValueError(f"{where}: {value:g} must be from 0 (off) to 1.")
 
+    if name == "ControlNet Weight" and not 0 <= value <= 2:
+        raise ValueError(f"{where}: {value:g} must be from 0 to 2.")
+
 
 def _example(name: str) -> str:
     return {"Seed": "1, 2, 3", "Steps": "10, 20, 30 or 2-40 (+2)", "CFG Scale": "5, 7.5, 10 or -5-20 [26]",
             "Sampler": "Euler, DDIM", "Prompt S/R": "cat, dog, fox", "Denoising": "0.3, 0.5, 0.7 or 0.2-1 [5]",
             "Width": "256, 384, 512", "Height": "256, 384, 512", "Var. seed": "1, 2, 3",
-            "Var. strength": "0, 0.1, 0.2 or 0-0.5 [11]"}[name]
+            "Var. strength": "0, 0.1, 0.2 or 0-0.5 [11]", "ControlNet Weight": "0, 0.5, 1 or 0-1 [5]"}[name]

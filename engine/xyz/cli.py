@@ -4,6 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from engine.control.cli import add_control_flags
+
 
 def add_parser(jobs, add_model_flags, add_generation_flags) -> None:
     p = jobs.add_parser("xyz", help="X/Y/Z plot: a labelled grid of the same image with settings changed per axis")
@@ -14,6 +16,7 @@ def add_parser(jobs, add_model_flags, add_generation_flags) -> None:
     p.add_argument("--z", default="", help="a third axis: one grid per value (grid-z2.png, ...)")
     p.add_argument("--image", default=None, help="a start image: the plot runs image to image")
     p.add_argument("--strength", type=float, default=0.75, help="image to image denoising strength")
+    add_control_flags(p)
     p.add_argument("--video", action="store_true",
                    help="write an MP4 along X instead of the grid, one captioned frame per X value")
     p.add_argument("--fps", type=float, default=4.0, help="the video's frames per second")

@@ -14,6 +14,7 @@ from typing import Callable
 
 from PIL import Image
 
+from engine.control.units import with_control_weight
 from engine.files import pnginfo
 from engine.image.generate import image_to_image, text_to_image
 from engine.image.request import GeneratedImage, ImageRequest, RunControl, StepUpdate, check_request, pick_seed
@@ -203,6 +204,8 @@ def apply_value(req: ImageRequest, axis: Axis, value, task: str) -> ImageRequest
         search = axis.values[0]
         return replace(req, prompt=req.prompt.replace(search, value),
                        negative_prompt=req.negative_prompt.replace(search, value))
+    if name == "ControlNet Weight":
+        return with_control_weight(req, value)
     if name in ("Width", "Height") and task != "txt2img":  # image to image keeps the aspect: one longer side
         return replace(req, width=value, height=value)
     field_name = {"Seed": "seed", "Steps": "num_inference_steps", "CFG Scale": "guidance_scale",
