@@ -105,7 +105,7 @@ def test_durations_grow_with_steps_frames_and_batch_and_stay_within_bounds(space
     plot = wrapping_of(spaces, "xyz_plot").duration
 
     def cells(values):
-        return plot("a cat", "", 40, 7, 512, 512, 1, "Euler", False, -1, 0, "CFG Scale", values, "Nothing", "", "Nothing", "",
+        return plot("a cat", "", 40, 7, 512, 512, 1, "Euler", False, -1, 0, [], "CFG Scale", values, "Nothing", "", "Nothing", "",
                     "No video", SessionControl(), None)
 
     assert cells("3, 7, 11") < cells("3, 5, 7, 9, 11") < cells("1-30 [30]")
@@ -265,7 +265,7 @@ def test_no_handler_hands_a_torch_tensor_across(spaces, tiny_manager):
     txt2img = handlers(demo)["txt2img"]
     control = SessionControl()
     results = list(txt2img("a cat", "", 2, 7, 64, 64, 1, 2, "Euler", False, False, [], False, 2, "Latent", 0, 0.5,
-                           -1, 0, control))
+                           -1, 0, [], control))
     assert results and results[-1][0] and len(results[-1][0]) == 2
     assert spaces.tensors == []
     # the worker had a copy of the session; the bar in the server's process was still started and ended
