@@ -19,6 +19,7 @@ from engine.video.motion.text2video import (
     check_text2video,
     defaults_for,
     describe_estimate,
+    lightning_of,
     motion_samplers,
     text_to_video,
 )
@@ -93,10 +94,24 @@ def build(manager) -> SimpleNamespace:
         problem = motion_adapter.availability(source)
         if problem:
             return f"⚠️ {problem}"
+        fast = lightning_of(source.location) or lightning_of(source.name)
+        if fast:
+            return f"Motion adapter: {source.name}, {fast.label}." + (
+                " The 1-step adapter is experimental; 2, 4 or 8 steps give steadier clips." if fast.experimental
+                else "")
         if source.kind == "tiny":
             return "Motion adapter: tiny (random, for the tiny model: it makes moving noise)."
         return f"Motion adapter: {source.name}" + (" (downloads 1.8 GB on first use)." if source.kind == "hub" and
                                                      not motion_adapter.hub_cached(source.location) else ".")
+
+    def adapter_picked(choice, num_inference_steps, guidance_scale, sampler):
+        """A Lightning adapter sets its steps, Euler and CFG 1; leaving one puts the usual settings back."""
+        fast = lightning_of(choice)
+        if fast:
+            return adapter_note(choice), fast.num_inference_steps, fast.guidance_scale, fast.sampler
+        if sampler == "Euler" and guidance_scale == 1:  # still the Lightning settings: back to the usual ones
+            return adapter_note(choice), start.num_inference_steps, start.guidance_scale, start.sampler
+        return adapter_note(choice), gr.skip(), gr.skip(), gr.skip()
 
     def opened(choice):
         return adapter_note(choice), gr.Dropdown(choices=motion_adapter.adapter_choices(manager.weights_dir))
@@ -156,5 +171,6 @@ def build(manager) -> SimpleNamespace:
         widget.change(estimate, inputs=[prompt, *sizes], outputs=length, api_name=False, queue=False,
                       show_progress="hidden")
     tab.select(opened, inputs=adapter, outputs=[note, adapter], api_name=False, queue=False, show_progress="hidden")
-    adapter.change(adapter_note, inputs=adapter, outputs=note, api_name=False, queue=False, show_progress="hidden")
+    adapter.change(adapter_picked, inputs=[adapter, steps, guidance, sampler], outputs=[note, steps, guidance, sampler],
+                   api_name=False, queue=False, show_progress="hidden")
     return SimpleNamespace(sizes=[width, height])

@@ -19,11 +19,13 @@ def add_parser(jobs, add_model_flags) -> None:
     p.add_argument("--frames", type=int, default=None,
                    help=f"{MIN_FRAMES} to {MAX_FRAMES} (default: 8 on CPU, 16 on GPU)")
     p.add_argument("--fps", type=float, default=8)
-    p.add_argument("--steps", type=int, default=None, help="default: 10 on a CPU, 20 on a GPU")
-    p.add_argument("--guidance", type=float, default=7.5)
+    p.add_argument("--steps", type=int, default=None,
+                   help="default: 10 on a CPU, 20 on a GPU; N with an AnimateDiff-Lightning N-step adapter")
+    p.add_argument("--guidance", type=float, default=None, help="default 7.5; 1 with a Lightning adapter")
     p.add_argument("--seed", type=int, default=-1, help="-1 picks a random seed")
-    p.add_argument("--scheduler", default=DEFAULT_SAMPLER,
-                   help="an A1111 sampler name (default DDIM with AnimateDiff's recommended settings)")
+    p.add_argument("--scheduler", default=None,
+                   help=f"an A1111 sampler name (default {DEFAULT_SAMPLER} with AnimateDiff's recommended settings; "
+                        "Euler with trailing timesteps for a Lightning adapter)")
     p.add_argument("--width", type=int, default=None, help="default: 256 on CPU, 512 on GPU (128 for tiny)")
     p.add_argument("--height", type=int, default=None, help="default: 256 on CPU, 512 on GPU (128 for tiny)")
     p.add_argument("--free-noise", action="store_true", help="FreeNoise sliding windows: steadier past 16 frames")
@@ -35,20 +37,20 @@ def add_parser(jobs, add_model_flags) -> None:
 
 
 def run(args, make_manager, check_writable, cli_error) -> int:
-    from engine.video.motion.text2video import defaults_for, text_to_video
+    from engine.video.motion.text2video import defaults_for, defaults_with_adapter, text_to_video
     from engine.video.run_folder import RunPaths
 
     out = check_writable(Path(args.out))
     if out.suffix.lower() != ".mp4":
         raise cli_error(f"python -m engine text2video: --out must end in .mp4 (got {out.name})")
     manager = make_manager(args)
-    start = defaults_for(manager.device, manager.defaults())
+    start = defaults_with_adapter(defaults_for(manager.device, manager.defaults()), args.motion_adapter)
     req = replace(start, prompt=args.prompt, negative_prompt=args.negative_prompt,
                   frame_prompts="\n".join(args.frame_prompt), num_frames=args.frames or start.num_frames,
                   fps=args.fps, num_inference_steps=args.steps or start.num_inference_steps,
-                  guidance_scale=args.guidance, seed=args.seed,
-                  width=args.width or start.width, height=args.height or start.height, sampler=args.scheduler,
-                  free_noise=args.free_noise, gif=args.gif, motion_adapter=args.motion_adapter)
+                  guidance_scale=start.guidance_scale if args.guidance is None else args.guidance, seed=args.seed,
+                  width=args.width or start.width, height=args.height or start.height,
+                  sampler=args.scheduler or start.sampler, free_noise=args.free_noise, gif=args.gif)
     paths = RunPaths(frames=out.with_name(f"{out.stem}-frames"), video=out)
     result = text_to_video(manager, req, paths)
     notes = list(result.notes)

@@ -25,6 +25,7 @@ from engine.image.request import ImageRequest, RunControl, check_request, pick_s
 from engine.pipeline.schedulers import check_sampler, make_scheduler, sampler_names
 from engine.video.animate.schedules import parse_prompts
 from engine.video.motion import adapter as motion_adapter
+from engine.video.motion import lightning
 from engine.video.motion.unet import motion_unet
 from engine.video.run_folder import RunPaths
 
@@ -101,6 +102,16 @@ def defaults_for(device: str, model_defaults) -> Text2VideoRequest:
     side = min(model_defaults.width, 256 if cpu else 512)
     return Text2VideoRequest(width=side, height=side, num_frames=8 if cpu else 16,
                              num_inference_steps=10 if cpu else 20)
+
+
+def lightning_of(adapter_name: str | None) -> lightning.Lightning | None:
+    """The Lightning settings of the adapter named in a request (by its file or folder name), or None."""
+    return lightning.recognise(adapter_name)
+
+
+def defaults_with_adapter(start: Text2VideoRequest, adapter_name: str | None) -> Text2VideoRequest:
+    """The form's or CLI's starting request for an adapter: a Lightning one brings its steps, sampler and CFG."""
+    return lightning.with_defaults(replace(start, motion_adapter=adapter_name or None), lightning_of(adapter_name))
 
 
 # 1. checking inputs
@@ -249,6 +260,9 @@ def _text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
     problem = motion_adapter.availability(source)
     if problem:
         raise ValueError(problem)
+    fast = lightning.recognise(source.location) or lightning.recognise(source.name)
+    if fast:
+        notes.extend(lightning.notes_for(req, fast))
     paths.frames.mkdir(parents=True, exist_ok=True)
     seed = pick_seed(req.seed)
 
@@ -262,7 +276,8 @@ def _text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
         fastpath.use_threads(manager.threads)
     from diffusers import AnimateDiffPipeline
 
-    scheduler = make_scheduler(req.sampler, {**base.scheduler.config, **ANIMATEDIFF_SCHEDULE})
+    schedule = lightning.SCHEDULE if fast else ANIMATEDIFF_SCHEDULE
+    scheduler = make_scheduler(req.sampler, {**base.scheduler.config, **schedule})
     pipe = AnimateDiffPipeline(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
                                unet=motion_unet(base.unet, adapter, free_noise=req.free_noise),
                                motion_adapter=adapter, scheduler=scheduler)
@@ -325,7 +340,10 @@ def parameters_of(req: Text2VideoRequest, seed: int, source, manager, steps_done
     data = {"title": "Diffusion Studio text to video", "kind": KIND, "model": manager.model_label,
             **asdict(req), "seed": seed, "motion_adapter": source.label, "steps_done": steps_done,
             "backend": "torch"}
-    data["scheduler_settings"] = ANIMATEDIFF_SCHEDULE
+    fast = lightning.recognise(source.location) or lightning.recognise(source.name)
+    data["scheduler_settings"] = lightning.SCHEDULE if fast else ANIMATEDIFF_SCHEDULE
+    if fast:
+        data["lightning_steps"] = fast.num_inference_steps
     return data
 
 
