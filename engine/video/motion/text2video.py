@@ -38,7 +38,8 @@ ANIMATEDIFF_SCHEDULE = {"clip_sample": False, "beta_schedule": "linear", "timest
                         "steps_offset": 1}
 INCOMPATIBLE = {"LCM": "LCM needs an LCM motion adapter or LoRA"}
 FREE_NOISE_CONTEXT, FREE_NOISE_STRIDE = 16, 4  # FreeNoise: frames per window (AnimateDiff's training length), step
-STOP_NOTE = "Stop ends the denoising early; the clip made so far is decoded and kept (noisier than a finished one)."
+STOP_NOTE = ("Stop ends the denoising early; the clip made so far is decoded and kept (noisier than a finished one), "
+             "and Resume continues it from that step.")
 
 
 def motion_samplers() -> list[str]:
