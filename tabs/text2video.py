@@ -19,13 +19,15 @@ from engine.video.motion.text2video import (
     check_text2video,
     defaults_for,
     describe_estimate,
+    lightning_of,
     motion_samplers,
+    resume_text_to_video,
     text_to_video,
 )
 from tabs.common import check_inputs_match, on_gpu
 from tabs.running import run_buttons, stream, wire_run, wire_stop
 from tabs.session import SessionControl, user_errors
-from tabs.walk_common import new_run_paths, video_outputs
+from tabs.walk_common import checked_plan, new_run_paths, video_outputs
 
 TASK = "text2video"
 EXAMPLE_PROMPT = "a red fox walking through fresh snow in a pine forest, photo"
@@ -39,7 +41,8 @@ def describe(update: Text2VideoUpdate):
 
 
 def outputs(result: Text2VideoResult, estimate: str):
-    """Video, frames, downloads (MP4, GIF, settings), frame 0, info, and the refreshed time estimate."""
+    """Video, frames, downloads (MP4, GIF, settings), frame 0, info, the refreshed time estimate, and the stopped
+    run to resume (empty once the clip is finished)."""
     files = [str(p) for p in (result.video, result.gif, result.settings) if p and p.exists()]
     info = [*result.notes, f"Seed: {result.seed}"]
     if result.seconds_per_step:
@@ -48,7 +51,7 @@ def outputs(result: Text2VideoResult, estimate: str):
         info.append("No step was finished, so there is no clip.")
     gallery = [str(p) for p in result.frames]
     return (str(result.video) if result.video else None, gallery, files, gallery[0] if gallery else None,
-            "\n\n".join(info), estimate)
+            "\n\n".join(info), estimate, str(result.settings) if result.interrupted else "")
 
 
 def build(manager) -> SimpleNamespace:
@@ -71,10 +74,24 @@ def build(manager) -> SimpleNamespace:
         with user_errors():
             check_text2video(req)
             paths = new_run_paths(TASK)
+        yield *[gr.skip()] * 6, str(paths.plan)  # known before the first step, so a crash can still be resumed
         job = lambda on_step, ctl: run_job(text_to_video, manager, req, paths, on_step, ctl)  # noqa: E731
+        yield from show(job, control, progress, req)
+
+    def text2video_resume(prompt, negative_prompt, frame_prompts, num_frames, fps, num_inference_steps,
+                          guidance_scale, seed, width, height, sampler, free_noise, gif, motion_adapter, run, control,
+                          progress=gr.Progress()):
+        """Resume: the stopped clip continues from its last saved step, if the form still has its settings."""
+        req = request(prompt, negative_prompt, frame_prompts, num_frames, fps, num_inference_steps, guidance_scale,
+                      seed, width, height, sampler, free_noise, gif, motion_adapter)
+        plan = checked_plan(run)
+        job = lambda on_step, ctl: run_job(resume_text_to_video, manager, plan, on_step, ctl, req)  # noqa: E731
+        yield from show(job, control, progress, req)
+
+    def show(job, control, progress, req):
         for preview, result in stream(job, control, progress, manager.gate, describe=describe):
             if result is None:
-                yield gr.skip(), gr.skip(), gr.skip(), preview, gr.skip(), gr.skip()
+                yield gr.skip(), gr.skip(), gr.skip(), preview, gr.skip(), gr.skip(), gr.skip()
             else:
                 yield outputs(result, describe_estimate(manager, req))
 
@@ -93,10 +110,24 @@ def build(manager) -> SimpleNamespace:
         problem = motion_adapter.availability(source)
         if problem:
             return f"⚠️ {problem}"
+        fast = lightning_of(source.location) or lightning_of(source.name)
+        if fast:
+            return f"Motion adapter: {source.name}, {fast.label}." + (
+                " The 1-step adapter is experimental; 2, 4 or 8 steps give steadier clips." if fast.experimental
+                else "")
         if source.kind == "tiny":
             return "Motion adapter: tiny (random, for the tiny model: it makes moving noise)."
         return f"Motion adapter: {source.name}" + (" (downloads 1.8 GB on first use)." if source.kind == "hub" and
                                                      not motion_adapter.hub_cached(source.location) else ".")
+
+    def adapter_picked(choice, num_inference_steps, guidance_scale, sampler):
+        """A Lightning adapter sets its steps, Euler and CFG 1; leaving one puts the usual settings back."""
+        fast = lightning_of(choice)
+        if fast:
+            return adapter_note(choice), fast.num_inference_steps, fast.guidance_scale, fast.sampler
+        if sampler == "Euler" and guidance_scale == 1:  # still the Lightning settings: back to the usual ones
+            return adapter_note(choice), start.num_inference_steps, start.guidance_scale, start.sampler
+        return adapter_note(choice), gr.skip(), gr.skip(), gr.skip()
 
     def opened(choice):
         return adapter_note(choice), gr.Dropdown(choices=motion_adapter.adapter_choices(manager.weights_dir))
@@ -109,6 +140,7 @@ def build(manager) -> SimpleNamespace:
                 negative = gr.Textbox(label="Negative prompt", lines=1, value="blurry, low quality")
             with gr.Column(scale=1, min_width=160):
                 go, stop = run_buttons(TASK, "Make video")
+                resume = gr.Button("Resume stopped clip", elem_id="text2video-resume")
                 gr.Markdown(STOP_NOTE, elem_classes=["ds-status"], elem_id="text2video-stop-note")
         with gr.Row():
             with gr.Column():
@@ -137,6 +169,8 @@ def build(manager) -> SimpleNamespace:
                     adapter = gr.Dropdown(motion_adapter.adapter_choices(manager.weights_dir), value=None,
                                           label="Motion adapter (empty: the first in weights/, else the hub's v1-5-2)",
                                           allow_custom_value=True, elem_id="text2video-adapter")
+                run = gr.Textbox(label="Stopped clip (Resume continues it from its last step)", interactive=False,
+                                 elem_id="text2video-run-folder")
             with gr.Column():
                 bar, player, gallery, files, latest, info = video_outputs(TASK)
         control = gr.State(SessionControl())
@@ -147,14 +181,19 @@ def build(manager) -> SimpleNamespace:
               "height": height, "sampler": sampler, "free_noise": free_noise, "gif": gif, "motion_adapter": adapter,
               "control": control}
     check_inputs_match(text2video_run, list(inputs))
-    outs = [player, gallery, files, latest, info, length]
+    outs = [player, gallery, files, latest, info, length, run]
     wire_run(go.click, on_gpu(text2video_run, "text2video"), inputs=list(inputs.values()), api_name=TASK, outputs=outs,
              control=control, stop=stop, bar=bar)
+    resume_inputs = {**{k: v for k, v in inputs.items() if k != "control"}, "run": run, "control": control}
+    check_inputs_match(text2video_resume, list(resume_inputs))
+    wire_run(resume.click, on_gpu(text2video_resume, "text2video"), inputs=list(resume_inputs.values()),
+             api_name="text2video_resume", outputs=outs, control=control, stop=stop, bar=bar)
     wire_stop(stop, control, "stop_text2video")
     sizes = [frames, fps, steps, guidance, width, height]
     for widget in sizes:
         widget.change(estimate, inputs=[prompt, *sizes], outputs=length, api_name=False, queue=False,
                       show_progress="hidden")
     tab.select(opened, inputs=adapter, outputs=[note, adapter], api_name=False, queue=False, show_progress="hidden")
-    adapter.change(adapter_note, inputs=adapter, outputs=note, api_name=False, queue=False, show_progress="hidden")
+    adapter.change(adapter_picked, inputs=[adapter, steps, guidance, sampler], outputs=[note, steps, guidance, sampler],
+                   api_name=False, queue=False, show_progress="hidden")
     return SimpleNamespace(sizes=[width, height])

@@ -21,6 +21,7 @@ JOBS = (
     "engine.video.animate.run:animate",
     "engine.video.animate.run:resume",
     "engine.video.motion.text2video:text_to_video",
+    "engine.video.motion.text2video:resume_text_to_video",
 )
 
 

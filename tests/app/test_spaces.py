@@ -20,7 +20,7 @@ from tests.app import fake_spaces
 
 GENERATING = {"txt2img", "img2img", "inpaint", "xyz_plot", "xyz_plot_img2img", "aging", "gender_swap", "dream",
               "dream_resume", "latent_walk", "latent_walk_resume", "animate", "animate_resume", "text2video",
-              "make_variations", "make_variations_img2img"}
+              "make_variations", "make_variations_img2img", "text2video_resume"}
 FAST_WALK = dict(prompts=["a cat", "a dog", "a red house"], seeds=[1, 2, 3], num_frames=7, num_inference_steps=3,
                  width=64, height=64, sampler="Euler", fps=8, batch_size=2)
 

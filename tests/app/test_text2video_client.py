@@ -11,7 +11,7 @@ CLIP = dict(prompt="a cat walking", negative_prompt="", frame_prompts="", num_fr
 
 
 def test_text2video_over_the_api_returns_the_clip_its_frames_and_settings(client):
-    player, frames, files, first, info, estimate = client.predict(**CLIP, api_name="/text2video")
+    player, frames, files, first, info, estimate, run = client.predict(**CLIP, api_name="/text2video")
     assert video.video_info(player)["frames"] == 8 and len(frames) == 8
     assert any(str(f).endswith(".gif") for f in files)
     settings = json.loads(open(next(f for f in files if str(f).endswith(".json"))).read())

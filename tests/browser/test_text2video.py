@@ -1,5 +1,8 @@
-"""The Text to video tab in Chromium at 1400x900: run button in the first screen, a run to a playing clip, Stop."""
+"""The Text to video tab in Chromium at 1400x900: run button in the first screen, a run to a playing clip, Stop,
+and Resume."""
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -52,3 +55,20 @@ def test_stop_keeps_the_clip_made_so_far(page: Page):
     wait_until_video_plays(panel)
     expect(panel.locator("#text2video-progress")).to_contain_text("Stopped after")
     expect(stop).to_be_hidden()
+
+
+def test_resume_continues_a_stopped_clip_from_its_step(page: Page):
+    panel = open_tab(page, "Text to video", "text2video-run")
+    small_clip(panel, 150)
+    stop = page.locator("#text2video-stop")
+    panel.locator("#text2video-run").click()
+    panel.locator("#text2video-preview img").wait_for(timeout=RUN_TIMEOUT_MS)
+    stop.click()
+    expect(panel.locator("#text2video-info")).to_contain_text("Stopped at step", timeout=RUN_TIMEOUT_MS)
+    expect(panel.locator("#text2video-run-folder textarea")).to_have_value(
+        re.compile(r"text2video\.json$"), timeout=RUN_TIMEOUT_MS)
+    expect(stop).to_be_hidden(timeout=RUN_TIMEOUT_MS)
+    page.locator("#text2video-resume").click()
+    expect(panel.locator("#text2video-progress")).to_contain_text("all frames together", timeout=RUN_TIMEOUT_MS)
+    stop.click()
+    expect(panel.locator("#text2video-info")).to_contain_text("Resumed from step", timeout=RUN_TIMEOUT_MS)

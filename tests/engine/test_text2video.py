@@ -84,6 +84,7 @@ def test_switching_models_frees_the_adapter():
     source = motion_adapter.resolve_adapter(None, "tiny", manager.weights_dir)
     motion_adapter.shared_adapter(unet, source, manager.dtype)
     assert unet in motion_adapter._loaded
+    gc.collect()  # managers of earlier tests (the CLI's) may still await collection
     before = len(motion_adapter._loaded)
     del unet
     manager.unload()

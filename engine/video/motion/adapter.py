@@ -30,6 +30,8 @@ HOW_TO_GET = (f"download it with `hf download {DEFAULT_ADAPTER} --local-dir weig
 # checkpoint keys that tell the original AnimateDiff releases apart (as diffusers' single-file loader does)
 V2_KEY = "mid_block.motion_modules.0.temporal_transformer.norm.bias"
 PE_KEY = "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.pos_encoder.pe"
+# a MotionAdapter's own state dict saved as one file (AnimateDiff-Lightning's *_diffusers.safetensors)
+DIFFUSERS_PE_KEY = "down_blocks.0.motion_modules.0.transformer_blocks.0.pos_embed.pe"
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,9 @@ def resolve_adapter(name: str | None, model_name: str, weights_dir: Path) -> Ada
     Raises ValueError with how to get an adapter when the named one does not exist.
     """
     if (model_name or "").strip() == TINY:
-        return AdapterSource(TINY, "tiny", str(MOTION_PRESETS / "tiny"))
+        named = (name or "").strip()
+        if not named or not any(p.exists() for p in (Path(weights_dir) / named, Path(named))):
+            return AdapterSource(TINY, "tiny", str(MOTION_PRESETS / "tiny"))
     name = (name or "").strip() or (local_adapters(weights_dir) or [DEFAULT_ADAPTER])[0]
     for candidate in (Path(weights_dir) / name, Path(name)):
         if candidate.is_dir():
@@ -143,6 +147,36 @@ def single_file_config(path: Path) -> Path:
     return MOTION_PRESETS / ("v1-5-2" if V2_KEY in keys else "v1-5" if positions == 24 else "v1-5-3")
 
 
+def diffusers_layout(path: Path) -> bool:
+    """True for a MotionAdapter state dict saved as one .safetensors file (AnimateDiff-Lightning's files)."""
+    if path.suffix.lower() != ".safetensors":
+        return False
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as handle:
+            return DIFFUSERS_PE_KEY in handle.keys()
+    except Exception:
+        return False
+
+
+def load_diffusers_file(path: Path, dtype: torch.dtype):
+    """A diffusers-layout adapter file, with the preset (v1-5-2, tiny...) whose tensor shapes its own match."""
+    from diffusers import MotionAdapter
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    shapes = {k: tuple(v.shape) for k, v in state.items()}
+    for preset in sorted(p for p in MOTION_PRESETS.iterdir() if (p / "config.json").is_file()):
+        with torch.device("meta"):
+            adapter = MotionAdapter.from_config(MotionAdapter.load_config(preset))
+        if {k: tuple(v.shape) for k, v in adapter.state_dict().items()} == shapes:
+            adapter.load_state_dict(state, assign=True)
+            return adapter.to(dtype)
+    raise ValueError(f"{path.name} holds a motion adapter of a shape this app doesn't know; use an SD 1.5 "
+                     "AnimateDiff adapter (v1-5-2 or AnimateDiff-Lightning).")
+
+
 def load_adapter(source: AdapterSource, dtype: torch.dtype):
     """Load a motion adapter in `dtype`; every failure becomes one sentence with the fix."""
     from diffusers import MotionAdapter
@@ -153,7 +187,9 @@ def load_adapter(source: AdapterSource, dtype: torch.dtype):
     if problem:
         raise ValueError(problem)
     try:
-        if source.kind == "file":
+        if source.kind == "file" and diffusers_layout(Path(source.location)):
+            adapter = load_diffusers_file(Path(source.location), dtype)
+        elif source.kind == "file":
             path = Path(source.location)
             adapter = MotionAdapter.from_single_file(str(path), config=str(single_file_config(path)),
                                                      local_files_only=True, dtype=dtype)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
 
@@ -25,6 +25,8 @@ from engine.image.request import ImageRequest, RunControl, check_request, pick_s
 from engine.pipeline.schedulers import check_sampler, make_scheduler, sampler_names
 from engine.video.animate.schedules import parse_prompts
 from engine.video.motion import adapter as motion_adapter
+from engine.video.motion import lightning
+from engine.video.motion import resume as saved_steps
 from engine.video.motion.unet import motion_unet
 from engine.video.run_folder import RunPaths
 
@@ -36,7 +38,8 @@ ANIMATEDIFF_SCHEDULE = {"clip_sample": False, "beta_schedule": "linear", "timest
                         "steps_offset": 1}
 INCOMPATIBLE = {"LCM": "LCM needs an LCM motion adapter or LoRA"}
 FREE_NOISE_CONTEXT, FREE_NOISE_STRIDE = 16, 4  # FreeNoise: frames per window (AnimateDiff's training length), step
-STOP_NOTE = "Stop ends the denoising early; the clip made so far is decoded and kept (noisier than a finished one)."
+STOP_NOTE = ("Stop ends the denoising early; the clip made so far is decoded and kept (noisier than a finished one), "
+             "and Resume continues it from that step.")
 
 
 def motion_samplers() -> list[str]:
@@ -101,6 +104,16 @@ def defaults_for(device: str, model_defaults) -> Text2VideoRequest:
     side = min(model_defaults.width, 256 if cpu else 512)
     return Text2VideoRequest(width=side, height=side, num_frames=8 if cpu else 16,
                              num_inference_steps=10 if cpu else 20)
+
+
+def lightning_of(adapter_name: str | None) -> lightning.Lightning | None:
+    """The Lightning settings of the adapter named in a request (by its file or folder name), or None."""
+    return lightning.recognise(adapter_name)
+
+
+def defaults_with_adapter(start: Text2VideoRequest, adapter_name: str | None) -> Text2VideoRequest:
+    """The form's or CLI's starting request for an adapter: a Lightning one brings its steps, sampler and CFG."""
+    return lightning.with_defaults(replace(start, motion_adapter=adapter_name or None), lightning_of(adapter_name))
 
 
 # 1. checking inputs
@@ -235,9 +248,82 @@ def text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
         return _text_to_video(manager, req, paths, on_step, control)
 
 
+# settings a resumed clip must keep (fps and the GIF only change the encoding), with the form's names for them
+KEPT_ON_RESUME = {"prompt": "Prompt", "negative_prompt": "Negative prompt", "frame_prompts": "Frame prompts",
+                  "num_frames": "Frames", "num_inference_steps": "Steps", "guidance_scale": "Guidance scale",
+                  "width": "Width", "height": "Height", "sampler": "Sampler", "free_noise": "FreeNoise",
+                  "motion_adapter": "Motion adapter", "seed": "Seed"}
+
+
+def read_run(run: Path) -> tuple[Path, dict]:
+    """A Text to video run's plan (its .json, or the folder holding it), or a sentence saying why not."""
+    run = Path(run)
+    if run.is_dir():
+        found = sorted(p for p in run.glob("*.json") if p.with_suffix(saved_steps.SUFFIX).exists()
+                       or p.with_suffix(".mp4").exists())
+        run = found[0] if found else run / "missing.json"
+    try:
+        plan = json.loads(run.read_text())
+        if plan.get("kind") != KIND:
+            raise ValueError
+        request_of(plan)
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        raise ValueError(f"{run} is not a Text to video run this app wrote; pass the run's folder (or the .json "
+                         "beside its video), or make a new clip.") from None
+    return run, plan
+
+
+def request_of(plan: dict) -> Text2VideoRequest:
+    """The request a run was made with, its seed the one actually used."""
+    names = {f.name for f in fields(Text2VideoRequest)} - {"motion_adapter"}
+    return Text2VideoRequest(**{k: plan[k] for k in names if k in plan}, motion_adapter=plan.get("adapter"))
+
+
+def check_same_settings(made: Text2VideoRequest, asked: Text2VideoRequest) -> Text2VideoRequest:
+    """The run's request with the asked fps and GIF; a sentence when a setting that shapes the frames differs."""
+    made, _, _ = check_text2video(made)
+    asked_checked, _, _ = check_text2video(asked)
+    for name, label in KEPT_ON_RESUME.items():
+        old, new = getattr(made, name), getattr(asked_checked, name)
+        if name == "seed" and int(asked.seed) == -1:
+            continue  # a random seed asks for nothing in particular
+        if old != new:
+            raise ValueError(f"The stopped clip was made with {label} {old!r}, not {new!r}; set it back to resume "
+                             "the clip, or make a new one.")
+    return replace(made, fps=asked_checked.fps, gif=asked_checked.gif)
+
+
+def resume_text_to_video(manager, run: Path, on_step: Callable[[Text2VideoUpdate], None] | None = None,
+                         control: RunControl | None = None,
+                         asked: Text2VideoRequest | None = None) -> Text2VideoResult:
+    """Continue a stopped, crashed or cut-off clip from its last saved step: the same frames as an uninterrupted run.
+
+    `run` is the run's folder or plan; `asked`, when given (the form's settings), must match the run's.
+    """
+    plan_path, plan = read_run(run)
+    if plan.get("model_name") != manager.model_name:
+        raise ValueError(f"This clip was made with the model {plan.get('model_name')}; switch to it to resume the "
+                         f"clip (the model now is {manager.model_name}).")
+    req = request_of(plan)
+    if asked is not None:
+        req = check_same_settings(req, asked)
+    folder, name = plan_path.parent, plan_path.stem
+    frames = folder / "frames" if (folder / "frames").is_dir() else folder / f"{name}-frames"
+    paths = RunPaths(frames=frames, video=folder / f"{name}.mp4")
+    saved = saved_steps.load(saved_steps.checkpoint_path(paths))
+    if saved is None and paths.video.exists():
+        raise ValueError("This clip is already finished; make a new one.")
+    factor = 2 ** (len(manager.base().vae.config.block_out_channels) - 1)  # the VAE's scale
+    shape = (1, 4, req.num_frames, req.height // factor, req.width // factor)
+    if saved is not None and tuple(saved["latents"].shape) != shape:
+        raise ValueError("The saved step does not fit this clip's frames and size; make a new clip.")
+    with manager.lora_scope(req.prompt, req.negative_prompt, req.frame_prompts or "", supported="Text to video"):
+        return _text_to_video(manager, req, paths, on_step, control, saved)
+
+
 def _text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
                    on_step: Callable[[Text2VideoUpdate], None] | None = None,
-                   control: RunControl | None = None) -> Text2VideoResult:
+                   control: RunControl | None = None, saved: dict | None = None) -> Text2VideoResult:
     control = control or RunControl()
     # 1. check inputs and find the adapter before any heavy work
     req, keyed, notes = check_text2video(req)
@@ -249,8 +335,13 @@ def _text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
     problem = motion_adapter.availability(source)
     if problem:
         raise ValueError(problem)
+    fast = lightning.recognise(source.location) or lightning.recognise(source.name)
+    if fast:
+        notes.extend(lightning.notes_for(req, fast))
     paths.frames.mkdir(parents=True, exist_ok=True)
     seed = pick_seed(req.seed)
+    done_before = int(saved["step"]) if saved else 0
+    paths.plan.write_text(json.dumps(parameters_of(req, seed, source, manager, done_before), indent=1))
 
     # 2. the pipeline: the model's VAE and text encoder, a motion UNet over its weights, a fresh scheduler
     base = manager.base()
@@ -262,10 +353,14 @@ def _text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
         fastpath.use_threads(manager.threads)
     from diffusers import AnimateDiffPipeline
 
-    scheduler = make_scheduler(req.sampler, {**base.scheduler.config, **ANIMATEDIFF_SCHEDULE})
-    pipe = AnimateDiffPipeline(vae=base.vae, text_encoder=base.text_encoder, tokenizer=base.tokenizer,
-                               unet=motion_unet(base.unet, adapter, free_noise=req.free_noise),
-                               motion_adapter=adapter, scheduler=scheduler)
+    schedule = lightning.SCHEDULE if fast else ANIMATEDIFF_SCHEDULE
+    scheduler = make_scheduler(req.sampler, {**base.scheduler.config, **schedule})
+    if saved:
+        scheduler = saved_steps.resumed_scheduler(scheduler, saved)
+    pipe = saved_steps.resuming_pipeline(AnimateDiffPipeline, done_before, vae=base.vae,
+                                         text_encoder=base.text_encoder, tokenizer=base.tokenizer,
+                                         unet=motion_unet(base.unet, adapter, free_noise=req.free_noise),
+                                         motion_adapter=adapter, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
     ov_backend.note_used("torch")  # the motion UNet always runs on PyTorch
     if req.free_noise:
@@ -284,13 +379,21 @@ def _text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
 
     # 4. denoise every frame together; Stop ends the steps early
     times: list[float] = []
+    generator = torch.Generator("cpu").manual_seed(seed)
+    start_latents = None
+    if saved:
+        generator.set_state(saved["generator"])
+        start_latents = saved["latents"].to(manager.device, manager.dtype)
+    checkpoint = saved_steps.checkpoint_path(paths)
 
     def on_step_end(pipe, step, timestep, tensors):
         times.append(time.perf_counter())
+        saved_steps.save(checkpoint, saved_steps.snapshot(pipe.scheduler, done_before + len(times),
+                                                          tensors["latents"], generator))
         if on_step:
             latents = tensors["latents"]
             preview = latents_to_preview(latents[0, :, 0].float().cpu().numpy())
-            on_step(Text2VideoUpdate(len(times), pipe.num_timesteps, preview))
+            on_step(Text2VideoUpdate(done_before + len(times), pipe.num_timesteps, preview))
         if control.stopped:
             pipe._interrupt = True  # diffusers skips the steps left, then decodes
         return tensors
@@ -301,21 +404,25 @@ def _text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
     started = time.perf_counter()
     out = pipe(num_frames=req.num_frames, height=req.height, width=req.width,
                num_inference_steps=req.num_inference_steps, guidance_scale=req.guidance_scale,
-               generator=torch.Generator("cpu").manual_seed(seed), callback_on_step_end=on_step_end,
+               generator=generator, latents=start_latents, callback_on_step_end=on_step_end,
                decode_chunk_size=2 if manager.device == "cpu" else 8, **prompts)
     total = pipe.num_timesteps  # more than the steps for second-order samplers (Heun, DPM2)
-    steps_done = len(times)
+    steps_done = done_before + len(times)
     per_step = None
-    if steps_done:
+    if times:
         # the first step includes warm-up; from two steps on, the pace leaves it out
         per_step = (times[-1] - times[0]) / (len(times) - 1) if len(times) > 1 else times[0] - started
         per_step *= total / req.num_inference_steps  # a "step" as the user counts them
-        if steps_done == total:
+        if steps_done == total and not done_before:
             record_step_time(manager, req, per_step)
     interrupted = steps_done < total
     if interrupted:
         notes.append(f"Stopped at step {steps_done} of {total}: the clip is decoded from the partly denoised "
-                     "frames, so it is noisier than a finished one.")
+                     "frames, so it is noisier than a finished one. Resume continues from this step.")
+    else:
+        checkpoint.unlink(missing_ok=True)
+    if done_before:
+        notes.append(f"Resumed from step {done_before} of {total}.")
     frames = out.frames[0] if steps_done else []
     return _result(paths, req, seed, steps_done, frames, notes, source, manager, per_step, interrupted)
 
@@ -324,8 +431,11 @@ def parameters_of(req: Text2VideoRequest, seed: int, source, manager, steps_done
     """What the video's metadata and settings file record: everything needed to make it again."""
     data = {"title": "Diffusion Studio text to video", "kind": KIND, "model": manager.model_label,
             **asdict(req), "seed": seed, "motion_adapter": source.label, "steps_done": steps_done,
-            "backend": "torch"}
-    data["scheduler_settings"] = ANIMATEDIFF_SCHEDULE
+            "backend": "torch", "model_name": manager.model_name, "adapter": req.motion_adapter}
+    fast = lightning.recognise(source.location) or lightning.recognise(source.name)
+    data["scheduler_settings"] = lightning.SCHEDULE if fast else ANIMATEDIFF_SCHEDULE
+    if fast:
+        data["lightning_steps"] = fast.num_inference_steps
     return data
 
 
