@@ -27,8 +27,9 @@ from engine.image.request import (
     check_request,
     pick_seed,
 )
-from engine.image.steps import step_callback
+from engine.image.steps import decode_choice, step_callback, step_preview
 from engine.pipeline.schedulers import from_a1111_fields
+from engine.pipeline.tiny_vae import DECODER_FIELD, DECODER_VALUE
 from engine.video.denoise import decode_frames, record_predictions
 
 
@@ -129,17 +130,18 @@ def _run_images(manager, task: str, req: ImageRequest, task_kwargs: dict, on_ste
     prompt_embeds, negative_embeds = manager.encode(req.prompt, req.negative_prompt)
     first_seed = pick_seed(req.seed)
     result = RunResult()
+    preview_maker = step_preview(manager) if on_step is not None else None
     for index in range(req.batch_count):
         if control.stopped:
             result.interrupted = True
             break
         seed = (first_seed + index) % (MAX_SEED + 1)
-        pipe = manager.pipeline(task, req.sampler, fast=req.fast)
+        pipe = manager.pipeline(task, req.sampler, fast=req.fast, **decode_choice(req))
         if req.guidance_scale < 1:
             pipe = always_guided(pipe)
         recorded = record_predictions(pipe.scheduler) if req.denoise_video else None
         schedule = (req.num_inference_steps, req.strength) if "strength" in task_kwargs else (None, None)
-        callback = step_callback(index, req.batch_count, on_step, control, *schedule)
+        callback = step_callback(index, req.batch_count, on_step, control, *schedule, preview_maker=preview_maker)
         output = pipe(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds,
                       num_inference_steps=req.num_inference_steps, guidance_scale=req.guidance_scale,
                       generator=torch.Generator("cpu").manual_seed(seed),
@@ -199,6 +201,7 @@ def request_from_parameters(text: str) -> tuple[ImageRequest, list[str]]:
         except ValueError:
             skipped.append("Size")
     req.fast = "Fast" in fields
+    req.fast_decode = fields.get(DECODER_FIELD) == DECODER_VALUE
     if "Hires upscale" in fields or "Hires resize" in fields:
         skipped += hires_from_fields(req, fields)
     if "Sampler" in fields:

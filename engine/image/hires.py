@@ -24,7 +24,7 @@ from engine.image.request import (
     as_number,
     pick_seed,
 )
-from engine.image.steps import step_callback
+from engine.image.steps import decode_choice, step_callback, step_preview
 from engine.text.limits import excerpt
 from engine.video.denoise import decode_frames, record_predictions
 
@@ -169,18 +169,20 @@ def hires_fix(manager, req: ImageRequest, on_step: StepCallback | None = None,
                   guidance_scale=req.guidance_scale, callback_on_step_end_tensor_inputs=["latents"])
     first_seed = pick_seed(req.seed)
     result = RunResult()
+    preview_maker = step_preview(manager) if on_step is not None else None
     for index in range(req.batch_count):
         if control.stopped:
             result.interrupted = True
             break
         seed = (first_seed + index) % (MAX_SEED + 1)
         # 1. the base image
-        pipe = manager.pipeline("txt2img", req.sampler, fast=req.fast)
+        pipe = manager.pipeline("txt2img", req.sampler, fast=req.fast, **decode_choice(req))
         recorded = record_predictions(pipe.scheduler) if req.denoise_video else None
         report = _shifted(on_step, 0, second_steps)
         output = pipe(**embeds, num_inference_steps=req.num_inference_steps, height=req.height, width=req.width,
                       generator=torch.Generator("cpu").manual_seed(seed), output_type="latent" if latent else "pil",
-                      callback_on_step_end=step_callback(index, req.batch_count, report, control))
+                      callback_on_step_end=step_callback(index, req.batch_count, report, control,
+                                                         preview_maker=preview_maker))
         base, frames = output.images, (decode_frames(pipe.vae, recorded, pipe.image_processor) if recorded else [])
         if pipe.interrupt:  # stopped in the first pass: keep what there is, at the base size
             image = decode_latents(pipe, base) if latent else base[0]
@@ -196,13 +198,14 @@ def hires_fix(manager, req: ImageRequest, on_step: StepCallback | None = None,
             _keep(result, manager, req, seed, decode_latents(pipe, upscaled) if latent else upscaled, frames)
             continue
         # 3. redraw at the large size
-        pipe = manager.pipeline("img2img", req.sampler, fast=req.fast)
+        pipe = manager.pipeline("img2img", req.sampler, fast=req.fast, **decode_choice(req))
         recorded = record_predictions(pipe.scheduler) if req.denoise_video else None
         report = _shifted(on_step, req.num_inference_steps, 0)
         output = pipe(**embeds, image=upscaled, strength=req.hires_strength,
                       num_inference_steps=schedule_length(second_steps, req.hires_strength),
                       generator=torch.Generator("cpu").manual_seed(seed),
-                      callback_on_step_end=step_callback(index, req.batch_count, report, control))
+                      callback_on_step_end=step_callback(index, req.batch_count, report, control,
+                                                         preview_maker=preview_maker))
         if recorded:
             frames += decode_frames(pipe.vae, recorded, pipe.image_processor)
         stopped = bool(pipe.interrupt)
