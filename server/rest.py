@@ -33,6 +33,9 @@ from engine.train.uploads import gather_uploads, parse_captions
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 
+FAST_DECODE_HELP = "decode with TAESD, the tiny VAE (weights/taesd); outside the face the photo stays as it was"
+
+
 class Txt2ImgBody(BaseModel):
     """Text to image, in diffusers' argument names."""
 
@@ -50,6 +53,8 @@ class Txt2ImgBody(BaseModel):
     hires_upscaler: str = Field("Latent", description="Hires. fix: Latent (and its variants), Lanczos or Nearest")
     hires_steps: int = Field(0, ge=0, le=150, description="Hires. fix: second-pass steps; 0 = num_inference_steps")
     hires_strength: float = Field(0.5, ge=0, le=1, description="Hires. fix: denoising strength of the second pass")
+    fast_decode: bool = Field(False, description="decode with TAESD, the tiny VAE (weights/taesd): milliseconds, "
+                                                 "less fine detail; PNG info says VAE Decoder: TAESD")
 
 
 class ApiImage(BaseModel):
@@ -214,9 +219,10 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                     fps: float = Form(aging_defaults["fps"]), captions: bool = Form(True),
                     face: str | None = Form(None, description=FACE_HELP), padding: float = Form(0.5),
                     whole_photo: bool = Form(False), size: int | None = Form(None, ge=64, le=1024),
-                    keep_identity: float = Form(0.0, description="identity adapter scale, 0 (off) to 1")):
+                    keep_identity: float = Form(0.0, description="identity adapter scale, 0 (off) to 1"),
+                    fast_decode: bool = Form(False, description=FAST_DECODE_HELP)):
         data = await read_upload(image)
-        req = AgingRequest(ages=parse_ages(ages), subject=subject, strength=strength,
+        req = AgingRequest(fast_decode=fast_decode, ages=parse_ages(ages), subject=subject, strength=strength,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                            sampler=sampler, transition_frames=transition_frames, fps=fps, captions=captions,
                            padding=padding, whole_photo=whole_photo, size=size, keep_identity=keep_identity,
@@ -241,9 +247,10 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                      sampler: str = Form(gender_defaults["sampler"]),
                      face: str | None = Form(None, description=FACE_HELP), padding: float = Form(0.5),
                      whole_photo: bool = Form(False), size: int | None = Form(None, ge=64, le=1024),
-                     keep_identity: float = Form(0.0, description="identity adapter scale, 0 (off) to 1")):
+                     keep_identity: float = Form(0.0, description="identity adapter scale, 0 (off) to 1"),
+                     fast_decode: bool = Form(False, description=FAST_DECODE_HELP)):
         data = await read_upload(image)
-        req = GenderRequest(direction=direction, strength=strength, variants=variants,
+        req = GenderRequest(fast_decode=fast_decode, direction=direction, strength=strength, variants=variants,
                             num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                             sampler=sampler, padding=padding, whole_photo=whole_photo, size=size,
                             keep_identity=keep_identity, **face_fields(face))
