@@ -12,6 +12,7 @@ from engine.xyz import run_plot
 from tabs.common import (
     check_inputs_match,
     check_uploads,
+    fast_decode_toggle,
     fast_toggle,
     image_outputs,
     on_gpu,
@@ -34,14 +35,14 @@ def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the widgets other tabs send to."""
     # 1. handlers
     def img2img(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed,
-                batch_count, sampler, denoise_video, fast, styles, control, progress=gr.Progress()):
+                batch_count, sampler, denoise_video, fast, styles, fast_decode, control, progress=gr.Progress()):
         if not image:
             raise user_error("Upload an image to start from.")
         prompt, negative_prompt = styled(styles, prompt, negative_prompt)
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler,
-                           denoise_video=bool(denoise_video), fast=bool(fast))
+                           denoise_video=bool(denoise_video), fast=bool(fast), fast_decode=bool(fast_decode))
         job = lambda on_step, ctl: run_job(image_to_image, manager, req, image, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
@@ -81,7 +82,8 @@ def build(manager) -> SimpleNamespace:
                 size = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Longer side (aspect ratio is kept)")
                 seed, batch = seed_widgets()
                 fast = fast_toggle()
-                network_picker(manager, prompt, TASK, sampler, steps, guidance)
+                fast_decode = fast_decode_toggle(manager, TASK)
+                network_picker(manager, prompt, TASK, sampler, steps, guidance, fast_decode=fast_decode)
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)",
                                       elem_id="img2img-denoise-video")
                 plot = plot_panel(TASK, defaults=("Denoising", "0.3, 0.5, 0.7"))
@@ -98,7 +100,7 @@ def build(manager) -> SimpleNamespace:
     inputs = {"image": image, "prompt": prompt, "negative_prompt": negative, "strength": strength,
               "num_inference_steps": steps, "guidance_scale": guidance, "size": size, "seed": seed,
               "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast, "styles": styles,
-              "control": control}
+              "fast_decode": fast_decode, "control": control}
     check_inputs_match(img2img, list(inputs))
     wire_run(run.click, on_gpu(img2img, "img2img"), inputs=list(inputs.values()),
              outputs=[gallery, preview, info, params, steps_video], api_name="img2img", control=control, stop=stop,

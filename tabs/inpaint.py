@@ -11,6 +11,7 @@ from engine.image.request import ImageRequest
 from engine.jobs.runner import run_job
 from tabs.common import (
     check_inputs_match,
+    fast_decode_toggle,
     fast_toggle,
     image_outputs,
     on_gpu,
@@ -53,14 +54,14 @@ def build(manager) -> SimpleNamespace:
     # 1. handlers
     def inpaint_run(editor, prompt, negative_prompt, strength, mask_blur, inpaint_area, padding,
                     num_inference_steps, guidance_scale, size, seed, batch_count, sampler, denoise_video, fast,
-                    styles, control, progress=gr.Progress()):
+                    styles, fast_decode, control, progress=gr.Progress()):
         image, mask = editor_image_and_mask(editor)
         prompt, negative_prompt = styled(styles, prompt, negative_prompt)
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength, mask_blur=mask_blur,
                            only_masked=inpaint_area == AREAS[1], only_masked_padding=padding,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler,
-                           denoise_video=bool(denoise_video), fast=bool(fast))
+                           denoise_video=bool(denoise_video), fast=bool(fast), fast_decode=bool(fast_decode))
         job = lambda on_step, ctl: run_job(inpaint, manager, req, image, mask, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
@@ -110,7 +111,8 @@ def build(manager) -> SimpleNamespace:
                 size = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Work size (longer side)")
                 seed, batch = seed_widgets()
                 fast = fast_toggle()
-                network_picker(manager, prompt, TASK, sampler, steps, guidance)
+                fast_decode = fast_decode_toggle(manager, TASK)
+                network_picker(manager, prompt, TASK, sampler, steps, guidance, fast_decode=fast_decode)
                 denoise = gr.Checkbox(label="Also make a denoising video (the whole photo, the predicted area "
                                             "pasted back at every step)", elem_id="inpaint-denoise-video")
             with gr.Column():
@@ -126,7 +128,7 @@ def build(manager) -> SimpleNamespace:
     inputs = {"editor": editor, "prompt": prompt, "negative_prompt": negative, "strength": strength,
               "mask_blur": mask_blur, "inpaint_area": area, "padding": padding, "num_inference_steps": steps,
               "guidance_scale": guidance, "size": size, "seed": seed, "batch_count": batch, "sampler": sampler,
-              "denoise_video": denoise, "fast": fast, "styles": styles, "control": control}
+              "denoise_video": denoise, "fast": fast, "styles": styles, "fast_decode": fast_decode, "control": control}
     check_inputs_match(inpaint_run, list(inputs))
     wire_run(run.click, on_gpu(inpaint_run, "inpaint"), inputs=list(inputs.values()),
              outputs=[gallery, preview, info, params, steps_video], api_name="inpaint", control=control, stop=stop,

@@ -14,6 +14,7 @@ from engine.xyz import run_plot
 from tabs.common import (
     check_inputs_match,
     check_uploads,
+    fast_decode_toggle,
     fast_toggle,
     image_outputs,
     on_gpu,
@@ -37,14 +38,14 @@ def build(manager) -> SimpleNamespace:
     # 1. handlers
     def txt2img(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, batch_count,
                 sampler, denoise_video, fast, styles, hires, hires_scale, hires_upscaler, hires_steps, hires_strength,
-                control, progress=gr.Progress()):
+                fast_decode, control, progress=gr.Progress()):
         prompt, negative_prompt = styled(styles, prompt, negative_prompt)
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=width, height=height, seed=seed, batch_count=batch_count, sampler=sampler,
                            denoise_video=bool(denoise_video), fast=bool(fast),
                            hires_scale=hires_scale if hires else None, hires_upscaler=hires_upscaler,
-                           hires_steps=hires_steps, hires_strength=hires_strength)
+                           hires_steps=hires_steps, hires_strength=hires_strength, fast_decode=bool(fast_decode))
         job = lambda on_step, ctl: run_job(text_to_image, manager, req, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
@@ -85,7 +86,8 @@ def build(manager) -> SimpleNamespace:
         return (text, note, req.prompt, req.negative_prompt, req.num_inference_steps, req.guidance_scale,
                 req.width, req.height, req.seed, req.sampler, hires, req.hires_scale if hires else gr.skip(),
                 req.hires_upscaler if hires else gr.skip(), req.hires_steps if hires else gr.skip(),
-                req.hires_strength if hires else gr.skip(), [])  # the loaded prompt already holds its styles
+                req.hires_strength if hires else gr.skip(), [],  # the loaded prompt already holds its styles
+                req.fast_decode)
 
     def hires_line(hires, width, height, scale):
         """A1111's "from 512x512 to 1024x1024" under the Hires. fix fields."""
@@ -121,7 +123,8 @@ def build(manager) -> SimpleNamespace:
                     hires_note = gr.Markdown(elem_id="txt2img-hires-size")
                 seed, batch = seed_widgets()
                 fast = fast_toggle()
-                network_picker(manager, prompt, TASK, sampler, steps, guidance)
+                fast_decode = fast_decode_toggle(manager, TASK)
+                network_picker(manager, prompt, TASK, sampler, steps, guidance, fast_decode=fast_decode)
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)")
                 plot = plot_panel(TASK)
                 with gr.Accordion("PNG info: load parameters from an image", open=False):
@@ -143,7 +146,7 @@ def build(manager) -> SimpleNamespace:
               "guidance_scale": guidance, "width": width, "height": height, "seed": seed,
               "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast, "styles": styles,
               "hires": hires, "hires_scale": hires_scale, "hires_upscaler": hires_upscaler, "hires_steps": hires_steps,
-              "hires_strength": hires_strength, "control": control}
+              "hires_strength": hires_strength, "fast_decode": fast_decode, "control": control}
     check_inputs_match(txt2img, list(inputs))
     event = dict(inputs=list(inputs.values()), outputs=[gallery, preview, info, params, steps_video],
                  control=control, stop=stop, bar=bar)
@@ -165,7 +168,8 @@ def build(manager) -> SimpleNamespace:
     check_uploads(png, say=False)  # png_info says why
     png.upload(png_info, inputs=png, outputs=[png_text, png_note, prompt, negative, steps, guidance, width, height,
                                               seed, sampler, hires, hires_scale, hires_upscaler, hires_steps,
-                                              hires_strength, styles], api_name="png_info", preprocess=False)
+                                              hires_strength, styles, fast_decode], api_name="png_info",
+              preprocess=False)
     for trigger in (hires.change, width.change, height.change, hires_scale.change):
         trigger(hires_line, inputs=[hires, width, height, hires_scale], outputs=hires_note, api_name=False,
                 queue=False, show_progress="hidden")
