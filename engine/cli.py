@@ -131,6 +131,10 @@ def build_parser() -> Parser:
     xyz_cli.add_parser(jobs, add_model_flags, add_generation_flags)
     from engine.train import cli as train_cli
     train_cli.add_parser(jobs, add_model_flags)
+    p = jobs.add_parser("download", help="fetch a few-step LoRA, TAESD or a motion adapter from the hub into weights/")
+    p.add_argument("name", nargs="?", help="the part to fetch; leave out to list them")
+    p.add_argument("--lora-dir", default=os.environ.get("STUDIO_LORA_DIR"),
+                   help="the LoRA folder few-step LoRAs go to (default: weights/Lora)")
     return parser
 
 
@@ -394,6 +398,28 @@ def run_text2video(args) -> int:
     return motion_cli.run(args, make_manager, check_writable, CliError)
 
 
+def run_download(args) -> int:
+    from engine.files.downloads import Downloads
+    from engine.pipeline.models import WEIGHTS_DIR
+
+    downloads = Downloads(WEIGHTS_DIR, Path(args.lora_dir) if args.lora_dir else None)
+    if not args.name:
+        for part in downloads.parts:
+            print(f"{part.label}  {'present' if downloads.present(part) else 'available to download'}")
+        return 0
+    shown = {"tenth": -1}
+
+    def report(progress):
+        tenth = int(progress.fraction * 10)
+        if tenth != shown["tenth"]:
+            shown["tenth"] = tenth
+            print(f"{progress.what}: {tenth * 10}%", file=sys.stderr)
+
+    for path in downloads.download(args.name, report):
+        print(path)
+    return 0
+
+
 def run_train(args) -> int:
     from engine.train import cli as train_cli
     return train_cli.run(args, make_manager, CliError)
@@ -402,7 +428,7 @@ def run_train(args) -> int:
 JOBS = {"txt2img": run_image_job, "img2img": run_image_job, "inpaint": run_image_job,
         "walk": run_video_job, "dream": run_video_job, "aging": run_aging, "gender-swap": run_gender_swap,
         "xyz": run_xyz,
-        "animate": run_animate, "text2video": run_text2video, "train": run_train}
+        "animate": run_animate, "text2video": run_text2video, "train": run_train, "download": run_download}
 
 
 def quiet_libraries() -> None:
