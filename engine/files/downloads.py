@@ -56,6 +56,10 @@ class Progress:
 ProgressCallback = Callable[[Progress], None]
 
 
+class DownloadStopped(Exception):
+    """Stop was pressed during a download: the file being fetched is dropped, those finished stay."""
+
+
 def read_parts(path: Path = PARTS_FILE) -> list[Part]:
     """The parts listed in the data file, checked: known kinds, files given, folders inside weights/."""
     data = json.loads(Path(path).read_text())
@@ -101,14 +105,20 @@ class Downloads:
         raise ValueError(f"There is no part called {excerpt(name)} to download; choose one of "
                          f"{', '.join(p.name for p in self.parts)}.")
 
-    def download(self, name: str, on_progress: ProgressCallback | None = None) -> list[Path]:
+    def download(self, name: str, on_progress: ProgressCallback | None = None, control=None) -> list[Path]:
         """Put the part's files in their folder: from the Hugging Face cache when there, else from the hub.
 
-        Raises ValueError with one sentence when there is no network (HF_HUB_OFFLINE=1 or the hub out of reach).
+        Raises ValueError with one sentence when there is no network (HF_HUB_OFFLINE=1 or the hub out of reach),
+        and DownloadStopped when `control` (a RunControl) is stopped mid-download.
         """
         part = self.find(name)
         folder = self.folder(part)
-        report = on_progress or (lambda progress: None)
+
+        def report(progress: Progress) -> None:
+            if control is not None and control.stopped:
+                raise DownloadStopped(part.name)
+            if on_progress is not None:
+                on_progress(progress)
         saved = []
         for hub_file, local in part.files:
             target = folder / local
@@ -159,6 +169,8 @@ class Downloads:
                                    cache_dir=self._hub_cache(),
                                    tqdm_class=progress_class(f"{part.name}: {target.name}", report))
             os.replace(path, target)
+        except DownloadStopped:
+            raise
         except OSError as exc:
             raise ValueError(f"{part.name} could not be downloaded ({str(exc).splitlines()[0][:200]}); "
                              "check the network and try again.") from exc
