@@ -32,7 +32,10 @@ def test_download_from_the_cache_and_say_so_offline(downloads_app):
     fake_cache(root / "hub", "ByteDance/Hyper-SD", {"Hyper-SD15-4steps-lora.safetensors": b"hyper"})
     part, note = client.predict("Hyper-SD15-4steps-lora", api_name="/download")
     assert (root / "weights" / "Lora" / "Hyper-SD15-4steps-lora.safetensors").read_bytes() == b"hyper"
-    assert part == "Hyper-SD15-4steps-lora" and "is in the LoRA folder" in note
+    assert part["value"] == "Hyper-SD15-4steps-lora" and "is in the LoRA folder" in note
+    labels = {name: label for label, name in part["choices"]}
+    assert labels["Hyper-SD15-4steps-lora"].endswith(": present")
+    assert labels["taesd"] == "taesd (TAESD, 5 MB): available to download"
     with pytest.raises(Exception, match="No network: HF_HUB_OFFLINE is set"):
         client.predict("animatediff-motion-adapter-v1-5-2", api_name="/download")
     with pytest.raises(Exception, match="Choose a part to download"):
