@@ -54,8 +54,8 @@ def build(manager) -> None:
 
     # 1. handlers
     def aging(photo, ages, subject, strength, num_inference_steps, guidance_scale, seed, sampler,
-              transition_frames, fps, captions, face, all_faces, padding, whole_photo, keep_identity, fast_decode,
-              control,
+              transition_frames, fps, captions, face, all_faces, padding, whole_photo, keep_identity, control,
+              fast_decode=False,
               progress=gr.Progress()):
         if not photo:
             raise user_error("Upload a face photo to start.")
@@ -164,7 +164,7 @@ def build(manager) -> None:
               "guidance_scale": guidance, "seed": seed, "sampler": sampler, "transition_frames": transition,
               "fps": fps, "captions": captions, "face": face, "all_faces": all_faces,
               "padding": padding, "whole_photo": whole, "keep_identity": keep_identity,
-              "fast_decode": fast_decode, "control": control}
+              "control": control, "fast_decode": fast_decode}
     check_inputs_match(aging, list(inputs))
     wire_run(run.click, gpu.outer(aging, chunk, TASK), inputs=list(inputs.values()),
              outputs=[video, stills, grid, compare, latest, info], api_name="aging", control=control, stop=stop,

@@ -115,7 +115,7 @@ def build(manager) -> SimpleNamespace:
     def animate_run(prompts, negative_prompt, mode, num_frames, fps, cadence, strength, zoom, angle, translation_x,
                     translation_y, translation_z, rotation_3d_x, rotation_3d_y, rotation_3d_z, fov, guidance, noise,
                     color_coherence, border, seed, seed_behavior, num_inference_steps, sampler, width, height,
-                    prompt_blend, init_image, video, nth, gif, fast, fast_decode, control, progress=gr.Progress()):
+                    prompt_blend, init_image, video, nth, gif, fast, control, fast_decode=False, progress=gr.Progress()):
         with user_errors():
             req = AnimateRequest(
                 prompts=parse_prompts(prompts), negative_prompt=negative_prompt or "",
@@ -269,7 +269,7 @@ def build(manager) -> SimpleNamespace:
               "noise": noise, "color_coherence": colour, "border": border, "seed": seed,
               "seed_behavior": seed_behavior, "num_inference_steps": steps, "sampler": sampler, "width": width,
               "height": height, "prompt_blend": blend, "init_image": init_image, "video": source, "nth": nth,
-              "gif": gif, "fast": fast, "fast_decode": fast_decode, "control": control}
+              "gif": gif, "fast": fast, "control": control, "fast_decode": fast_decode}
     check_inputs_match(animate_run, list(inputs))
     form = [name for name in inputs if name not in ("init_image", "video", "gif", "fast", "fast_decode", "control")]
     outs = [player, gallery, files, latest, info, plan]

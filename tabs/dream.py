@@ -28,7 +28,7 @@ def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the size sliders, which follow the model's default size."""
     # 1. handlers
     def dream_run(prompt, negative_prompt, num_keyframes, seed, num_frames, fps, num_inference_steps,
-                  guidance_scale, sampler, width, height, loop, batch_size, gif, fast, fast_decode, control,
+                  guidance_scale, sampler, width, height, loop, batch_size, gif, fast, control, fast_decode=False,
                   progress=gr.Progress()):
         with user_errors():
             req = dream_request(prompt, num_keyframes, None if seed is None else int(seed),
@@ -80,7 +80,7 @@ def build(manager) -> SimpleNamespace:
     inputs = {"prompt": prompt, "negative_prompt": negative, "num_keyframes": keyframes, "seed": seed,
               "num_frames": frames, "fps": fps, "num_inference_steps": steps, "guidance_scale": guidance,
               "sampler": sampler, "width": width, "height": height, "loop": loop, "batch_size": batch, "gif": gif, "fast": fast,
-              "fast_decode": fast_decode, "control": control}
+              "control": control, "fast_decode": fast_decode}
     check_inputs_match(dream_run, list(inputs))
     outs = [player, gallery, files, latest, info, plan]
     common = dict(outputs=outs, control=control, stop=stop, bar=bar)

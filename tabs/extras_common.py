@@ -30,6 +30,9 @@ def _where(manager) -> str:
              f"{shown_folder(manager.embeddings.folder, '--embeddings-dir')}"]
     hint = ("" if loras or embeds else " Put A1111's LoRA files (.safetensors) and embeddings (.pt, .safetensors) "
             "there, then press Refresh.")
+    if not fewstep.find(manager.loras):
+        hint += (" Few-step LoRAs (LCM, TCD, Hyper-SD) are available to download under 'Downloads' at the top of the "
+                 "page.")
     return f"{' and '.join(parts)}. A LoRA is written as `<lora:NAME:WEIGHT>`, an embedding as its name.{hint}"
 
 

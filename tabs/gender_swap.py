@@ -50,7 +50,7 @@ def build(manager) -> None:
 
     # 1. handlers
     def swap(photo, direction, strength, variants, num_inference_steps, guidance_scale, seed, sampler, face,
-             all_faces, padding, whole_photo, keep_identity, fast_decode, control, progress=gr.Progress()):
+             all_faces, padding, whole_photo, keep_identity, control, fast_decode=False, progress=gr.Progress()):
         if not photo:
             raise user_error("Upload a photo to start.")
         try:
@@ -126,7 +126,7 @@ def build(manager) -> None:
     inputs = {"photo": photo, "direction": direction, "strength": strength, "variants": variants,
               "num_inference_steps": steps, "guidance_scale": guidance, "seed": seed, "sampler": sampler,
               "face": face, "all_faces": all_faces, "padding": padding, "whole_photo": whole,
-              "keep_identity": keep_identity, "fast_decode": fast_decode, "control": control}
+              "keep_identity": keep_identity, "control": control, "fast_decode": fast_decode}
     check_inputs_match(swap, list(inputs))
     wire_run(run.click, on_gpu(swap, "gender_swap"), inputs=list(inputs.values()), outputs=[gallery, slider, latest, info],
              api_name="gender_swap", control=control, stop=stop, bar=bar)

@@ -35,7 +35,7 @@ def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the widgets other tabs send to."""
     # 1. handlers
     def img2img(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed,
-                batch_count, sampler, denoise_video, fast, styles, fast_decode, control, progress=gr.Progress()):
+                batch_count, sampler, denoise_video, fast, styles, control, fast_decode=False, progress=gr.Progress()):
         if not image:
             raise user_error("Upload an image to start from.")
         prompt, negative_prompt = styled(styles, prompt, negative_prompt)
@@ -100,7 +100,7 @@ def build(manager) -> SimpleNamespace:
     inputs = {"image": image, "prompt": prompt, "negative_prompt": negative, "strength": strength,
               "num_inference_steps": steps, "guidance_scale": guidance, "size": size, "seed": seed,
               "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast, "styles": styles,
-              "fast_decode": fast_decode, "control": control}
+              "control": control, "fast_decode": fast_decode}
     check_inputs_match(img2img, list(inputs))
     wire_run(run.click, on_gpu(img2img, "img2img"), inputs=list(inputs.values()),
              outputs=[gallery, preview, info, params, steps_video], api_name="img2img", control=control, stop=stop,

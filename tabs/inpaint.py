@@ -54,7 +54,7 @@ def build(manager) -> SimpleNamespace:
     # 1. handlers
     def inpaint_run(editor, prompt, negative_prompt, strength, mask_blur, inpaint_area, padding,
                     num_inference_steps, guidance_scale, size, seed, batch_count, sampler, denoise_video, fast,
-                    styles, fast_decode, control, progress=gr.Progress()):
+                    styles, control, fast_decode=False, progress=gr.Progress()):
         image, mask = editor_image_and_mask(editor)
         prompt, negative_prompt = styled(styles, prompt, negative_prompt)
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength, mask_blur=mask_blur,
@@ -128,7 +128,7 @@ def build(manager) -> SimpleNamespace:
     inputs = {"editor": editor, "prompt": prompt, "negative_prompt": negative, "strength": strength,
               "mask_blur": mask_blur, "inpaint_area": area, "padding": padding, "num_inference_steps": steps,
               "guidance_scale": guidance, "size": size, "seed": seed, "batch_count": batch, "sampler": sampler,
-              "denoise_video": denoise, "fast": fast, "styles": styles, "fast_decode": fast_decode, "control": control}
+              "denoise_video": denoise, "fast": fast, "styles": styles, "control": control, "fast_decode": fast_decode}
     check_inputs_match(inpaint_run, list(inputs))
     wire_run(run.click, on_gpu(inpaint_run, "inpaint"), inputs=list(inputs.values()),
              outputs=[gallery, preview, info, params, steps_video], api_name="inpaint", control=control, stop=stop,

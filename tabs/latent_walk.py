@@ -21,7 +21,7 @@ def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the size sliders, which follow the model's default size."""
     # 1. handlers
     def walk_run(prompts, seeds, negative_prompt, num_frames, fps, num_inference_steps, guidance_scale, sampler,
-                 width, height, loop, smooth, batch_size, gif, fast, fast_decode, control,
+                 width, height, loop, smooth, batch_size, gif, fast, control, fast_decode=False,
                  progress=gr.Progress()):
         with user_errors():
             req = WalkRequest(prompts=parse_prompts(prompts), seeds=parse_seeds(seeds),
@@ -73,7 +73,7 @@ def build(manager) -> SimpleNamespace:
     inputs = {"prompts": prompts, "seeds": seeds, "negative_prompt": negative, "num_frames": frames, "fps": fps,
               "num_inference_steps": steps, "guidance_scale": guidance, "sampler": sampler, "width": width,
               "height": height, "loop": loop, "smooth": smooth, "batch_size": batch, "gif": gif, "fast": fast,
-              "fast_decode": fast_decode, "control": control}
+              "control": control, "fast_decode": fast_decode}
     check_inputs_match(walk_run, list(inputs))
     outs = [player, gallery, files, latest, info, plan]
     common = dict(outputs=outs, control=control, stop=stop, bar=bar)

@@ -38,7 +38,7 @@ def build(manager) -> SimpleNamespace:
     # 1. handlers
     def txt2img(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, batch_count,
                 sampler, denoise_video, fast, styles, hires, hires_scale, hires_upscaler, hires_steps, hires_strength,
-                fast_decode, control, progress=gr.Progress()):
+                control, fast_decode=False, progress=gr.Progress()):
         prompt, negative_prompt = styled(styles, prompt, negative_prompt)
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
@@ -146,7 +146,7 @@ def build(manager) -> SimpleNamespace:
               "guidance_scale": guidance, "width": width, "height": height, "seed": seed,
               "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast, "styles": styles,
               "hires": hires, "hires_scale": hires_scale, "hires_upscaler": hires_upscaler, "hires_steps": hires_steps,
-              "hires_strength": hires_strength, "fast_decode": fast_decode, "control": control}
+              "hires_strength": hires_strength, "control": control, "fast_decode": fast_decode}
     check_inputs_match(txt2img, list(inputs))
     event = dict(inputs=list(inputs.values()), outputs=[gallery, preview, info, params, steps_video],
                  control=control, stop=stop, bar=bar)
