@@ -87,6 +87,16 @@ def test_previews_are_taesd_decodes_of_the_latents(with_taesd):
     assert not np.array_equal(arr(preview), arr(latents_to_preview(latents[0].numpy())))
 
 
+def test_large_previews_decode_small_and_show_at_the_output_size(with_taesd):
+    latents = torch.randn(1, 4, 64, 40, generator=torch.Generator().manual_seed(2))
+    preview = with_taesd.step_preview()(latents)
+    small = torch.nn.functional.interpolate(latents, size=(32, 20), mode="bilinear", antialias=True)
+    expected = tiny_vae.decode_unet_latents(with_taesd.taesd(), small)[0]
+    assert preview.size == (320, 512)
+    shrunk = arr(preview.resize((160, 256), resample=0))  # nearest: the decoded pixels back
+    assert np.abs(shrunk - (expected.permute(1, 2, 0).numpy() + 1) * 127.5).mean() < 8
+
+
 def test_a_run_previews_with_taesd_at_the_image_size(with_taesd):
     previews = []
     text_to_image(with_taesd, ImageRequest(**REQ), on_step=lambda u: previews.append(u.preview))
