@@ -43,7 +43,7 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
 
 def add_decode_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fast-decode", action=argparse.BooleanOptionalAction, default=None,
-                   help="decode with TAESD, the tiny VAE (weights/taesd): milliseconds instead of seconds, less fine "
+                   help="decode with TAESD, the tiny VAE (weights/taesd): about 16x cheaper than the VAE, less fine "
                         "detail; on by default with --few-step when TAESD is present")
 
 

@@ -126,13 +126,12 @@ def fast_toggle() -> gr.Checkbox:
 
 
 def fast_decode_toggle(manager, task: str) -> gr.Checkbox:
-    """A1111's "VAE type for decode: TAESD": the tiny VAE decodes the result, in milliseconds instead of seconds."""
+    """A1111's "VAE type for decode: TAESD": the tiny VAE decodes the result, about 16x cheaper."""
     present = manager.taesd_available()
-    return gr.Checkbox(value=False, label="Fast decode: the tiny VAE (TAESD) decodes the result (milliseconds, "
-                                          "less fine detail)", elem_id=f"{task}-fast-decode",
+    return gr.Checkbox(value=False, label="Fast decode: the tiny VAE (TAESD) decodes the result (about 16× cheaper than "
+                                          "the VAE, less fine detail)", elem_id=f"{task}-fast-decode",
                        info=("On by default in Few-step mode." if present else
-                             "Needs TAESD in weights/taesd: get it under 'Downloads' in the LoRAs and embeddings "
-                             "accordion."))
+                             "Needs TAESD in weights/taesd: get it under 'Downloads' at the top of the page."))
 
 
 def seed_widgets() -> tuple[gr.Number, gr.Slider]:
