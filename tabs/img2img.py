@@ -53,11 +53,12 @@ def build(manager) -> SimpleNamespace:
 
     def xyz_plot(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
                  fast, x_type, x_values, y_type, y_values, z_type, z_values, video_axis, control, pace,
-                 progress=gr.Progress()):
+                 fast_decode=False, progress=gr.Progress()):
         if not image:
             raise user_error("Upload an image to start from.")
         base = plot_base(prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
                          fast)
+        base.fast_decode = bool(fast_decode)
         req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
         job = lambda on_step, ctl: run_job(run_plot, manager, req, image, on_step, ctl, task=TASK)  # noqa: E731
         yield from plot_outputs(manager, job, req, TASK, control, progress, pace)
@@ -112,9 +113,10 @@ def build(manager) -> SimpleNamespace:
     plot_inputs = {"image": image, "prompt": prompt, "negative_prompt": negative, "strength": strength,
                    "num_inference_steps": steps, "guidance_scale": guidance, "size": size, "seed": seed,
                    "sampler": sampler, "fast": fast, **{name: plot.widgets[name] for name in AXIS_INPUTS}}
-    check_inputs_match(xyz_plot, [*plot_inputs, "control", "pace"])
+    check_inputs_match(xyz_plot, [*plot_inputs, "control", "pace", "fast_decode"])
     check_inputs_match(xyz_plan, [*plot_inputs, "pace"])
-    wire_run(plot.run.click, on_gpu(xyz_plot, "xyz_plot_img2img"), inputs=[*plot_inputs.values(), control, plot.pace],
+    plot_run = [*plot_inputs.values(), control, plot.pace, fast_decode]
+    wire_run(plot.run.click, on_gpu(xyz_plot, "xyz_plot_img2img"), inputs=plot_run,
              outputs=[gallery, preview, info, params, plot.video, plot.plan, plot.pace], api_name="xyz_plot_img2img",
              control=control, stop=stop, bar=bar)
     wire_plan(plot, xyz_plan, [*plot_inputs.values(), plot.pace], api_name="xyz_plan_img2img")
