@@ -6,7 +6,6 @@ Hugging Face cache. Encoding (img2img and inpaint inputs) always keeps the model
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +22,6 @@ PREVIEW_CELLS = 32  # previews decode at most 32 latent cells (256 px) on the lo
 MISSING = ("Fast decode needs TAESD, the tiny VAE: put the diffusers folder of madebyollin/taesd (config.json and "
            "diffusion_pytorch_model.safetensors) in weights/taesd, or download it under Downloads "
            "(`python -m engine download taesd`).")
-log = logging.getLogger("diffusion_studio")
 
 
 def find_taesd(weights_dir: Path) -> str | None:

@@ -183,3 +183,22 @@ def test_cli_fast_decode_writes_taesd_into_png_info_or_exits_2(tmp_path, taesd_f
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     assert cli.main(args) == 0
     assert "VAE Decoder: TAESD" in pnginfo.read_parameters(out)
+
+
+def test_cli_few_step_turns_fast_decode_on_unless_told_not_to(tmp_path, tiny_manager, monkeypatch, capsys):
+    from huggingface_hub import constants
+
+    from tests.engine import lora_files as lf
+    from tests.engine.test_downloads import fake_cache
+
+    lf.write_lora(tmp_path / "Lora", "lcm-lora-sdv1-5", lf.kohya_lora(tiny_manager.base(), seed=3))
+    tiny_taesd().save_pretrained(fake_cache(tmp_path / "hub", "madebyollin/taesd", {}))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    args = ["txt2img", "--model", "tiny", "--prompt", "an apple", "--width", "64", "--height", "64", "--few-step",
+            "--lora-dir", str(tmp_path / "Lora"), "--out"]
+    assert cli.main([*args, str(tmp_path / "on.png")]) == 0
+    assert "decoded by TAESD" in capsys.readouterr().err
+    assert cli.main([*args, str(tmp_path / "off.png"), "--no-fast-decode"]) == 0
+    on, off = (pnginfo.parse_parameters(pnginfo.read_parameters(tmp_path / f"{n}.png")) for n in ("on", "off"))
+    assert on["VAE Decoder"] == "TAESD" and "VAE Decoder" not in off
+    assert on["Sampler"] == off["Sampler"] == "LCM" and on["Steps"] == "4"
