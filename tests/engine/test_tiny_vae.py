@@ -202,3 +202,25 @@ def test_cli_few_step_turns_fast_decode_on_unless_told_not_to(tmp_path, tiny_man
     on, off = (pnginfo.parse_parameters(pnginfo.read_parameters(tmp_path / f"{n}.png")) for n in ("on", "off"))
     assert on["VAE Decoder"] == "TAESD" and "VAE Decoder" not in off
     assert on["Sampler"] == off["Sampler"] == "LCM" and on["Steps"] == "4"
+
+
+def test_walk_and_animate_frames_decode_with_taesd_and_say_so(with_taesd, tmp_path):
+    from PIL import Image
+
+    from engine import video
+    from engine.video.animate import animate
+    from engine.video.animate.request import AnimateRequest
+    from engine.video.run_folder import RunPaths
+    from engine.video.walk import latent_walk
+    from engine.video.walk_request import WalkRequest
+
+    settings = dict(prompts=["a cat", "a dog"], seeds=[1, 2], num_frames=3, num_inference_steps=2, width=64,
+                    height=64, sampler="Euler", fps=8)
+    plain = latent_walk(with_taesd, WalkRequest(**settings), RunPaths.in_folder(tmp_path / "a", "walk"))
+    fast = latent_walk(with_taesd, WalkRequest(**settings, fast_decode=True), RunPaths.in_folder(tmp_path / "b", "walk"))
+    assert not np.array_equal(arr(Image.open(plain.frames[1])), arr(Image.open(fast.frames[1])))
+    assert video.read_metadata(fast.video)["fast_decode"] is True
+    req = AnimateRequest(prompts={0: "a forest"}, num_frames=2, cadence=1, num_inference_steps=2, width=64,
+                         height=64, fast_decode=True)
+    result = animate(with_taesd, req, RunPaths(frames=tmp_path / "anim-frames", video=tmp_path / "anim.mp4"))
+    assert video.read_metadata(result.video)["fast_decode"] is True
