@@ -39,7 +39,10 @@ def downloads_url(tmp_path_factory):
         yield from serve_app(manager, tmp_path_factory.mktemp("download-outputs"))
     finally:
         for name, value in saved.items():
-            os.environ.pop(name, None) if value is None else os.environ.__setitem__(name, value)
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 @pytest.fixture
