@@ -19,7 +19,20 @@ from engine.pipeline.manager import PipelineManager, RuntimeOptions
 from engine.pipeline.models import DEFAULT_HUB_MODEL, TINY, WEIGHTS_DIR, model_defaults
 from engine.text.prompts import MAX_TOKENS
 from engine.text.styles import use_styles
-from tabs import aging, animate, dream, gender_swap, img2img, inpaint, latent_walk, send, text2video, train, txt2img
+from tabs import (
+    aging,
+    animate,
+    downloads,
+    dream,
+    gender_swap,
+    img2img,
+    inpaint,
+    latent_walk,
+    send,
+    text2video,
+    train,
+    txt2img,
+)
 from tabs.gpu import spaces_module, zero_gpu
 from tabs.running import QUEUE_ID
 from tabs.session import user_errors
@@ -76,6 +89,7 @@ def build_demo(manager: PipelineManager, analytics: bool = False) -> gr.Blocks:
             model = gr.Dropdown([manager.model_name] if pinned else manager.choices(), value=manager.model_name,
                                 label="Model", allow_custom_value=False, elem_id="model-select")
         status_line = gr.Markdown(status(), elem_classes=["ds-status"], elem_id="model-status")
+        downloads.build(manager)
         with gr.Tabs(overflow_behavior="wrap") as tabs:  # every tab in reach on a phone, no "⋯" menu
             aging.build(manager)
             gender_swap.build(manager)

@@ -42,6 +42,12 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
                    help=f"the longest prompt or negative prompt accepted, in CLIP tokens (default {MAX_TOKENS})")
 
 
+def add_decode_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--fast-decode", action=argparse.BooleanOptionalAction, default=None,
+                   help="decode with TAESD, the tiny VAE (weights/taesd): about 16x cheaper than the VAE, less fine "
+                        "detail; on by default with --few-step when TAESD is present")
+
+
 def add_generation_flags(p: argparse.ArgumentParser, walk: bool = False) -> None:
     if walk:
         p.add_argument("--prompt", action="append", help="a keyframe prompt; give it twice or more")
@@ -65,6 +71,7 @@ def build_parser() -> Parser:
         p = jobs.add_parser(job, help=help_text)
         add_model_flags(p)
         add_generation_flags(p)
+        add_decode_flag(p)
         p.add_argument("--batch-count", type=int, default=1)
         p.add_argument("--out", required=True, help="PNG to write; batches add -2, -3, ...")
         if job == "txt2img":
@@ -93,6 +100,7 @@ def build_parser() -> Parser:
         p = jobs.add_parser(job, help=help_text)
         add_model_flags(p)
         add_generation_flags(p, walk=job == "walk")
+        add_decode_flag(p)
         if job == "dream":
             p.add_argument("--keyframes", type=int, default=4, help="random keyframe noises to walk through")
         p.add_argument("--frames", type=int, default=24, help="total frames in the video")
@@ -109,6 +117,7 @@ def build_parser() -> Parser:
     motion_cli.add_parser(jobs, add_model_flags)
     p = jobs.add_parser("aging", help="aging timelapse of a face photo, as an MP4")
     add_face_flags(p)
+    add_decode_flag(p)
     p.add_argument("--ages", required=True, help="e.g. 20,40,60 or 10-80/10")
     p.add_argument("--subject", default="person", choices=["woman", "man", "person"])
     p.add_argument("--strength", type=float, default=None, help="default: the preset's")
@@ -118,6 +127,7 @@ def build_parser() -> Parser:
     p.add_argument("--out", required=True, help="MP4 to write; the ages go to <name>-frames/ and a grid beside")
     p = jobs.add_parser("gender-swap", help="the same person as the other gender")
     add_face_flags(p)
+    add_decode_flag(p)
     p.add_argument("--to", required=True, dest="direction", help="woman or man")
     p.add_argument("--strength", type=float, default=None, help="default: the preset's")
     p.add_argument("--variants", type=int, default=1)
@@ -126,6 +136,10 @@ def build_parser() -> Parser:
     xyz_cli.add_parser(jobs, add_model_flags, add_generation_flags)
     from engine.train import cli as train_cli
     train_cli.add_parser(jobs, add_model_flags)
+    p = jobs.add_parser("download", help="fetch a few-step LoRA, TAESD or a motion adapter from the hub into weights/")
+    p.add_argument("name", nargs="?", help="the part to fetch; leave out to list them")
+    p.add_argument("--lora-dir", default=os.environ.get("STUDIO_LORA_DIR"),
+                   help="the LoRA folder few-step LoRAs go to (default: weights/Lora)")
     return parser
 
 
@@ -197,7 +211,8 @@ def run_aging(args) -> int:
     req = AgingRequest(ages=parse_ages(args.ages), subject=args.subject, strength=preset.strength,
                        num_inference_steps=preset.steps, guidance_scale=preset.guidance, seed=args.seed,
                        sampler=preset.scheduler, transition_frames=args.transition_frames, fps=args.fps,
-                       captions=not args.no_captions, size=args.size, fast=args.fast, **face_settings(args))
+                       captions=not args.no_captions, size=args.size, fast=args.fast, **face_settings(args),
+                       fast_decode=bool(args.fast_decode))
     result = aging_timelapse(make_manager(args), req, Path(args.image), out.with_name(f"{out.stem}-frames"))
     for note in [*result.notes, result.identity_note]:
         if note:
@@ -217,7 +232,8 @@ def run_gender_swap(args) -> int:
     preset = with_preset_defaults(args, gender_preset().defaults)
     req = GenderRequest(direction=args.direction, strength=preset.strength, num_inference_steps=preset.steps,
                         guidance_scale=preset.guidance, seed=args.seed, variants=args.variants,
-                        sampler=preset.scheduler, size=args.size, fast=args.fast, **face_settings(args))
+                        sampler=preset.scheduler, size=args.size, fast=args.fast, **face_settings(args),
+                        fast_decode=bool(args.fast_decode))
     result = gender_swap(make_manager(args), req, Path(args.image))
     for note in [*result.notes, result.identity_note]:
         if note:
@@ -264,7 +280,8 @@ def request_from_args(args) -> ImageRequest:
                         strength=getattr(args, "strength", 0.75), mask_blur=getattr(args, "mask_blur", 4),
                         only_masked=getattr(args, "only_masked", False),
                         only_masked_padding=getattr(args, "padding", 32), fast=args.fast,
-                        **hires_fields(args), **variation_args(args), control_units=units_from_args(args))
+                        **hires_fields(args), **variation_args(args), control_units=units_from_args(args),
+                        fast_decode=bool(getattr(args, "fast_decode", False)))
 
 
 def add_variation_flags(p: argparse.ArgumentParser) -> None:
@@ -301,7 +318,9 @@ def use_few_step(args, manager) -> None:
         args.steps = few.num_inference_steps
     if args.guidance == DEFAULT_GUIDANCE:
         args.guidance = few.guidance_scale
-    print(f"Few-step mode: {few.label}", file=sys.stderr)
+    if args.fast_decode is None and manager.taesd_available():  # a few-step image's VAE costs more than its steps
+        args.fast_decode = True
+    print(f"Few-step mode: {few.label}" + (", decoded by TAESD" if args.fast_decode else ""), file=sys.stderr)
 
 
 def check_writable(path: Path) -> Path:
@@ -371,7 +390,8 @@ def run_video_job(args) -> int:
         settings = dict(negative_prompt=args.negative_prompt, num_frames=args.frames, fps=args.fps,
                         num_inference_steps=args.steps, guidance_scale=args.guidance, width=args.width,
                         height=args.height, sampler=args.scheduler, loop=args.loop, smooth=args.smooth,
-                        batch_size=args.batch_size, gif=args.gif, fast=args.fast)
+                        batch_size=args.batch_size, gif=args.gif, fast=args.fast,
+                        fast_decode=bool(args.fast_decode))
         if args.job == "walk":
             prompts = args.prompt or []
             req = walk_request.WalkRequest(prompts=prompts, seeds=walk_seeds(args.seed, len(prompts)), **settings)
@@ -400,6 +420,28 @@ def run_text2video(args) -> int:
     return motion_cli.run(args, make_manager, check_writable, CliError)
 
 
+def run_download(args) -> int:
+    from engine.files.downloads import Downloads
+    from engine.pipeline.models import WEIGHTS_DIR
+
+    downloads = Downloads(WEIGHTS_DIR, Path(args.lora_dir) if args.lora_dir else None)
+    if not args.name:
+        for part in downloads.parts:
+            print(f"{part.label}  {'present' if downloads.present(part) else 'available to download'}")
+        return 0
+    shown = {"tenth": -1}
+
+    def report(progress):
+        tenth = int(progress.fraction * 10)
+        if tenth != shown["tenth"]:
+            shown["tenth"] = tenth
+            print(f"{progress.what}: {tenth * 10}%", file=sys.stderr)
+
+    for path in downloads.download(args.name, report):
+        print(path)
+    return 0
+
+
 def run_train(args) -> int:
     from engine.train import cli as train_cli
     return train_cli.run(args, make_manager, CliError)
@@ -408,7 +450,7 @@ def run_train(args) -> int:
 JOBS = {"txt2img": run_image_job, "img2img": run_image_job, "inpaint": run_image_job,
         "walk": run_video_job, "dream": run_video_job, "aging": run_aging, "gender-swap": run_gender_swap,
         "xyz": run_xyz,
-        "animate": run_animate, "text2video": run_text2video, "train": run_train}
+        "animate": run_animate, "text2video": run_text2video, "train": run_train, "download": run_download}
 
 
 def quiet_libraries() -> None:

@@ -34,6 +34,9 @@ from engine.train.uploads import gather_uploads, parse_captions
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 
+FAST_DECODE_HELP = "decode with TAESD, the tiny VAE (weights/taesd); outside the face the photo stays as it was"
+
+
 class Txt2ImgBody(BaseModel):
     """Text to image, in diffusers' argument names."""
 
@@ -58,6 +61,8 @@ class Txt2ImgBody(BaseModel):
     controlnet: list[dict] = Field([], description="ControlNet units (at most 3), each {module, model, image "
                                                    "(base64 or data URL), weight, guidance_start, guidance_end, "
                                                    "control_mode, resize_mode, low_threshold, high_threshold}")
+    fast_decode: bool = Field(False, description="decode with TAESD, the tiny VAE (weights/taesd): ~16x cheaper, "
+                                                 "less fine detail; PNG info says VAE Decoder: TAESD")
 
 
 class ApiImage(BaseModel):
@@ -237,9 +242,10 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                     fps: float = Form(aging_defaults["fps"]), captions: bool = Form(True),
                     face: str | None = Form(None, description=FACE_HELP), padding: float = Form(0.5),
                     whole_photo: bool = Form(False), size: int | None = Form(None, ge=64, le=1024),
-                    keep_identity: float = Form(0.0, description="identity adapter scale, 0 (off) to 1")):
+                    keep_identity: float = Form(0.0, description="identity adapter scale, 0 (off) to 1"),
+                    fast_decode: bool = Form(False, description=FAST_DECODE_HELP)):
         data = await read_upload(image)
-        req = AgingRequest(ages=parse_ages(ages), subject=subject, strength=strength,
+        req = AgingRequest(fast_decode=fast_decode, ages=parse_ages(ages), subject=subject, strength=strength,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                            sampler=sampler, transition_frames=transition_frames, fps=fps, captions=captions,
                            padding=padding, whole_photo=whole_photo, size=size, keep_identity=keep_identity,
@@ -264,9 +270,10 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                      sampler: str = Form(gender_defaults["sampler"]),
                      face: str | None = Form(None, description=FACE_HELP), padding: float = Form(0.5),
                      whole_photo: bool = Form(False), size: int | None = Form(None, ge=64, le=1024),
-                     keep_identity: float = Form(0.0, description="identity adapter scale, 0 (off) to 1")):
+                     keep_identity: float = Form(0.0, description="identity adapter scale, 0 (off) to 1"),
+                     fast_decode: bool = Form(False, description=FAST_DECODE_HELP)):
         data = await read_upload(image)
-        req = GenderRequest(direction=direction, strength=strength, variants=variants,
+        req = GenderRequest(fast_decode=fast_decode, direction=direction, strength=strength, variants=variants,
                             num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                             sampler=sampler, padding=padding, whole_photo=whole_photo, size=size,
                             keep_identity=keep_identity, **face_fields(face))

@@ -21,7 +21,7 @@ from engine.jobs.runner import run_job
 from engine.pipeline.schedulers import sampler_names
 from engine.text.presets import aging_preset
 from tabs import gpu
-from tabs.common import check_inputs_match, check_uploads, result_gallery
+from tabs.common import check_inputs_match, check_uploads, fast_decode_toggle, result_gallery
 from tabs.faces_common import (
     CONSENT,
     EXAMPLE_PHOTO,
@@ -55,6 +55,7 @@ def build(manager) -> None:
     # 1. handlers
     def aging(photo, ages, subject, strength, num_inference_steps, guidance_scale, seed, sampler,
               transition_frames, fps, captions, face, all_faces, padding, whole_photo, keep_identity, control,
+              fast_decode=False,
               progress=gr.Progress()):
         if not photo:
             raise user_error("Upload a face photo to start.")
@@ -63,7 +64,8 @@ def build(manager) -> None:
                                num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                                sampler=sampler, transition_frames=transition_frames, fps=fps, captions=captions,
                                face_index=face_index(face), all_faces=bool(all_faces), padding=padding,
-                               whole_photo=whole_photo, keep_identity=float(keep_identity or 0))
+                               whole_photo=whole_photo, keep_identity=float(keep_identity or 0),
+                               fast_decode=bool(fast_decode))
             folder = next_path(task_dir(TASK), "timelapse", "")
             job = lambda on_update, ctl: run_job(aging_timelapse,  # noqa: E731
                 manager, req, photo, folder, on_update, ctl, on_step=on_update)
@@ -124,6 +126,7 @@ def build(manager) -> None:
                                        elem_id="aging-faces")
                 face, all_faces, faces_note, whole, found = face_widgets(TASK)
                 keep_identity = identity_slider(manager, TASK)
+                fast_decode = fast_decode_toggle(manager, TASK)
                 with gr.Accordion("More settings", open=False, elem_id="aging-settings"):
                     with gr.Row():
                         strength = gr.Slider(0.05, 1, value=defaults["strength"], step=0.01, label="Strength")
@@ -161,7 +164,7 @@ def build(manager) -> None:
               "guidance_scale": guidance, "seed": seed, "sampler": sampler, "transition_frames": transition,
               "fps": fps, "captions": captions, "face": face, "all_faces": all_faces,
               "padding": padding, "whole_photo": whole, "keep_identity": keep_identity,
-              "control": control}
+              "control": control, "fast_decode": fast_decode}
     check_inputs_match(aging, list(inputs))
     wire_run(run.click, gpu.outer(aging, chunk, TASK), inputs=list(inputs.values()),
              outputs=[video, stills, grid, compare, latest, info], api_name="aging", control=control, stop=stop,

@@ -26,7 +26,7 @@ from engine.video.animate.run import (
 )
 from engine.video.animate.schedules import format_prompts, parse_prompts
 from tabs import gpu
-from tabs.common import check_inputs_match, fast_toggle
+from tabs.common import check_inputs_match, fast_decode_toggle, fast_toggle
 from tabs.extras_common import network_picker
 from tabs.running import run_buttons, stream, wire_run, wire_stop
 from tabs.session import SessionControl, user_errors
@@ -115,7 +115,7 @@ def build(manager) -> SimpleNamespace:
     def animate_run(prompts, negative_prompt, mode, num_frames, fps, cadence, strength, zoom, angle, translation_x,
                     translation_y, translation_z, rotation_3d_x, rotation_3d_y, rotation_3d_z, fov, guidance, noise,
                     color_coherence, border, seed, seed_behavior, num_inference_steps, sampler, width, height,
-                    prompt_blend, init_image, video, nth, gif, fast, control, progress=gr.Progress()):
+                    prompt_blend, init_image, video, nth, gif, fast, control, fast_decode=False, progress=gr.Progress()):
         with user_errors():
             req = AnimateRequest(
                 prompts=parse_prompts(prompts), negative_prompt=negative_prompt or "",
@@ -127,7 +127,7 @@ def build(manager) -> SimpleNamespace:
                 seed=-1 if seed is None else int(seed), seed_behavior=seed_behavior,
                 num_inference_steps=num_inference_steps, sampler=sampler, width=width, height=height,
                 prompt_blend=prompt_blend, init_image=init_image or None, video=video or None, nth=nth,
-                gif=bool(gif), fast=bool(fast))
+                gif=bool(gif), fast=bool(fast), fast_decode=bool(fast_decode))
             paths = new_run_paths(TASK)
         if gpu.zero_gpu():
             with user_errors():
@@ -249,6 +249,7 @@ def build(manager) -> SimpleNamespace:
                     with gr.Row():
                         gif = gr.Checkbox(label="Also make a GIF")
                         fast = fast_toggle()
+                        fast_decode = fast_decode_toggle(manager, TASK)
                         network_picker(manager, prompts, "animate")
                 with gr.Accordion("Deforum settings file", open=False):
                     settings_file = gr.File(label="Load a settings file saved by Deforum (.txt or .json)",
@@ -268,9 +269,9 @@ def build(manager) -> SimpleNamespace:
               "noise": noise, "color_coherence": colour, "border": border, "seed": seed,
               "seed_behavior": seed_behavior, "num_inference_steps": steps, "sampler": sampler, "width": width,
               "height": height, "prompt_blend": blend, "init_image": init_image, "video": source, "nth": nth,
-              "gif": gif, "fast": fast, "control": control}
+              "gif": gif, "fast": fast, "control": control, "fast_decode": fast_decode}
     check_inputs_match(animate_run, list(inputs))
-    form = [name for name in inputs if name not in ("init_image", "video", "gif", "fast", "control")]
+    form = [name for name in inputs if name not in ("init_image", "video", "gif", "fast", "fast_decode", "control")]
     outs = [player, gallery, files, latest, info, plan]
     common = dict(outputs=outs, control=control, stop=stop, bar=bar)
     wire_run(go.click, gpu.outer(animate_run, chunk, TASK), inputs=list(inputs.values()), api_name="animate",

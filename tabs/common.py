@@ -128,6 +128,15 @@ def fast_toggle() -> gr.Checkbox:
                             "Hyper-SD LoRA in weights/Lora: 4 steps at CFG 1 instead of 20 at 7).")
 
 
+def fast_decode_toggle(manager, task: str) -> gr.Checkbox:
+    """A1111's "VAE type for decode: TAESD": the tiny VAE decodes the result, about 16x cheaper."""
+    present = manager.taesd_available()
+    return gr.Checkbox(value=False, label="Fast decode: the tiny VAE (TAESD) decodes the result (about 16× cheaper than "
+                                          "the VAE, less fine detail)", elem_id=f"{task}-fast-decode",
+                       info=("On by default in Few-step mode." if present else
+                             "Needs TAESD in weights/taesd: get it under 'Downloads' at the top of the page."))
+
+
 def seed_widgets() -> tuple[gr.Number, gr.Slider]:
     seed = gr.Number(value=-1, precision=0, label="Seed (-1 = random)")
     batch = gr.Slider(1, MAX_BATCH, value=1, step=1, label="Batch count")

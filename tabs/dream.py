@@ -8,7 +8,7 @@ import gradio as gr
 from engine.pipeline.schedulers import is_stochastic
 from engine.video import walk_request
 from engine.video.walk_request import dream_request
-from tabs.common import check_inputs_match, fast_toggle, sampling_widgets
+from tabs.common import check_inputs_match, fast_decode_toggle, fast_toggle, sampling_widgets
 from tabs.extras_common import network_picker
 from tabs.running import run_buttons, wire_run, wire_stop
 from tabs.session import SessionControl, user_errors
@@ -28,14 +28,14 @@ def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the size sliders, which follow the model's default size."""
     # 1. handlers
     def dream_run(prompt, negative_prompt, num_keyframes, seed, num_frames, fps, num_inference_steps,
-                  guidance_scale, sampler, width, height, loop, batch_size, gif, fast, control,
+                  guidance_scale, sampler, width, height, loop, batch_size, gif, fast, control, fast_decode=False,
                   progress=gr.Progress()):
         with user_errors():
             req = dream_request(prompt, num_keyframes, None if seed is None else int(seed),
                                 negative_prompt=negative_prompt, num_frames=num_frames, fps=fps,
                                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                                 sampler=sampler, width=width, height=height, loop=loop, batch_size=batch_size,
-                                gif=gif, fast=bool(fast))
+                                gif=gif, fast=bool(fast), fast_decode=bool(fast_decode))
         yield from run_new(manager, req, control, progress)
 
     def dream_resume(plan, control, progress=gr.Progress()):
@@ -69,6 +69,7 @@ def build(manager) -> SimpleNamespace:
                 batch = gr.Slider(1, walk_request.MAX_BATCH_SIZE, value=1, step=1, label="Batch size (frames per call)")
                 gif = gr.Checkbox(label="Also make a GIF")
                 fast = fast_toggle()
+                fast_decode = fast_decode_toggle(manager, "dream")
                 network_picker(manager, prompt, "dream")
                 plan = gr.Textbox(label="Stopped run (resumable)", interactive=False, elem_id="dream-plan")
             with gr.Column():
@@ -79,7 +80,7 @@ def build(manager) -> SimpleNamespace:
     inputs = {"prompt": prompt, "negative_prompt": negative, "num_keyframes": keyframes, "seed": seed,
               "num_frames": frames, "fps": fps, "num_inference_steps": steps, "guidance_scale": guidance,
               "sampler": sampler, "width": width, "height": height, "loop": loop, "batch_size": batch, "gif": gif, "fast": fast,
-              "control": control}
+              "control": control, "fast_decode": fast_decode}
     check_inputs_match(dream_run, list(inputs))
     outs = [player, gallery, files, latest, info, plan]
     common = dict(outputs=outs, control=control, stop=stop, bar=bar)

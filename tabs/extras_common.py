@@ -30,15 +30,19 @@ def _where(manager) -> str:
              f"{shown_folder(manager.embeddings.folder, '--embeddings-dir')}"]
     hint = ("" if loras or embeds else " Put A1111's LoRA files (.safetensors) and embeddings (.pt, .safetensors) "
             "there, then press Refresh.")
+    if not fewstep.find(manager.loras):
+        hint += (" Few-step LoRAs (LCM, TCD, Hyper-SD) are available to download under 'Downloads' at the top of the "
+                 "page.")
     return f"{' and '.join(parts)}. A LoRA is written as `<lora:NAME:WEIGHT>`, an embedding as its name.{hint}"
 
 
 def network_picker(manager, prompt: gr.Textbox, task: str, sampler=None, steps=None, guidance=None,
-                   loras: bool = True) -> None:
+                   loras: bool = True, fast_decode: gr.Checkbox | None = None) -> None:
     """Under a tab's prompt: choose a LoRA (at a weight) or an embedding and it is added to the prompt.
 
     With the tab's sampler, steps and CFG widgets given, a Few-step row offers the few-step LoRAs found.
-    `loras=False` lists embeddings only (for jobs that can't take LoRAs).
+    `loras=False` lists embeddings only (for jobs that can't take LoRAs). A `fast_decode` checkbox, when given, is
+    ticked by choosing a few-step LoRA while TAESD is present (its decode would cost more than the steps).
     """
     few_step = sampler is not None and steps is not None and guidance is not None and loras
 
@@ -55,8 +59,9 @@ def network_picker(manager, prompt: gr.Textbox, task: str, sampler=None, steps=N
     def use_few_step(text, label):
         few = next((f for f in fewstep.find(manager.loras) if f.label == label), None)
         if few is None:
-            return text, gr.update(), gr.update(), gr.update()
-        return fewstep.with_tag(text, few), few.sampler, few.num_inference_steps, few.guidance_scale
+            return text, gr.update(), gr.update(), gr.update(), gr.update()
+        decode = True if fast_decode is not None and manager.taesd_available() else gr.update()
+        return fewstep.with_tag(text, few), few.sampler, few.num_inference_steps, few.guidance_scale, decode
 
     def refresh():
         few = few_choices()
@@ -84,8 +89,9 @@ def network_picker(manager, prompt: gr.Textbox, task: str, sampler=None, steps=N
     embedding.input(add_embedding, inputs=[prompt, embedding], outputs=[prompt, embedding], api_name=False,
                     queue=False)
     if few_step:
-        few.input(use_few_step, inputs=[prompt, few], outputs=[prompt, sampler, steps, guidance], api_name=False,
-                  queue=False)
+        decode_box = [fast_decode] if fast_decode is not None else []
+        few.input(lambda *values: use_few_step(*values)[:4 + len(decode_box)], inputs=[prompt, few],
+                  outputs=[prompt, sampler, steps, guidance, *decode_box], api_name=False, queue=False)
     again.click(refresh, outputs=[lora, embedding, few, note], api_name=False, queue=False)
     # a LoRA trained (or copied in) since the page opened is listed as soon as the menu is opened
     lora.focus(lambda: gr.Dropdown(choices=manager.loras.names()), outputs=lora, api_name=False, queue=False,

@@ -8,7 +8,15 @@ from engine.faces.portrait import FaceStep
 from engine.jobs.runner import run_job
 from engine.pipeline.schedulers import sampler_names
 from engine.text.presets import gender_preset
-from tabs.common import check_inputs_match, check_uploads, local_path, on_gpu, result_gallery, save_results
+from tabs.common import (
+    check_inputs_match,
+    check_uploads,
+    fast_decode_toggle,
+    local_path,
+    on_gpu,
+    result_gallery,
+    save_results,
+)
 from tabs.faces_common import (
     CONSENT,
     EXAMPLE_PHOTO,
@@ -42,7 +50,7 @@ def build(manager) -> None:
 
     # 1. handlers
     def swap(photo, direction, strength, variants, num_inference_steps, guidance_scale, seed, sampler, face,
-             all_faces, padding, whole_photo, keep_identity, control, progress=gr.Progress()):
+             all_faces, padding, whole_photo, keep_identity, control, fast_decode=False, progress=gr.Progress()):
         if not photo:
             raise user_error("Upload a photo to start.")
         try:
@@ -50,7 +58,7 @@ def build(manager) -> None:
                                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                                 sampler=sampler, face_index=face_index(face), all_faces=bool(all_faces),
                                 padding=padding, whole_photo=whole_photo,
-                                keep_identity=float(keep_identity or 0))
+                                keep_identity=float(keep_identity or 0), fast_decode=bool(fast_decode))
             job = lambda on_update, ctl: run_job(gender_swap, manager, req, photo,  # noqa: E731
                                                      lambda *u: on_update(u), ctl, on_step=on_update)
             for preview, result in stream(job, control, progress, manager.gate, describe=describe):
@@ -89,6 +97,7 @@ def build(manager) -> None:
                                        elem_id="swap-faces")
                 face, all_faces, faces_note, whole, found = face_widgets("swap")
                 keep_identity = identity_slider(manager, "swap")
+                fast_decode = fast_decode_toggle(manager, "swap")
                 with gr.Accordion("More settings", open=False, elem_id="swap-settings"):
                     with gr.Row():
                         strength = gr.Slider(0.05, 1, value=defaults["strength"], step=0.01, label="Strength")
@@ -117,7 +126,7 @@ def build(manager) -> None:
     inputs = {"photo": photo, "direction": direction, "strength": strength, "variants": variants,
               "num_inference_steps": steps, "guidance_scale": guidance, "seed": seed, "sampler": sampler,
               "face": face, "all_faces": all_faces, "padding": padding, "whole_photo": whole,
-              "keep_identity": keep_identity, "control": control}
+              "keep_identity": keep_identity, "control": control, "fast_decode": fast_decode}
     check_inputs_match(swap, list(inputs))
     wire_run(run.click, on_gpu(swap, "gender_swap"), inputs=list(inputs.values()), outputs=[gallery, slider, latest, info],
              api_name="gender_swap", control=control, stop=stop, bar=bar)

@@ -12,6 +12,7 @@ from engine.xyz import run_plot
 from tabs.common import (
     check_inputs_match,
     check_uploads,
+    fast_decode_toggle,
     fast_toggle,
     image_outputs,
     on_gpu,
@@ -37,7 +38,7 @@ def build(manager) -> SimpleNamespace:
     # 1. handlers
     def img2img(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed,
                 batch_count, sampler, denoise_video, fast, styles, variation_seed, variation_strength, controlnet,
-                control, progress=gr.Progress()):
+                control, fast_decode=False, progress=gr.Progress()):
         if not image:
             raise user_error("Upload an image to start from.")
         prompt, negative_prompt = styled(styles, prompt, negative_prompt)
@@ -45,7 +46,8 @@ def build(manager) -> SimpleNamespace:
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler,
                            denoise_video=bool(denoise_video), fast=bool(fast), variation_seed=variation_seed,
-                           variation_strength=variation_strength, control_units=units_from_values(controlnet))
+                           variation_strength=variation_strength, control_units=units_from_values(controlnet),
+                           fast_decode=bool(fast_decode))
         job = lambda on_step, ctl: run_job(image_to_image, manager, req, image, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
@@ -59,12 +61,13 @@ def build(manager) -> SimpleNamespace:
 
     def xyz_plot(image, prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
                  fast, variation_seed, variation_strength, controlnet, x_type, x_values, y_type, y_values, z_type,
-                 z_values, video_axis, control, pace,
+                 z_values, video_axis, control, pace, fast_decode=False,
                  progress=gr.Progress()):
         if not image:
             raise user_error("Upload an image to start from.")
         base = plot_base(prompt, negative_prompt, strength, num_inference_steps, guidance_scale, size, seed, sampler,
                          fast, variation_seed, variation_strength, controlnet)
+        base.fast_decode = bool(fast_decode)
         req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
         job = lambda on_step, ctl: run_job(run_plot, manager, req, image, on_step, ctl, task=TASK)  # noqa: E731
         yield from plot_outputs(manager, job, req, TASK, control, progress, pace)
@@ -91,7 +94,8 @@ def build(manager) -> SimpleNamespace:
                 seed, batch = seed_widgets()
                 variation_seed, variation_strength = variation_widgets(TASK)
                 fast = fast_toggle()
-                network_picker(manager, prompt, TASK, sampler, steps, guidance)
+                fast_decode = fast_decode_toggle(manager, TASK)
+                network_picker(manager, prompt, TASK, sampler, steps, guidance, fast_decode=fast_decode)
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)",
                                       elem_id="img2img-denoise-video")
                 controlnet = control_accordion(manager, TASK, size, size, own_image=image)
@@ -111,7 +115,7 @@ def build(manager) -> SimpleNamespace:
               "num_inference_steps": steps, "guidance_scale": guidance, "size": size, "seed": seed,
               "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast, "styles": styles,
               "variation_seed": variation_seed, "variation_strength": variation_strength,
-              "controlnet": controlnet.state, "control": control}
+              "controlnet": controlnet.state, "control": control, "fast_decode": fast_decode}
     check_inputs_match(img2img, list(inputs))
     wire_run(run.click, on_gpu(img2img, "img2img"), inputs=list(inputs.values()),
              outputs=[gallery, preview, info, params, steps_video], api_name="img2img", control=control, stop=stop,
@@ -133,9 +137,10 @@ def build(manager) -> SimpleNamespace:
                    "variation_seed": variation_seed, "variation_strength": variation_strength,
                    "controlnet": controlnet.state,
                    **{name: plot.widgets[name] for name in AXIS_INPUTS}}
-    check_inputs_match(xyz_plot, [*plot_inputs, "control", "pace"])
+    check_inputs_match(xyz_plot, [*plot_inputs, "control", "pace", "fast_decode"])
     check_inputs_match(xyz_plan, [*plot_inputs, "pace"])
-    wire_run(plot.run.click, on_gpu(xyz_plot, "xyz_plot_img2img"), inputs=[*plot_inputs.values(), control, plot.pace],
+    plot_run = [*plot_inputs.values(), control, plot.pace, fast_decode]
+    wire_run(plot.run.click, on_gpu(xyz_plot, "xyz_plot_img2img"), inputs=plot_run,
              outputs=[gallery, preview, info, params, plot.video, plot.plan, plot.pace], api_name="xyz_plot_img2img",
              control=control, stop=stop, bar=bar)
     wire_plan(plot, xyz_plan, [*plot_inputs.values(), plot.pace], api_name="xyz_plan_img2img")

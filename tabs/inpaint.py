@@ -11,6 +11,7 @@ from engine.image.request import ImageRequest
 from engine.jobs.runner import run_job
 from tabs.common import (
     check_inputs_match,
+    fast_decode_toggle,
     fast_toggle,
     image_outputs,
     on_gpu,
@@ -54,7 +55,7 @@ def build(manager) -> SimpleNamespace:
     # 1. handlers
     def inpaint_run(editor, prompt, negative_prompt, strength, mask_blur, inpaint_area, padding,
                     num_inference_steps, guidance_scale, size, seed, batch_count, sampler, denoise_video, fast,
-                    styles, controlnet, control, progress=gr.Progress()):
+                    styles, controlnet, control, fast_decode=False, progress=gr.Progress()):
         image, mask = editor_image_and_mask(editor)
         prompt, negative_prompt = styled(styles, prompt, negative_prompt)
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength, mask_blur=mask_blur,
@@ -62,7 +63,7 @@ def build(manager) -> SimpleNamespace:
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                            width=size, height=size, seed=seed, batch_count=batch_count, sampler=sampler,
                            denoise_video=bool(denoise_video), fast=bool(fast),
-                           control_units=units_from_values(controlnet))
+                           control_units=units_from_values(controlnet), fast_decode=bool(fast_decode))
         job = lambda on_step, ctl: run_job(inpaint, manager, req, image, mask, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
@@ -112,7 +113,8 @@ def build(manager) -> SimpleNamespace:
                 size = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Work size (longer side)")
                 seed, batch = seed_widgets()
                 fast = fast_toggle()
-                network_picker(manager, prompt, TASK, sampler, steps, guidance)
+                fast_decode = fast_decode_toggle(manager, TASK)
+                network_picker(manager, prompt, TASK, sampler, steps, guidance, fast_decode=fast_decode)
                 denoise = gr.Checkbox(label="Also make a denoising video (the whole photo, the predicted area "
                                             "pasted back at every step)", elem_id="inpaint-denoise-video")
                 controlnet = control_accordion(manager, TASK, size, size, own_image=editor)
@@ -130,7 +132,7 @@ def build(manager) -> SimpleNamespace:
               "mask_blur": mask_blur, "inpaint_area": area, "padding": padding, "num_inference_steps": steps,
               "guidance_scale": guidance, "size": size, "seed": seed, "batch_count": batch, "sampler": sampler,
               "denoise_video": denoise, "fast": fast, "styles": styles, "controlnet": controlnet.state,
-              "control": control}
+              "control": control, "fast_decode": fast_decode}
     check_inputs_match(inpaint_run, list(inputs))
     wire_run(run.click, on_gpu(inpaint_run, "inpaint"), inputs=list(inputs.values()),
              outputs=[gallery, preview, info, params, steps_video], api_name="inpaint", control=control, stop=stop,

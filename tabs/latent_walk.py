@@ -7,7 +7,7 @@ import gradio as gr
 
 from engine.video import walk_request
 from engine.video.walk_request import WalkRequest, parse_prompts, parse_seeds
-from tabs.common import check_inputs_match, fast_toggle, sampling_widgets
+from tabs.common import check_inputs_match, fast_decode_toggle, fast_toggle, sampling_widgets
 from tabs.extras_common import network_picker
 from tabs.running import run_buttons, wire_run, wire_stop
 from tabs.session import SessionControl, user_errors
@@ -21,14 +21,14 @@ def build(manager) -> SimpleNamespace:
     """The tab's widgets and events; returns the size sliders, which follow the model's default size."""
     # 1. handlers
     def walk_run(prompts, seeds, negative_prompt, num_frames, fps, num_inference_steps, guidance_scale, sampler,
-                 width, height, loop, smooth, batch_size, gif, fast, control,
+                 width, height, loop, smooth, batch_size, gif, fast, control, fast_decode=False,
                  progress=gr.Progress()):
         with user_errors():
             req = WalkRequest(prompts=parse_prompts(prompts), seeds=parse_seeds(seeds),
                               negative_prompt=negative_prompt, num_frames=num_frames, fps=fps,
                               num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
                               sampler=sampler, width=width, height=height, loop=loop, smooth=smooth,
-                              batch_size=batch_size, gif=gif, fast=bool(fast))
+                              batch_size=batch_size, gif=gif, fast=bool(fast), fast_decode=bool(fast_decode))
         yield from run_new(manager, req, control, progress)
 
     def walk_resume(plan, control, progress=gr.Progress()):
@@ -62,6 +62,7 @@ def build(manager) -> SimpleNamespace:
                 batch = gr.Slider(1, walk_request.MAX_BATCH_SIZE, value=1, step=1, label="Batch size (frames per call)")
                 gif = gr.Checkbox(label="Also make a GIF")
                 fast = fast_toggle()
+                fast_decode = fast_decode_toggle(manager, "walk")
                 network_picker(manager, prompts, "walk")
                 plan = gr.Textbox(label="Stopped run (resumable)", interactive=False, elem_id="walk-plan")
             with gr.Column():
@@ -72,7 +73,7 @@ def build(manager) -> SimpleNamespace:
     inputs = {"prompts": prompts, "seeds": seeds, "negative_prompt": negative, "num_frames": frames, "fps": fps,
               "num_inference_steps": steps, "guidance_scale": guidance, "sampler": sampler, "width": width,
               "height": height, "loop": loop, "smooth": smooth, "batch_size": batch, "gif": gif, "fast": fast,
-              "control": control}
+              "control": control, "fast_decode": fast_decode}
     check_inputs_match(walk_run, list(inputs))
     outs = [player, gallery, files, latest, info, plan]
     common = dict(outputs=outs, control=control, stop=stop, bar=bar)

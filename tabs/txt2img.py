@@ -14,6 +14,7 @@ from engine.xyz import run_plot
 from tabs.common import (
     check_inputs_match,
     check_uploads,
+    fast_decode_toggle,
     fast_toggle,
     image_outputs,
     on_gpu,
@@ -39,7 +40,8 @@ def build(manager) -> SimpleNamespace:
     # 1. handlers
     def txt2img(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, batch_count,
                 sampler, denoise_video, fast, styles, hires, hires_scale, hires_upscaler, hires_steps, hires_strength,
-                variation_seed, variation_strength, controlnet, control, progress=gr.Progress()):
+                variation_seed, variation_strength, controlnet, control, fast_decode=False,
+                progress=gr.Progress()):
         prompt, negative_prompt = styled(styles, prompt, negative_prompt)
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
@@ -48,7 +50,7 @@ def build(manager) -> SimpleNamespace:
                            hires_scale=hires_scale if hires else None, hires_upscaler=hires_upscaler,
                            hires_steps=hires_steps, hires_strength=hires_strength,
                            variation_seed=variation_seed, variation_strength=variation_strength,
-                           control_units=units_from_values(controlnet))
+                           control_units=units_from_values(controlnet), fast_decode=bool(fast_decode))
         job = lambda on_step, ctl: run_job(text_to_image, manager, req, on_step, ctl)  # noqa: E731
         yield from image_outputs(job, control, progress, manager.gate, TASK, denoise_video=True)
 
@@ -61,9 +63,10 @@ def build(manager) -> SimpleNamespace:
 
     def xyz_plot(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler, fast,
                  variation_seed, variation_strength, controlnet, x_type, x_values, y_type, y_values, z_type, z_values,
-                 video_axis, control, pace, progress=gr.Progress()):
+                 video_axis, control, pace, fast_decode=False, progress=gr.Progress()):
         base = plot_base(prompt, negative_prompt, num_inference_steps, guidance_scale, width, height, seed, sampler,
                          fast, variation_seed, variation_strength, controlnet)
+        base.fast_decode = bool(fast_decode)
         req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
         job = lambda on_step, ctl: run_job(run_plot, manager, req, None, on_step, ctl, task=TASK)  # noqa: E731
         yield from plot_outputs(manager, job, req, TASK, control, progress, pace)
@@ -93,7 +96,7 @@ def build(manager) -> SimpleNamespace:
                 req.width, req.height, req.seed, req.sampler, hires, req.hires_scale if hires else gr.skip(),
                 req.hires_upscaler if hires else gr.skip(), req.hires_steps if hires else gr.skip(),
                 req.hires_strength if hires else gr.skip(), [],  # the loaded prompt already holds its styles
-                req.variation_seed, req.variation_strength)
+                req.variation_seed, req.variation_strength, req.fast_decode)
 
     def hires_line(hires, width, height, scale):
         """A1111's "from 512x512 to 1024x1024" under the Hires. fix fields."""
@@ -131,7 +134,8 @@ def build(manager) -> SimpleNamespace:
                 seed, batch = seed_widgets()
                 variation_seed, variation_strength = variation_widgets(TASK)
                 fast = fast_toggle()
-                network_picker(manager, prompt, TASK, sampler, steps, guidance)
+                fast_decode = fast_decode_toggle(manager, TASK)
+                network_picker(manager, prompt, TASK, sampler, steps, guidance, fast_decode=fast_decode)
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)")
                 plot = plot_panel(TASK)
                 with gr.Accordion("PNG info: load parameters from an image", open=False):
@@ -155,7 +159,8 @@ def build(manager) -> SimpleNamespace:
               "batch_count": batch, "sampler": sampler, "denoise_video": denoise, "fast": fast, "styles": styles,
               "hires": hires, "hires_scale": hires_scale, "hires_upscaler": hires_upscaler, "hires_steps": hires_steps,
               "hires_strength": hires_strength, "variation_seed": variation_seed,
-              "variation_strength": variation_strength, "controlnet": controlnet.state, "control": control}
+              "variation_strength": variation_strength, "controlnet": controlnet.state, "control": control,
+              "fast_decode": fast_decode}
     check_inputs_match(txt2img, list(inputs))
     event = dict(inputs=list(inputs.values()), outputs=[gallery, preview, info, params, steps_video],
                  control=control, stop=stop, bar=bar)
@@ -172,9 +177,10 @@ def build(manager) -> SimpleNamespace:
                    "guidance_scale": guidance, "width": width, "height": height, "seed": seed, "sampler": sampler,
                    "fast": fast, "variation_seed": variation_seed, "variation_strength": variation_strength,
                    "controlnet": controlnet.state, **{name: plot.widgets[name] for name in AXIS_INPUTS}}
-    check_inputs_match(xyz_plot, [*plot_inputs, "control", "pace"])
+    check_inputs_match(xyz_plot, [*plot_inputs, "control", "pace", "fast_decode"])
     check_inputs_match(xyz_plan, [*plot_inputs, "pace"])
-    wire_run(plot.run.click, on_gpu(xyz_plot, "xyz_plot"), inputs=[*plot_inputs.values(), control, plot.pace],
+    plot_run = [*plot_inputs.values(), control, plot.pace, fast_decode]
+    wire_run(plot.run.click, on_gpu(xyz_plot, "xyz_plot"), inputs=plot_run,
              outputs=[gallery, preview, info, params, plot.video, plot.plan, plot.pace], api_name="xyz_plot",
              control=control, stop=stop, bar=bar)
     wire_plan(plot, xyz_plan, [*plot_inputs.values(), plot.pace], api_name="xyz_plan")
@@ -184,7 +190,8 @@ def build(manager) -> SimpleNamespace:
     check_uploads(png, say=False)  # png_info says why
     png.upload(png_info, inputs=png, outputs=[png_text, png_note, prompt, negative, steps, guidance, width, height,
                                               seed, sampler, hires, hires_scale, hires_upscaler, hires_steps,
-                                              hires_strength, styles, variation_seed, variation_strength],
+                                              hires_strength, styles, variation_seed, variation_strength,
+                                              fast_decode],
               api_name="png_info", preprocess=False)
     for trigger in (hires.change, width.change, height.change, hires_scale.change):
         trigger(hires_line, inputs=[hires, width, height, hires_scale], outputs=hires_note, api_name=False,

@@ -77,7 +77,7 @@ def prepare(manager, req: ImageRequest, task: str, task_kwargs: dict) -> Control
     return ControlRun(models, maps, kwargs)
 
 
-def control_pipeline(manager, task: str, sampler: str, run: ControlRun):
+def control_pipeline(manager, task: str, sampler: str, run: ControlRun, **decode):
     """The task's ControlNet pipeline over the manager's pipeline's components (same UNet, VAE, text encoder)."""
     from diffusers import (
         StableDiffusionControlNetImg2ImgPipeline,
@@ -88,7 +88,8 @@ def control_pipeline(manager, task: str, sampler: str, run: ControlRun):
 
     cls = {"txt2img": StableDiffusionControlNetPipeline, "img2img": StableDiffusionControlNetImg2ImgPipeline,
            "inpaint": StableDiffusionControlNetInpaintPipeline}[task]
-    plain = manager.pipeline(task, sampler)  # the OpenVINO view of the UNet falls back to PyTorch for residuals
+    # decode: Fast decode's TAESD, when asked; the OpenVINO view of the UNet falls back to PyTorch for residuals
+    plain = manager.pipeline(task, sampler, **decode)
     controlnet = run.models[0] if len(run.models) == 1 else MultiControlNetModel(run.models)
     parts = {key: value for key, value in plain.components.items() if key != "image_encoder"}
     pipe = cls(**parts, controlnet=controlnet, image_encoder=None, requires_safety_checker=False)

@@ -15,7 +15,7 @@ from engine.faces.portrait import (
     identity_note,
 )
 from engine.files import pnginfo
-from engine.image.parameters import replica_field
+from engine.image.parameters import decoder_field, replica_field
 from engine.image.request import MAX_BATCH, ImageRequest, RunControl, check_request, pick_seed
 from engine.pipeline.schedulers import DEFAULT_SAMPLER, a1111_fields
 from engine.text.presets import gender_preset
@@ -39,6 +39,7 @@ class GenderRequest:
     size: int | None = None  # the working resolution; None = the model's own (512; 128 for tiny)
     fast: bool = False  # reuse deep UNet features between steps: about 2x faster
     keep_identity: float = 0.0  # identity adapter scale, 0 (off) to 1; about 0.6 keeps the face (needs its weights)
+    fast_decode: bool = False  # decode with TAESD (engine.pipeline.tiny_vae); outside the face the photo is kept
 
 
 @dataclass
@@ -97,7 +98,7 @@ def _gender_swap(manager, req: GenderRequest, image, on_variant: Callable[[int, 
     prompt_embeds, negative_embeds = manager.encode(prompt, negative)
     regenerator = Regenerator(manager, area, req.sampler, req.num_inference_steps, req.guidance_scale,
                               req.strength, req.size or manager.defaults().width, req.fast,
-                              req.keep_identity)
+                              req.keep_identity, fast_decode=req.fast_decode)
     result = GenderResult([], area.image, [n for n in (area.note,) if n])
     for n in range(req.variants):
         if control.stopped:
@@ -130,7 +131,7 @@ def _parameters(manager, req: GenderRequest, prompt: str, negative: str, seed: i
                 "Denoising strength": f"{req.strength:g}", "Gender swap": f"to {req.direction}",
                 "Faces": "all" if req.all_faces else None,
                 "Keep identity": f"{req.keep_identity:g}" if req.keep_identity else None,
-                **replica_field(manager), "Version": "Diffusion Studio"}
+                **decoder_field(req), **replica_field(manager), "Version": "Diffusion Studio"}
     return pnginfo.format_parameters(prompt, negative, settings)
 
 

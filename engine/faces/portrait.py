@@ -215,10 +215,14 @@ class Regenerator:
     """
 
     def __init__(self, manager, area: FaceArea, sampler: str, num_inference_steps: int, guidance_scale: float,
-                 strength: float, size: int = WORK_SIZE, fast: bool = False, keep_identity: float = 0.0):
+                 strength: float, size: int = WORK_SIZE, fast: bool = False, keep_identity: float = 0.0,
+                 fast_decode: bool = False):
         self.manager, self.area = manager, area
         self.sampler, self.steps, self.guidance, self.strength = sampler, num_inference_steps, guidance_scale, strength
         self.fast = fast
+        self.decode = {"fast_decode": True} if fast_decode else {}  # TAESD decodes; the paste-back keeps the rest
+        if fast_decode:
+            manager.taesd()  # fails now, with where to get it, rather than after the face is found
         self.keep_identity = check_keep_identity(keep_identity)
         if self.keep_identity and area.whole:
             raise ValueError("Keep identity needs a face; turn it off to process the whole photo.")
@@ -257,7 +261,8 @@ class Regenerator:
 
     def _run(self, number, part, work, crop, crop_mask, prompt_embeds, negative_embeds, seed, control, on_step):
         identity = self.keep_identity > 0
-        pipe = self.manager.pipeline("inpaint", self.sampler, fast=self.fast and not identity, identity=identity)
+        pipe = self.manager.pipeline("inpaint", self.sampler, fast=self.fast and not identity, identity=identity,
+                                     **self.decode)
 
         def step_end(pipe, step, timestep, tensors):
             if control.stopped:

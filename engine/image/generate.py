@@ -28,10 +28,11 @@ from engine.image.request import (
     check_request,
     pick_seed,
 )
-from engine.image.steps import step_callback
+from engine.image.steps import decode_choice, step_callback, step_preview
 from engine.image.variation_noise import seeded_noise
 from engine.image.variations import check_variation, first_variation_seed, variation_from_fields
 from engine.pipeline.schedulers import from_a1111_fields
+from engine.pipeline.tiny_vae import DECODER_FIELD, DECODER_VALUE
 from engine.video.denoise import decode_frames, record_predictions
 
 
@@ -143,6 +144,7 @@ def _run_images(manager, task: str, req: ImageRequest, task_kwargs: dict, on_ste
     first_seed = pick_seed(req.seed)
     first_variation = first_variation_seed(req)
     result = RunResult()
+    preview_maker = step_preview(manager) if on_step is not None else None
     for index in range(req.batch_count):
         if control.stopped:
             result.interrupted = True
@@ -150,13 +152,14 @@ def _run_images(manager, task: str, req: ImageRequest, task_kwargs: dict, on_ste
         seed = (first_seed + index) % (MAX_SEED + 1)
         variation = None if first_variation is None else (first_variation + index) % (MAX_SEED + 1)
         seed = first_seed if variation is not None else seed  # A1111: a variation batch keeps its seed
-        pipe = (control_pipelines.control_pipeline(manager, task, req.sampler, controlled) if controlled
-                else manager.pipeline(task, req.sampler, fast=req.fast))
+        pipe = (control_pipelines.control_pipeline(manager, task, req.sampler, controlled, **decode_choice(req))
+                if controlled
+                else manager.pipeline(task, req.sampler, fast=req.fast, **decode_choice(req)))
         if req.guidance_scale < 1:
             pipe = always_guided(pipe)
         recorded = record_predictions(pipe.scheduler) if req.denoise_video else None
         schedule = (req.num_inference_steps, req.strength) if "strength" in task_kwargs else (None, None)
-        callback = step_callback(index, req.batch_count, on_step, control, *schedule)
+        callback = step_callback(index, req.batch_count, on_step, control, *schedule, preview_maker=preview_maker)
         output = pipe(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds,
                       num_inference_steps=req.num_inference_steps, guidance_scale=req.guidance_scale,
                       **seeded_noise(pipe, task, seed, variation, req.variation_strength, prompt_embeds.dtype,
@@ -218,6 +221,7 @@ def request_from_parameters(text: str) -> tuple[ImageRequest, list[str]]:
             skipped.append("Size")
     req.fast = "Fast" in fields
     skipped += variation_from_fields(req, fields)
+    req.fast_decode = fields.get(DECODER_FIELD) == DECODER_VALUE
     if "Hires upscale" in fields or "Hires resize" in fields:
         skipped += hires_from_fields(req, fields)
     req.control_units, control_skipped = units_from_fields(fields)

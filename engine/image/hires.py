@@ -24,7 +24,7 @@ from engine.image.request import (
     as_number,
     pick_seed,
 )
-from engine.image.steps import step_callback
+from engine.image.steps import decode_choice, step_callback, step_preview
 from engine.image.variation_noise import seeded_noise
 from engine.image.variations import first_variation_seed
 from engine.text.limits import excerpt
@@ -172,6 +172,7 @@ def hires_fix(manager, req: ImageRequest, on_step: StepCallback | None = None,
     first_seed = pick_seed(req.seed)
     first_variation = first_variation_seed(req)
     result = RunResult()
+    preview_maker = step_preview(manager) if on_step is not None else None
     for index in range(req.batch_count):
         if control.stopped:
             result.interrupted = True
@@ -181,13 +182,14 @@ def hires_fix(manager, req: ImageRequest, on_step: StepCallback | None = None,
         seed = first_seed if variation is not None else seed  # A1111: a variation batch keeps its seed
         vary = dict(seed=seed, variation_seed=variation, strength=req.variation_strength, dtype=prompt_embeds.dtype)
         # 1. the base image
-        pipe = manager.pipeline("txt2img", req.sampler, fast=req.fast)
+        pipe = manager.pipeline("txt2img", req.sampler, fast=req.fast, **decode_choice(req))
         recorded = record_predictions(pipe.scheduler) if req.denoise_video else None
         report = _shifted(on_step, 0, second_steps)
         output = pipe(**embeds, num_inference_steps=req.num_inference_steps, height=req.height, width=req.width,
                       **seeded_noise(pipe, "txt2img", **vary, height=req.height, width=req.width),
                       output_type="latent" if latent else "pil",
-                      callback_on_step_end=step_callback(index, req.batch_count, report, control))
+                      callback_on_step_end=step_callback(index, req.batch_count, report, control,
+                                                         preview_maker=preview_maker))
         base, frames = output.images, (decode_frames(pipe.vae, recorded, pipe.image_processor) if recorded else [])
         if pipe.interrupt:  # stopped in the first pass: keep what there is, at the base size
             image = decode_latents(pipe, base) if latent else base[0]
@@ -204,13 +206,14 @@ def hires_fix(manager, req: ImageRequest, on_step: StepCallback | None = None,
                   variation_seed=variation)
             continue
         # 3. redraw at the large size
-        pipe = manager.pipeline("img2img", req.sampler, fast=req.fast)
+        pipe = manager.pipeline("img2img", req.sampler, fast=req.fast, **decode_choice(req))
         recorded = record_predictions(pipe.scheduler) if req.denoise_video else None
         report = _shifted(on_step, req.num_inference_steps, 0)
         output = pipe(**embeds, image=upscaled, strength=req.hires_strength,
                       num_inference_steps=schedule_length(second_steps, req.hires_strength),
                       **seeded_noise(pipe, "img2img", **vary, height=height, width=width),
-                      callback_on_step_end=step_callback(index, req.batch_count, report, control))
+                      callback_on_step_end=step_callback(index, req.batch_count, report, control,
+                                                         preview_maker=preview_maker))
         if recorded:
             frames += decode_frames(pipe.vae, recorded, pipe.image_processor)
         stopped = bool(pipe.interrupt)

@@ -6,6 +6,7 @@ from engine.files import pnginfo
 from engine.image.request import ImageRequest
 from engine.image.variations import variation_fields
 from engine.pipeline.schedulers import a1111_fields
+from engine.pipeline.tiny_vae import DECODER_FIELD, DECODER_VALUE
 
 
 def replica_field(manager) -> dict:
@@ -35,6 +36,7 @@ def parameters_text(manager, task: str, req: ImageRequest, seed: int, variation_
     if req.fast:
         settings["Fast"] = "DeepCache"
     settings.update(control_fields(manager, req))
+    settings.update(decoder_field(req))
     backend_used = getattr(manager, "backend_used", None)
     settings["Backend"] = {"openvino": "OpenVINO", "torch": "PyTorch"}.get(
         backend_used() if callable(backend_used) else "torch", "PyTorch")
@@ -44,6 +46,11 @@ def parameters_text(manager, task: str, req: ImageRequest, seed: int, variation_
     settings.update(replica_field(manager))
     settings["Version"] = "Diffusion Studio"
     return pnginfo.format_parameters(req.prompt, req.negative_prompt, settings)
+
+
+def decoder_field(req) -> dict:
+    """A1111's `VAE Decoder: TAESD` when the image was decoded by the tiny VAE (Fast decode)."""
+    return {DECODER_FIELD: DECODER_VALUE} if getattr(req, "fast_decode", False) else {}
 
 
 def _short(value: float) -> str:

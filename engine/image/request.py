@@ -48,6 +48,7 @@ class ImageRequest:
     variation_strength: float = 0.0  # how far toward the variation seed's noise, 0..1; 0 = off (a plain image)
 
     control_units: tuple = ()  # up to 3 engine.control.units.ControlUnit; checked by engine.control.pipelines
+    fast_decode: bool = False  # decode with TAESD (engine.pipeline.tiny_vae): ~16x cheaper, less fine detail
 
 
 @dataclass

@@ -20,6 +20,7 @@ from engine.jobs.gate import Gate
 from engine.loaders import lora
 from engine.loaders.embeddings import EmbeddingStore
 from engine.loaders.switch import NOTHING, AdapterSwitch
+from engine.pipeline import tiny_vae
 from engine.pipeline.devices import dtype_name, pick_device, pick_dtype
 from engine.pipeline.models import (
     DEFAULT_HUB_MODEL,
@@ -96,6 +97,7 @@ class PipelineManager:
         self.load_error: str | None = None
         self._base = None
         self._adapter = None  # the identity adapter, loaded on first use
+        self._tiny_vae = None  # TAESD (engine.pipeline.tiny_vae), loaded on first use; kept across models
         self._openvino: ov_backend.OpenVINOUNetRunner | None = None  # set when the OpenVINO back end is chosen
         self.backend_choice: backends.Choice | None = None  # made when the weights load
         self._embeds: OrderedDict = OrderedDict()
@@ -209,11 +211,13 @@ class PipelineManager:
         backends.log.info("Back end: %s", choice.reason)
 
     # 2. serving requests
-    def pipeline(self, task: str, sampler: str, fast: bool = False, identity: bool = False):
+    def pipeline(self, task: str, sampler: str, fast: bool = False, identity: bool = False,
+                 fast_decode: bool = False):
         """A task pipeline over the shared weights with its own fresh scheduler, for one request.
 
         `fast` gives it its own UNet wrapper that reuses deep features between steps (engine.backends.fastpath).
         `identity` runs it on the identity adapter's UNet (same weights) with its image encoder.
+        `fast_decode` decodes its images with TAESD (engine.pipeline.tiny_vae); ValueError when TAESD is absent.
         """
         base = self.base()
         if self.device == "cpu":
@@ -226,6 +230,8 @@ class PipelineManager:
                          feature_extractor=adapter.feature_extractor)
         if fast:
             parts["unet"] = fastpath.FeatureCacheUNet(parts["unet"])
+        if fast_decode:
+            parts["vae"] = tiny_vae.FastDecodeVAE(base.vae, self.taesd())
         ov_backend.note_used("torch")
         if self._openvino is not None:  # with a LoRA loaded its view runs PyTorch (OpenVINOUNetRunner.torch_reason)
             if fast or identity:
@@ -236,6 +242,31 @@ class PipelineManager:
         pipe = cls(**parts, requires_safety_checker=False)
         pipe.set_progress_bar_config(disable=True)
         return pipe
+
+    def taesd(self):
+        """TAESD, loaded once on first use; ValueError saying where to put it when it is absent."""
+        with self._lock:
+            if self._tiny_vae is None:
+                location = tiny_vae.find_taesd(self.weights_dir)
+                if location is None:
+                    raise ValueError(tiny_vae.MISSING)
+                self._tiny_vae = tiny_vae.load_taesd(location, self.device, self.dtype)
+                log.info("TAESD loaded from %s: live previews and Fast decode use it.", location)
+            return self._tiny_vae
+
+    def taesd_available(self) -> bool:
+        """Whether TAESD is loaded or its files are present (weights/taesd or the Hugging Face cache); loads nothing."""
+        return self._tiny_vae is not None or tiny_vae.find_taesd(self.weights_dir) is not None
+
+    def step_preview(self):
+        """The live preview maker: TAESD's decode when present, else None (the cheap latent approximation)."""
+        if not self.taesd_available():
+            return None
+        try:
+            return tiny_vae.previewer(self.taesd())
+        except ValueError as exc:
+            log.warning("Live previews use the latent approximation: %s", exc)
+            return None
 
     def identity_adapter(self) -> identity.IdentityAdapter:
         """The Keep identity adapter (IP-Adapter full-face), loaded once into a UNet sharing the model's weights.

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from engine.image.request import RunControl
+from engine.image.steps import decode_choice
 from engine.video import interpolation
 from engine.video.run_folder import (
     RunPaths,
@@ -48,6 +49,8 @@ def start(manager, req: WalkRequest, paths: RunPaths) -> Path:
     """Check a walk and write its plan, rendering nothing: the frames follow in one run or in several chunks."""
     req = check_walk(req)
     check_prompts(manager, req)
+    if req.fast_decode:
+        manager.taesd()  # fails now, saying where to get TAESD, before any frame
     prepare_folder(paths.frames)
     plan = {"version": PLAN_VERSION, "request": asdict(req), "model": manager.model_label,
             "model_name": manager.model_name,
@@ -279,7 +282,7 @@ class _Keyframes:
     def render(self, positions: list[float], control: RunControl, seed_offset: int) -> list[Image.Image] | None:
         """One pipeline call for a batch of positions; None if Stop interrupted it."""
         noises, embeds = zip(*(self.blend(p) for p in positions))
-        pipe = self.manager.pipeline("txt2img", self.req.sampler, fast=self.req.fast)
+        pipe = self.manager.pipeline("txt2img", self.req.sampler, fast=self.req.fast, **decode_choice(self.req))
 
         def stop_check(pipe, step, timestep, tensors):
             if control.stopped:
@@ -305,4 +308,4 @@ def _parameters(plan: dict) -> dict:
     keep = ("kind", "prompts", "seeds", "negative_prompt", "num_frames", "fps", "num_inference_steps",
             "guidance_scale", "width", "height", "sampler", "loop", "smooth", "batch_size")
     return {"title": f"Diffusion Studio {req['kind']}", "model": plan.get("model"), **{k: req[k] for k in keep},
-            "fast": req.get("fast", False)}
+            "fast": req.get("fast", False), "fast_decode": req.get("fast_decode", False)}

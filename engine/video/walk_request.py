@@ -38,6 +38,7 @@ class WalkRequest:
     gif: bool = False  # also write a GIF beside the MP4
     kind: str = "walk"  # "walk" or "dream", recorded in the plan and the video's metadata
     fast: bool = False  # reuse deep UNet features between steps (engine.backends.fastpath): ~2x faster, slightly different
+    fast_decode: bool = False  # decode frames with TAESD (engine.pipeline.tiny_vae): ~16x cheaper, less fine detail
 
 
 @dataclass

@@ -71,7 +71,7 @@ def call(server: str, endpoint: str, data: list) -> str:
                                               (blank_png(20000), "too large")])
 def test_an_image_sent_inline_as_a_data_url_is_checked_too(server, content, message):
     inline = {"url": "data:image/png;base64," + base64.b64encode(content).decode()}
-    reply = call(server, "/img2img", [inline, *I2I.values(), False, False, [], -1, 0])
+    reply = call(server, "/img2img", [inline, *I2I.values(), False, False, [], -1, 0, False])
     assert "event: error" in reply and message in reply, reply
     assert "Could not preprocess" not in reply
 

@@ -105,7 +105,8 @@ def test_durations_grow_with_steps_frames_and_batch_and_stay_within_bounds(space
     plot = wrapping_of(spaces, "xyz_plot").duration
 
     def cells(values):
-        return plot("a cat", "", 40, 7, 512, 512, 1, "Euler", False, -1, 0, [], "CFG Scale", values, "Nothing", "", "Nothing", "",
+        return plot("a cat", "", 40, 7, 512, 512, 1, "Euler", False, -1, 0, [], "CFG Scale", values, "Nothing", "",
+                    "Nothing", "",
                     "No video", SessionControl(), None)
 
     assert cells("3, 7, 11") < cells("3, 5, 7, 9, 11") < cells("1-30 [30]")

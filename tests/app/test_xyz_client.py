@@ -27,7 +27,8 @@ def test_plot_endpoints_have_their_api_names(client):
     names = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert {"/xyz_plot", "/xyz_plan", "/xyz_plot_img2img", "/xyz_plan_img2img"} <= set(names)
     params = [p["parameter_name"] for p in names["/xyz_plot"]["parameters"]]
-    assert params[-7:] == ["x_type", "x_values", "y_type", "y_values", "z_type", "z_values", "video_axis"]
+    assert params[-8:] == ["x_type", "x_values", "y_type", "y_values", "z_type", "z_values", "video_axis",
+                           "fast_decode"]
 
 
 def test_plan_gives_the_count_and_an_estimate_before_the_run(client):

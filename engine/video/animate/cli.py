@@ -51,6 +51,8 @@ def add_parser(jobs, add_model_flags) -> None:
                                                         "then depth-anything/Depth-Anything-V2-Small-hf)")
     p.add_argument("--settings", default=None, help="a Deforum settings file; other flags override its values")
     p.add_argument("--gif", action="store_true", help="also write a GIF beside the MP4")
+    p.add_argument("--fast-decode", action="store_true",
+                   help="decode frames with TAESD, the tiny VAE (weights/taesd): ~16x cheaper, less fine detail")
     p.add_argument("--resume", metavar="PLAN", help="continue a stopped run from its .json plan")
     p.add_argument("--out", help="MP4 to write; frames go to <name>-frames/ and the plan to <name>.json")
 
@@ -90,6 +92,8 @@ def request_from_args(args, manager):
         values["gif"] = True
     if args.fast:
         values["fast"] = True
+    if args.fast_decode:
+        values["fast_decode"] = True
     return replace(req, **values), notes
 
 

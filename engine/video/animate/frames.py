@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from engine.image.request import RunControl
+from engine.image.steps import decode_choice
 from engine.video.animate import color, depth, schedules, video_input, warp
 from engine.video.animate.request import AnimateRequest, frame_seed, series_for
 from engine.video.run_folder import RunPaths, frame_path, frame_paths, save_frame
@@ -111,7 +112,7 @@ class FrameMaker:
             init = add_noise(init, float(s["noise"][frame]), seed)
         embed, negative = self.embeds(frame)
         task = "txt2img" if init is None else "img2img"
-        pipe = self.manager.pipeline(task, req.sampler, fast=req.fast)
+        pipe = self.manager.pipeline(task, req.sampler, fast=req.fast, **decode_choice(req))
         extra = {"height": req.height, "width": req.width} if init is None else {
             "image": Image.fromarray(init),  # at least one step, however few steps x (1 - strength) gives
             "strength": max(1 - keep, 1 / req.num_inference_steps)}

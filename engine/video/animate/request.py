@@ -63,6 +63,7 @@ class AnimateRequest:
     gif: bool = False  # also write a GIF beside the MP4
     quality: int = 18  # x264 CRF
     fast: bool = False  # reuse deep UNet features between steps (engine.backends.fastpath)
+    fast_decode: bool = False  # decode frames with TAESD (engine.pipeline.tiny_vae): ~16x cheaper, less fine detail
 
 
 def request_from_dict(data: dict) -> AnimateRequest:

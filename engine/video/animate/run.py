@@ -113,6 +113,8 @@ def _plan(manager, req: AnimateRequest, paths: RunPaths) -> dict:
     # 1. check inputs
     req, notes = prepare(req, getattr(manager, "weights_dir", None))
     check_prompts(manager, req)
+    if req.fast_decode:
+        manager.taesd()  # fails now, saying where to get TAESD, before any frame
     prepare_folder(paths.frames / "diffused")  # the frames' folder and its diffused keyframes
     # 2. keep the inputs beside the run, so Resume never depends on an upload's temp file
     if req.mode == "video":
