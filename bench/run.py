@@ -53,10 +53,11 @@ from bench.common import (  # noqa: E402
 )
 from bench.images import allocator_figures, child_allocator, child_compile, child_plain_fp32, fast_alternatives, switching  # noqa: E402
 from bench.memory import child_naive, run_all_tabs, text_to_image_once  # noqa: E402
+from bench.precision import child_int8  # noqa: E402
 from bench.video import run_walk  # noqa: E402
 
 CHILDREN = {"plain": child_plain_fp32, "naive": child_naive, "allocator": child_allocator, "compile": child_compile,
-            "openvino_cache": backends.child_openvino_cache}
+            "openvino_cache": backends.child_openvino_cache, "int8": child_int8}
 
 
 # 5. the run
