@@ -103,3 +103,27 @@ def child_int8(args) -> dict:
     out["int8_latent_rel_error"] = out["sizes"][top]["int8_latent_rel_error"]
     out["size"] = int(top)
     return out
+
+
+def add_int8_figures(out: dict, settings, steps: int) -> dict:
+    """Put the int8 child's figures, the 2048² peaks and each path's `efficiency` (the UNet's FLOP floor at the bf16
+    peak over the measured image) into the main run's output; returns the child's output."""
+    from bench.common import child
+
+    figures = child("int8", settings, timeout=3600)
+    out["int8"] = figures
+    peaks = figures.get("matmul_peaks_tops") or matmul_peaks()
+    out["matmul_peaks_2048_2_threads_tops"] = peaks
+    for key in ("int8_speedup_vs_bf16", "int8_latent_rel_error"):
+        if key in figures:
+            out[key] = figures[key]
+    flops = (out.get("unet") or {}).get("flops_per_step")
+    if flops:
+        floor = steps * flops / (peaks["bf16"] * 1e12)
+        out["unet"]["flop_floor_s"] = floor
+        for name in ("ours", "torch_path"):
+            if (out.get(name) or {}).get("seconds"):
+                out[name]["efficiency"] = floor / out[name]["seconds"]
+        if "efficiency" in out.get("ours", {}):
+            out["efficiency"] = out["ours"]["efficiency"]
+    return figures
