@@ -21,6 +21,7 @@ PRECISIONS = ("auto", "bf16", "int8")
 CALIBRATION_PROMPTS = ("a photograph of a lighthouse on a cliff at sunset", "portrait of an old man, oil painting",
                        "a bowl of fruit on a wooden table, studio light")
 CALIBRATION_STEPS = 5  # denoising steps recorded per prompt: early, middle and late noise levels all appear
+FIRST_TIME_S = 600  # calibration, conversion and quantisation of SD 1.5 took 585 s on the 2-core test machine
 CALIBRATION_SIDE = 32  # latent side the inputs are recorded at (256 px): the ranges carry over to other sizes
 
 log = logging.getLogger("engine.backends.int8")

@@ -154,6 +154,7 @@ class OpenVINOUNetRunner:
             if calibration is None:
                 raise ValueError("int8 needs calibration inputs recorded from the loaded model.")
         self.int8 = bool(int8)
+        self.first_time_s = int8_backend.FIRST_TIME_S if self.int8 else FIRST_TIME_S  # said in the status line
         self.calibration = calibration
         self.unet = unet
         self.precision = precision
@@ -214,7 +215,7 @@ class OpenVINOUNetRunner:
             cached = self.ir.exists()
             if thread is None and self.background and not cached:
                 say_once(f"OpenVINO: preparing the fast path for {shape.label} in the background (about "
-                         f"{FIRST_TIME_S} s the first time, then cached on disk); until then images of that size "
+                         f"{self.first_time_s} s the first time, then cached on disk); until then images of that size "
                          "run on PyTorch.")
                 thread = threading.Thread(target=self._prepare_quietly, args=(shape,), daemon=True,
                                           name=f"openvino-{shape.label}")
@@ -229,7 +230,7 @@ class OpenVINOUNetRunner:
                 return self._compiled.get(shape)
         if not cached:
             say_once(f"OpenVINO: converting the UNet once for this model before the first image (about "
-                     f"{FIRST_TIME_S} s, then cached on disk).")
+                     f"{self.first_time_s} s, then cached on disk).")
         self._prepare_quietly(shape)
         with self._lock:
             return self._compiled.get(shape)
@@ -365,11 +366,11 @@ class OpenVINOUNetRunner:
         if ready:
             parts.append(f"OpenVINO{' int8' if self.int8 else ''} ready for {', '.join(ready)}.")
         if preparing:
-            parts.append(f"OpenVINO is preparing {', '.join(preparing)} in the background (about {FIRST_TIME_S} s "
+            parts.append(f"OpenVINO is preparing {', '.join(preparing)} in the background (about {self.first_time_s} s "
                          "the first time); those images run on PyTorch until then.")
         if not parts:
             parts.append("OpenVINO prepares each new image size on first use (seconds from the disk cache, about "
-                         f"{FIRST_TIME_S} s the first time); PyTorch runs it meanwhile.")
+                         f"{self.first_time_s} s the first time); PyTorch runs it meanwhile.")
         return " ".join(parts)
 
     def view(self, unet=None) -> "OpenVINOUNet":

@@ -71,6 +71,7 @@ def test_int8_runs_close_to_fp32_and_says_so_in_png_info(int8_manager, tiny_mana
     error = float((ours - reference).norm() / reference.norm())
     assert 0 < error < INT8_TOLERANCE  # not bit-identical (it is quantised), yet close
     assert runner.conversions == 1 and "quantize_s" in runner.timings
+    assert "OpenVINO int8 ready" in runner.status()
     # the saved model carries int8 weights
     xml = (runner.folder / "unet.xml").read_text()
     assert 'element_type="u8"' in xml or 'element_type="i8"' in xml
