@@ -167,6 +167,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--backend", default=env("BACKEND", "auto"),
                    help="auto, torch or openvino: where the UNet runs (auto: OpenVINO on x86 CPUs where installed, "
                         "PyTorch on CUDA, MPS, ARM and for small models)")
+    p.add_argument("--precision", default=env("PRECISION", "auto"),
+                   help="auto, bf16 or int8: int8 quantises OpenVINO's UNet with NNCF (8-bit weights, 8-bit convolutions; "
+                        "calibrated once per model, cached on disk); auto is bf16")
     p.add_argument("--styles", default=env("STYLES"),
                    help="an A1111 styles.csv (default: styles.csv in the app folder, else presets/styles.csv)")
     p.add_argument("--ray", action="store_true", default=env_flag("RAY"),
@@ -206,7 +209,7 @@ def manager_from(args: argparse.Namespace) -> PipelineManager:
                              vae_tiling=args.vae_tiling, attention_slicing=args.attention_slicing,
                              concurrency=args.concurrency, queue_size=args.queue_size,
                              compile_unet=args.compile, backend=args.backend,
-                             max_prompt_tokens=args.max_prompt_tokens)
+                             max_prompt_tokens=args.max_prompt_tokens, precision=args.precision)
     folders = {key: Path(getattr(args, key)) for key in ("lora_dir", "embeddings_dir") if getattr(args, key, None)}
     return PipelineManager(args.model, options, weights_dir=Path(args.weights_dir), **folders)
 

@@ -53,10 +53,11 @@ from bench.common import (  # noqa: E402
 )
 from bench.images import allocator_figures, child_allocator, child_compile, child_plain_fp32, fast_alternatives, switching  # noqa: E402
 from bench.memory import child_naive, run_all_tabs, text_to_image_once  # noqa: E402
+from bench.precision import add_int8_figures, child_int8  # noqa: E402
 from bench.video import run_walk  # noqa: E402
 
 CHILDREN = {"plain": child_plain_fp32, "naive": child_naive, "allocator": child_allocator, "compile": child_compile,
-            "openvino_cache": backends.child_openvino_cache}
+            "openvino_cache": backends.child_openvino_cache, "int8": child_int8}
 
 
 # 5. the run
@@ -225,6 +226,9 @@ def main_run(settings: Settings, progress) -> dict:
     out["tab_switch_ms"] = out["switching"]["tab_switch_ms"]
     out["scheduler_switch_ms"] = out["switching"]["scheduler_switch_ms"]
 
+    progress("int8 against bf16 on OpenVINO (child process)")
+    add_int8_figures(out, settings, steps)
+
     out["rss_all_tabs_over_one"] = all_tabs / one
     out["cpu_pressure_end"] = cpu_pressure()
     return out
@@ -242,6 +246,9 @@ TARGETS = [  # key, target, direction, label (issue 12's targets where it change
     ("walk_frame_over_image", 1.05, "<=", "walk frame / image"),
     ("latent_rel_error", 0.03, "<=", "latent error vs fp32"),
     ("openvino_warmup_s.from_cache", 10.0, "<=", "OpenVINO warm-up from cache (s)"),
+    ("int8_speedup_vs_bf16", 1.6, ">=", "int8 vs bf16 UNet step"),
+    ("int8_latent_rel_error", 0.05, "<=", "int8 latent error vs fp32"),
+    ("efficiency", 0.7, ">=", "efficiency of the default path"),
 ]
 
 

@@ -34,6 +34,8 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the UNet (a minute's warm-up per size)")
     p.add_argument("--backend", default=os.environ.get("STUDIO_BACKEND", "auto"),
                    help="torch, openvino or auto: where the UNet runs (auto: OpenVINO on x86 CPUs where installed)")
+    p.add_argument("--precision", default=os.environ.get("STUDIO_PRECISION", "auto"),
+                   help="auto, bf16 or int8: int8 quantises OpenVINO's UNet with NNCF (auto is bf16)")
     p.add_argument("--lora-dir", default=os.environ.get("STUDIO_LORA_DIR"),
                    help="folder of LoRAs for <lora:NAME:WEIGHT> tags (default: weights/Lora)")
     p.add_argument("--embeddings-dir", default=os.environ.get("STUDIO_EMBEDDINGS_DIR"),
@@ -249,7 +251,8 @@ def make_manager(args):
     from engine.pipeline.manager import PipelineManager, RuntimeOptions
     options = RuntimeOptions(device=args.device, dtype=args.dtype, compile_unet=args.compile,
                              backend=getattr(args, "backend", "auto"),
-                             openvino_background=False)  # a one-shot run: prepare OpenVINO before the image
+                             openvino_background=False,  # a one-shot run: prepare OpenVINO before the image
+                             precision=getattr(args, "precision", "auto"))
     if getattr(args, "max_prompt_tokens", None) is not None:
         options.max_prompt_tokens = args.max_prompt_tokens
     folders = {key: Path(getattr(args, key)) for key in ("lora_dir", "embeddings_dir") if getattr(args, key, None)}

@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from engine.backends import INSTALL_HINT, fastpath, paging, say_once
+from engine.backends import int8 as int8_backend
 from engine.backends.standin import BorrowedUNet
 
 CACHE_ENV = "STUDIO_OPENVINO_CACHE"  # overrides the disk cache folder
@@ -137,18 +138,29 @@ class OpenVINOUNetRunner:
         max_shapes (`int`, *optional*, defaults to `MAX_SHAPES`): compiled shapes kept in memory.
         sharers (`callable`, *optional*): returns the modules whose parameters are the UNet's own tensors (the
             identity adapter's UNet); they follow the UNet into the mapped file, so no copy stays behind.
+        int8 (`bool`, *optional*, defaults to False): quantise the converted UNet with NNCF (engine.backends.int8),
+            cached in a folder of its own; `precision` then applies to the layers left in floating point.
+        calibration (`callable`, *optional*): returns recorded UNet inputs to calibrate int8 on
+            (`int8.record_unet_inputs`); needed when `int8` is True.
     """
 
     def __init__(self, unet, precision: str = "bf16", cache_dir: Path | None = None, background: bool = True,
-                 max_shapes: int = MAX_SHAPES, sharers=None):
+                 max_shapes: int = MAX_SHAPES, sharers=None, int8: bool = False, calibration=None):
         self.ov = import_openvino()
         if precision not in ("bf16", "f32"):
             raise ValueError(f"OpenVINO precision must be bf16 or f32; got {precision!r}.")
+        if int8:
+            int8_backend.import_nncf()
+            if calibration is None:
+                raise ValueError("int8 needs calibration inputs recorded from the loaded model.")
+        self.int8 = bool(int8)
+        self.first_time_s = int8_backend.FIRST_TIME_S if self.int8 else FIRST_TIME_S  # said in the status line
+        self.calibration = calibration
         self.unet = unet
         self.precision = precision
         self.background = background
         self.max_shapes = max(1, int(max_shapes))
-        self.folder = Path(cache_dir or cache_root()) / weights_key(unet, precision)
+        self.folder = Path(cache_dir or cache_root()) / weights_key(unet, "int8" if int8 else precision)
         self.ir = self.folder / "unet.xml"
         self.torch_weights = self.folder / "unet-torch.pt"  # PyTorch's UNet, mapped while OpenVINO serves
         self.torch_file_backed = False
@@ -203,7 +215,7 @@ class OpenVINOUNetRunner:
             cached = self.ir.exists()
             if thread is None and self.background and not cached:
                 say_once(f"OpenVINO: preparing the fast path for {shape.label} in the background (about "
-                         f"{FIRST_TIME_S} s the first time, then cached on disk); until then images of that size "
+                         f"{self.first_time_s} s the first time, then cached on disk); until then images of that size "
                          "run on PyTorch.")
                 thread = threading.Thread(target=self._prepare_quietly, args=(shape,), daemon=True,
                                           name=f"openvino-{shape.label}")
@@ -218,7 +230,7 @@ class OpenVINOUNetRunner:
                 return self._compiled.get(shape)
         if not cached:
             say_once(f"OpenVINO: converting the UNet once for this model before the first image (about "
-                     f"{FIRST_TIME_S} s, then cached on disk).")
+                     f"{self.first_time_s} s, then cached on disk).")
         self._prepare_quietly(shape)
         with self._lock:
             return self._compiled.get(shape)
@@ -280,6 +292,7 @@ class OpenVINOUNetRunner:
         start = time.perf_counter()
         unet = self.unet
         config = unet.config
+        calibration = self.calibration() if self.int8 else None  # recorded on PyTorch, before the fp32 copy
         copy_needed = unet.dtype != torch.float32  # OpenVINO's CPU plugin compiles fp32 graphs, not bf16 ones
         source = copy.deepcopy(unet).to(torch.float32) if copy_needed else unet
         try:
@@ -290,9 +303,14 @@ class OpenVINOUNetRunner:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the tracer's notes on shape checks baked in as constants
                 model = self.ov.convert_model(_Traceable(source).eval(), example_input=example)
+            if self.int8:
+                source = None  # free the fp32 copy before NNCF makes its own
+                gc.collect()
+                model, timings = int8_backend.quantize(model, calibration)
+                self.timings.update(timings)
             self.folder.mkdir(parents=True, exist_ok=True)
             partial = self.folder / f"unet.partial-{os.getpid()}-{threading.get_ident()}.xml"
-            self.ov.save_model(model, str(partial), compress_to_fp16=self.precision == "bf16")
+            self.ov.save_model(model, str(partial), compress_to_fp16=self.precision == "bf16" and not self.int8)
             del model
             partial.with_suffix(".bin").replace(self.ir.with_suffix(".bin"))
             partial.replace(self.ir)
@@ -346,13 +364,13 @@ class OpenVINOUNetRunner:
             preparing = [shape.label for shape in self._threads]
         parts = []
         if ready:
-            parts.append(f"OpenVINO ready for {', '.join(ready)}.")
+            parts.append(f"OpenVINO{' int8' if self.int8 else ''} ready for {', '.join(ready)}.")
         if preparing:
-            parts.append(f"OpenVINO is preparing {', '.join(preparing)} in the background (about {FIRST_TIME_S} s "
+            parts.append(f"OpenVINO is preparing {', '.join(preparing)} in the background (about {self.first_time_s} s "
                          "the first time); those images run on PyTorch until then.")
         if not parts:
             parts.append("OpenVINO prepares each new image size on first use (seconds from the disk cache, about "
-                         f"{FIRST_TIME_S} s the first time); PyTorch runs it meanwhile.")
+                         f"{self.first_time_s} s the first time); PyTorch runs it meanwhile.")
         return " ".join(parts)
 
     def view(self, unet=None) -> "OpenVINOUNet":

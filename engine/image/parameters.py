@@ -40,6 +40,9 @@ def parameters_text(manager, task: str, req: ImageRequest, seed: int, variation_
     backend_used = getattr(manager, "backend_used", None)
     settings["Backend"] = {"openvino": "OpenVINO", "torch": "PyTorch"}.get(
         backend_used() if callable(backend_used) else "torch", "PyTorch")
+    precision_used = getattr(manager, "precision_used", None)
+    if callable(precision_used) and precision_used() == "int8":
+        settings["Precision"] = "int8"
     network_fields = getattr(manager, "network_fields", None)
     if callable(network_fields):
         settings.update(network_fields(req.prompt, req.negative_prompt))  # Lora hashes, TI hashes

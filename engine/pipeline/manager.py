@@ -13,6 +13,7 @@ import torch
 
 from engine import backends
 from engine.backends import fastpath
+from engine.backends import int8 as int8_backend
 from engine.backends import openvino as ov_backend
 from engine.control.models import ControlNetCache
 from engine.faces import identity
@@ -61,6 +62,7 @@ class RuntimeOptions:
     backend: str = "auto"  # auto, torch or openvino: where the UNet runs (engine.backends)
     openvino_background: bool = True  # convert for a new size in the background while PyTorch serves it
     max_prompt_tokens: int = MAX_TOKENS  # the longest prompt (and negative prompt) accepted, in CLIP tokens
+    precision: str = "auto"  # auto, bf16 or int8: int8 quantises OpenVINO's UNet with NNCF (engine.backends.int8)
 
 
 def task_class(task: str):
@@ -83,6 +85,9 @@ class PipelineManager:
                  weights_dir: Path = WEIGHTS_DIR, lora_dir: Path | None = None, embeddings_dir: Path | None = None):
         self.options = options or RuntimeOptions()
         backends.check_backend(self.options.backend)
+        if int8_backend.resolve(self.options.precision) == "int8" and \
+                backends.check_backend(self.options.backend) == "torch":
+            raise ValueError("--precision int8 runs on the OpenVINO back end; use --backend openvino or auto.")
         whole_number(self.options.max_prompt_tokens, "--max-prompt-tokens", 1, MAX_PROMPT_TOKENS_CAP)
         self.weights_dir = weights_dir
         self.loras = lora.LoraFolder(lora_dir or Path(weights_dir) / "Lora")
@@ -199,12 +204,17 @@ class PipelineManager:
         parameters = sum(p.numel() for p in pipe.unet.parameters())
         choice = backends.choose_backend(self.options.backend, self.device, parameters)
         self._openvino = None
+        int8 = int8_backend.resolve(self.options.precision) == "int8"
+        if int8 and choice.name != "openvino":
+            backends.say_once(f"--precision int8 is for the OpenVINO back end; this model runs bf16/fp32 ({choice.reason})")
         if choice.name == "openvino":
+            components = pipe.components
             try:
                 self._openvino = ov_backend.OpenVINOUNetRunner(
                     pipe.unet, precision="bf16" if self.dtype == torch.bfloat16 else "f32",
                     background=self.options.openvino_background,
-                    sharers=lambda: [self._adapter.unet] if self._adapter is not None else [])
+                    sharers=lambda: [self._adapter.unet] if self._adapter is not None else [],
+                    int8=int8, calibration=lambda: int8_backend.record_unet_inputs(components))
             except ValueError as exc:
                 choice = backends.Choice("torch", f"PyTorch: {exc}")
         self.backend_choice = choice
@@ -428,6 +438,11 @@ class PipelineManager:
     def backend_used(self) -> str:
         """The back end that ran the latest request's UNet in this thread (for PNG info)."""
         return ov_backend.last_used(self.backend)
+
+    def precision_used(self) -> str:
+        """"int8" when the last UNet call in this thread ran OpenVINO's int8 model, else "default"."""
+        int8 = self._openvino is not None and self._openvino.int8 and self.backend_used() == "openvino"
+        return "int8" if int8 else "default"
 
     def openvino(self) -> ov_backend.OpenVINOUNetRunner | None:
         """The OpenVINO side of the loaded model, or None when it runs on PyTorch."""
