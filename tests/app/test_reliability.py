@@ -56,7 +56,9 @@ def test_twenty_concurrent_clients_complete_or_hear_busy(served):
 
     def one(i):
         try:
-            Client(url, verbose=False).predict(**{**T2I, "seed": i, "num_inference_steps": 4}, api_name="/txt2img")
+            # a patient handshake: twenty clients reading the app's large config at once on two cores is slow
+            client = Client(url, verbose=False, httpx_kwargs={"timeout": 120})
+            client.predict(**{**T2I, "seed": i, "num_inference_steps": 4}, api_name="/txt2img")
             return "done"
         except Exception as exc:  # the client raises on a full queue
             return "busy" if any(w in str(exc) for w in BUSY_WORDS) else f"error: {exc}"
