@@ -138,6 +138,8 @@ def build_parser() -> Parser:
     xyz_cli.add_parser(jobs, add_model_flags, add_generation_flags)
     from engine.train import cli as train_cli
     train_cli.add_parser(jobs, add_model_flags)
+    from engine.extras import cli as extras_cli
+    extras_cli.add_parser(jobs)
     p = jobs.add_parser("download", help="fetch a few-step LoRA, TAESD or a motion adapter from the hub into weights/")
     p.add_argument("name", nargs="?", help="the part to fetch; leave out to list them")
     p.add_argument("--lora-dir", default=os.environ.get("STUDIO_LORA_DIR"),
@@ -445,6 +447,12 @@ def run_download(args) -> int:
     return 0
 
 
+def run_extras(args) -> int:
+    from engine.extras import cli as extras_cli
+    from engine.pipeline.models import WEIGHTS_DIR
+    return extras_cli.run(args, check_writable, WEIGHTS_DIR)
+
+
 def run_train(args) -> int:
     from engine.train import cli as train_cli
     return train_cli.run(args, make_manager, CliError)
@@ -453,7 +461,8 @@ def run_train(args) -> int:
 JOBS = {"txt2img": run_image_job, "img2img": run_image_job, "inpaint": run_image_job,
         "walk": run_video_job, "dream": run_video_job, "aging": run_aging, "gender-swap": run_gender_swap,
         "xyz": run_xyz,
-        "animate": run_animate, "text2video": run_text2video, "train": run_train, "download": run_download}
+        "animate": run_animate, "text2video": run_text2video, "train": run_train, "download": run_download,
+        "extras": run_extras}
 
 
 def quiet_libraries() -> None:
