@@ -7,7 +7,15 @@ import gradio as gr
 
 from engine.files import pnginfo
 from engine.image.generate import request_from_parameters, text_to_image
-from engine.image.hires import DEFAULT_SCALE, DEFAULT_STRENGTH, DEFAULT_UPSCALER, MAX_SCALE, MIN_SCALE, UPSCALERS, hires_size
+from engine.image.hires import (
+    DEFAULT_SCALE,
+    DEFAULT_STRENGTH,
+    DEFAULT_UPSCALER,
+    MAX_SCALE,
+    MIN_SCALE,
+    hires_size,
+    upscaler_choices,
+)
 from engine.image.request import MAX_STEPS, ImageRequest
 from engine.jobs.runner import run_job
 from engine.xyz import run_plot
@@ -122,7 +130,8 @@ def build(manager) -> SimpleNamespace:
                     hires = gr.Checkbox(label="Enable Hires. fix: draw at the size above, upscale, then redraw "
                                               "the details at the large size", elem_id="txt2img-hires-enable")
                     with gr.Row():
-                        hires_upscaler = gr.Dropdown(list(UPSCALERS), value=DEFAULT_UPSCALER, label="Upscaler")
+                        hires_upscaler = gr.Dropdown(upscaler_choices(manager.weights_dir), value=DEFAULT_UPSCALER,
+                                                     label="Upscaler")
                         hires_scale = gr.Slider(MIN_SCALE, MAX_SCALE, value=DEFAULT_SCALE, step=0.05,
                                                 label="Upscale by")
                     with gr.Row():

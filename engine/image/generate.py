@@ -47,7 +47,7 @@ def text_to_image(manager, req: ImageRequest, on_step: StepCallback | None = Non
     req = control_pipelines.check_control(req, "txt2img")
     check_prompts(manager, req)
     if req.hires_scale is not None:  # draw small, upscale, redraw large
-        req, hires_notes = check_hires(req)
+        req, hires_notes = check_hires(req, manager.weights_dir)
         result = hires_fix(manager, req, on_step, control)
         result.notes[:0] = notes + hires_notes
         return result

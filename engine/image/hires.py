@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from pathlib import Path
 
 import torch
 from PIL import Image
 
+from engine.extras import upscalers
+from engine.extras.upscale import upscale
 from engine.image.parameters import parameters_text
 from engine.image.request import (
     MAX_SEED,
@@ -27,6 +30,7 @@ from engine.image.request import (
 from engine.image.steps import decode_choice, step_callback, step_preview
 from engine.image.variation_noise import seeded_noise
 from engine.image.variations import first_variation_seed
+from engine.pipeline.models import WEIGHTS_DIR
 from engine.text.limits import excerpt
 from engine.video.denoise import decode_frames, record_predictions
 
@@ -56,13 +60,19 @@ def hires_size(width: int, height: int, scale: float) -> tuple[int, int]:
     return int(width * scale) // 8 * 8, int(height * scale) // 8 * 8
 
 
-def check_hires(req: ImageRequest) -> tuple[ImageRequest, list[str]]:
+def upscaler_choices(weights_dir: Path = WEIGHTS_DIR) -> list[str]:
+    """The latent and image upscalers, then the upscaler models in weights/ESRGAN and its siblings (A1111's list)."""
+    return [*UPSCALERS, *upscalers.find_upscalers(weights_dir)]
+
+
+def check_hires(req: ImageRequest, weights_dir: Path = WEIGHTS_DIR) -> tuple[ImageRequest, list[str]]:
     """Reject Hires. fix settings that can't run, with a sentence; `req` has already passed check_request."""
     scale = as_number(req.hires_scale, "Hires upscale")
     if not MIN_SCALE <= scale <= MAX_SCALE:
         raise ValueError(f"Hires upscale must be from {MIN_SCALE:g} to {MAX_SCALE:g}; got {req.hires_scale}.")
-    if req.hires_upscaler not in UPSCALERS:
-        raise ValueError(f"Unknown Hires upscaler {excerpt(req.hires_upscaler)}; choose one of {', '.join(UPSCALERS)}.")
+    choices = upscaler_choices(weights_dir)
+    if req.hires_upscaler not in choices:
+        raise ValueError(f"Unknown Hires upscaler {excerpt(req.hires_upscaler)}; choose one of {', '.join(choices)}.")
     steps = as_number(req.hires_steps, "Hires steps")
     if steps != int(steps) or not 0 <= steps <= MAX_STEPS:
         raise ValueError(f"Hires steps must be a whole number from 0 (same as Steps) to {MAX_STEPS}; "
@@ -118,7 +128,8 @@ def hires_from_fields(req: ImageRequest, fields: dict[str, str]) -> list[str]:
                 setattr(req, attr, kind(value))
     skipped += [key for key in fields if key.startswith("Hires ") and key not in READ_BACK]  # e.g. Hires sampler
     upscaler = fields.get("Hires upscaler", DEFAULT_UPSCALER)
-    req.hires_upscaler = upscaler if upscaler in UPSCALERS else "Latent" if upscaler.startswith("Latent") else "Lanczos"
+    fallback = "Latent" if upscaler.startswith("Latent") else "Lanczos"
+    req.hires_upscaler = upscaler if upscaler in upscaler_choices() else fallback
     if upscaler != req.hires_upscaler:
         skipped.append(f"Hires upscaler {upscaler} ({req.hires_upscaler} used)")
     return skipped
@@ -146,6 +157,13 @@ def upscale_latents(latents: torch.Tensor, size: tuple[int, int], upscaler: str)
     """Resize latents (batch, 4, h, w) to `size` = (h, w) with the named A1111 latent upscaler."""
     mode, antialias = LATENT_UPSCALERS[upscaler]
     return torch.nn.functional.interpolate(latents.float(), size=size, mode=mode, antialias=antialias).to(latents.dtype)
+
+
+def upscale_image(image: Image.Image, size: tuple[int, int], upscaler: str, weights_dir: Path) -> Image.Image:
+    """PIL's Lanczos or Nearest, or an upscaler model (then Lanczos to the exact size), as A1111's list offers."""
+    if upscaler in IMAGE_UPSCALERS:
+        return image.resize(size, IMAGE_UPSCALERS[upscaler])
+    return upscale(image, size, upscaler, weights_dir)
 
 
 @torch.inference_mode()
@@ -199,7 +217,7 @@ def hires_fix(manager, req: ImageRequest, on_step: StepCallback | None = None,
         # 2. upscale
         factor = pipe.vae_scale_factor
         upscaled = (upscale_latents(base, (height // factor, width // factor), req.hires_upscaler) if latent
-                    else base[0].resize((width, height), IMAGE_UPSCALERS[req.hires_upscaler]))
+                    else upscale_image(base[0], (width, height), req.hires_upscaler, manager.weights_dir))
         frames = [frame.resize((width, height), Image.LANCZOS) for frame in frames]
         if not second_steps:  # strength 0: the upscaled image as it is
             _keep(result, manager, req, seed, decode_latents(pipe, upscaled) if latent else upscaled, frames,
