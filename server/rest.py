@@ -51,7 +51,8 @@ class Txt2ImgBody(BaseModel):
     sampler: str = DEFAULT_SAMPLER
     hires_scale: float | None = Field(None, ge=1, le=4, description="Hires. fix: upscale by this and redraw; "
                                                                     "null = off")
-    hires_upscaler: str = Field("Latent", description="Hires. fix: Latent (and its variants), Lanczos or Nearest")
+    hires_upscaler: str = Field("Latent", description="Hires. fix: Latent (and its variants), Lanczos, "
+                                                               "Nearest or an upscaler model's name")
     hires_steps: int = Field(0, ge=0, le=150, description="Hires. fix: second-pass steps; 0 = num_inference_steps")
     hires_strength: float = Field(0.5, ge=0, le=1, description="Hires. fix: denoising strength of the second pass")
     variation_seed: int = Field(-1, description="Variations: the seed whose noise is blended in; -1 picks one")
@@ -78,6 +79,13 @@ class ImagesReply(BaseModel):
     notes: list[str] = []
     replica: str | None = Field(None, description="the Ray Serve replica that made the result (--ray); null "
                                                   "when the app's own process made it")
+
+
+class ExtrasReply(BaseModel):
+    png_base64: str
+    parameters: str = Field("", description="the input's PNG info with Postprocess upscale by/to and upscaler")
+    width: int
+    height: int
 
 
 class AgingReply(ImagesReply):
@@ -230,6 +238,26 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                            batch_count=batch_count, sampler=sampler, width=side, height=side,
                            variation_seed=variation_seed, variation_strength=variation_strength)
         return images_reply(await _in_slot(manager, lambda: run_job(image_to_image, manager, req, data)))
+
+    @api.post("/extras", response_model=ExtrasReply, summary="Upscale a picture (Extras)")
+    async def extras(image: UploadFile = File(..., description="the picture to upscale"),
+                     upscale: float = Form(2.0, description="factor, 1 to 8; ignored when width and height are given"),
+                     upscaler: str = Form("Lanczos", description="Lanczos or an upscaler model's name (GET /docs "
+                                                                 "lists none: see the Extras tab's menu)"),
+                     width: int | None = Form(None, description="an exact width (with height) instead of upscale"),
+                     height: int | None = Form(None, description="an exact height (with width)")):
+        from engine.extras.request import ExtrasRequest
+        from engine.extras.run import open_image, run_extras
+
+        data = await read_upload(image)
+        to = (width, height) if width or height else None
+        if to and not (width and height):
+            raise ValueError("Give both width and height to upscale to a size, or neither to upscale by a factor.")
+        req = ExtrasRequest(open_image(data), upscale_by=upscale, upscale_to=to, upscaler=upscaler)
+        req.size()  # refuse a bad factor or an oversize result before waiting for a slot
+        result = await _in_slot(manager, lambda: run_extras(req, manager.weights_dir))
+        return ExtrasReply(png_base64=b64_png(result.image, result.parameters), parameters=result.parameters,
+                           width=result.image.width, height=result.image.height)
 
     @api.post("/aging", response_model=AgingReply, summary="Aging timelapse of a face photo")
     async def aging(request: Request, image: UploadFile = File(..., description="a face photo"),
