@@ -24,6 +24,7 @@ from tabs import (
     animate,
     downloads,
     dream,
+    extras,
     gender_swap,
     img2img,
     inpaint,
@@ -101,6 +102,7 @@ def build_demo(manager: PipelineManager, analytics: bool = False) -> gr.Blocks:
             animations = animate.build(manager)
             text2video.build(manager)
             trained = train.build(manager)
+            extras.build(manager)
         send.wire(tabs, [t2i, i2i, inp], i2i, inp)
         send.wire_try(tabs, trained, t2i)
         sizes = [*t2i.sizes, *i2i.sizes, *inp.sizes, *dreams.sizes, *walks.sizes, *animations.sizes, *trained.sizes]

@@ -19,6 +19,8 @@ class BatchResult:
     zip_path: Path
     done: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # "name: sentence"
+    total: int = 0
+    stopped: bool = False
 
 
 def inputs(paths: list[Path]) -> Iterator[tuple[str, bytes]]:
@@ -49,25 +51,42 @@ def inputs(paths: list[Path]) -> Iterator[tuple[str, bytes]]:
 
 
 def run_batch(paths: list[Path], template: ExtrasRequest, weights_dir: Path, out_zip: Path,
-              on_file: Callable[[int, str], None] | None = None) -> BatchResult:
-    """Every image through the same settings into one zip; unreadable files are reported by name."""
+              on_file: Callable[[int, int, str], None] | None = None,
+              stopped: Callable[[], bool] = lambda: False) -> BatchResult:
+    """Every image through the same settings into one zip; unreadable files are reported by name.
+
+    Stop ends the batch between files and the zip keeps the pictures already done.
+    """
     if not paths:
         raise ValueError("Add some images or a zip of images to the batch.")
-    result = BatchResult(Path(out_zip))
+    entries = list(inputs(paths))
+    if not entries:
+        raise ValueError("The batch holds no PNG, JPEG or WebP images.")
+    result = BatchResult(Path(out_zip), total=len(entries))
     with zipfile.ZipFile(out_zip, "w", compression=zipfile.ZIP_STORED) as archive:
-        for index, (name, data) in enumerate(inputs(paths)):
+        for index, (name, data) in enumerate(entries):
+            if stopped():
+                result.stopped = True
+                break
             if on_file:
-                on_file(index, name)
+                on_file(index, len(entries), name)
             try:
                 image = open_image(data)
                 done = run_extras(replace(template, image=image), weights_dir)
             except ValueError as exc:
                 result.skipped.append(f"{name}: {exc}")
                 continue
-            archive.writestr(Path(name).stem + ".png", pnginfo.png_bytes(done.image, done.parameters))
+            archive.writestr(_unique(Path(name).stem, result.done), pnginfo.png_bytes(done.image, done.parameters))
             result.done.append(name)
-    if not result.done:
+    if not result.done and not result.stopped:
         out_zip.unlink(missing_ok=True)
         raise ValueError("No image in the batch could be upscaled: " + "; ".join(result.skipped[:3]))
     return result
 
+
+
+def _unique(stem: str, done: list[str]) -> str:
+    """photo.png, photo-2.png...: two inputs of one name (a.jpg and a.png) never overwrite each other."""
+    taken = [Path(n).stem for n in done]
+    count = taken.count(stem)
+    return f"{stem}.png" if not count else f"{stem}-{count + 1}.png"

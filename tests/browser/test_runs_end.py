@@ -26,6 +26,7 @@ REFUSALS = [
     ("Latent walk", "walk", "#walk-prompts textarea", "only one prompt", "A latent walk needs at least 2 prompts"),
     ("Animate", "animate", "#animate-prompts textarea", "", "Write at least one prompt"),
     ("Text to video", "text2video", "#text2video-prompt textarea", "", "Write a prompt for the clip."),
+    ("Extras", "extras", None, None, "Upload a picture to upscale."),
 ]
 
 

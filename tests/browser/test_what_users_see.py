@@ -24,7 +24,7 @@ pytestmark = pytest.mark.browser
 TABS = [("Aging timelapse", "aging-run"), ("Gender swap", "swap-run"), ("Text to image", "txt2img-run"),
         ("Image to image", "img2img-run"), ("Inpaint", "inpaint-run"), ("Dream video", "dream-run"),
         ("Latent walk", "walk-run"), ("Animate", "animate-run"), ("Text to video", "text2video-run"),
-        ("Train", "train-run")]
+        ("Train", "train-run"), ("Extras", "extras-run")]
 SENTENCE = "fake.png is not an image Diffusion Studio can read (PNG, JPEG or WebP)."
 
 
