@@ -42,7 +42,7 @@ def test_a_batch_makes_a_zip_and_names_the_file_it_skipped(client, picture, tmp_
 @pytest.mark.parametrize("change, sentence", [
     ({}, "Upload a picture to upscale."),
     ({"resize_mode": "Scale to", "width": 90000, "height": 90000}, "megapixel cap"),
-    ({"upscaler": "R-ESRGAN 4x+"}, "Unknown upscaler"),
+    ({"source": "Batch (images or a zip)"}, "Add some images or a zip"),
 ])
 def test_bad_input_gets_its_sentence(client, picture, change, sentence):
     from gradio_client import handle_file
