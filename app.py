@@ -34,6 +34,7 @@ from tabs import (
     train,
     txt2img,
 )
+from tabs.common import refresh_fast
 from tabs.gpu import spaces_module, zero_gpu
 from tabs.running import QUEUE_ID
 from tabs.session import user_errors
@@ -111,6 +112,11 @@ def build_demo(manager: PipelineManager, analytics: bool = False) -> gr.Blocks:
         model.change(follow_model_size, inputs=[model, *sizes], outputs=sizes, api_name=False, queue=False,
                      show_progress="hidden")
         demo.load(status, inputs=None, outputs=status_line, api_name=False, queue=False)
+        fasts = [t2i.fast, i2i.fast, inp.fast, dreams.fast, walks.fast, animations.fast]
+        demo.load(lambda: refresh_fast(manager, len(fasts)), inputs=None, outputs=fasts, api_name=False, queue=False,
+                  show_progress="hidden")
+        status_line.change(lambda: refresh_fast(manager, len(fasts)), inputs=None, outputs=fasts, api_name=False,
+                           queue=False, show_progress="hidden")  # a new model may run on another back end
     demo.queue(max_size=manager.options.queue_size, default_concurrency_limit=manager.options.concurrency)
     return demo
 

@@ -30,7 +30,9 @@ def add_model_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None, help="hub id, diffusers folder, file in weights/, or 'tiny'")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--dtype", default="auto", help="auto, float32, bfloat16 or float16")
-    p.add_argument("--fast", action="store_true", help="reuse deep UNet features between steps: about 2x faster")
+    p.add_argument("--fast", action="store_true",
+                   help="reuse deep UNet features between steps (PyTorch back end; faster there, but slower than "
+                        "plain steps on OpenVINO, where the app does not offer it)")
     p.add_argument("--compile", action="store_true", help="torch.compile the UNet (a minute's warm-up per size)")
     p.add_argument("--backend", default=os.environ.get("STUDIO_BACKEND", "auto"),
                    help="torch, openvino or auto: where the UNet runs (auto: OpenVINO on x86 CPUs where installed)")

@@ -248,7 +248,7 @@ def build(manager) -> SimpleNamespace:
                         height = gr.Slider(64, 1024, value=manager.defaults().width, step=8, label="Height")
                     with gr.Row():
                         gif = gr.Checkbox(label="Also make a GIF")
-                        fast = fast_toggle()
+                        fast = fast_toggle(manager)
                         fast_decode = fast_decode_toggle(manager, TASK)
                         network_picker(manager, prompts, "animate")
                 with gr.Accordion("Deforum settings file", open=False):
@@ -284,5 +284,5 @@ def build(manager) -> SimpleNamespace:
     mode.change(mode_note, inputs=mode, outputs=mode_info, api_name=False, queue=False)
     for widget in (mode, frames, fps, cadence):
         widget.change(plan_note, inputs=[mode, frames, fps, cadence], outputs=length, api_name=False, queue=False)
-    return SimpleNamespace(sizes=[width, height])
+    return SimpleNamespace(sizes=[width, height], fast=fast)
 

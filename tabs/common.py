@@ -9,6 +9,7 @@ from typing import Callable, Iterator
 
 import gradio as gr
 
+from engine.backends import step_times
 from engine.files import pnginfo
 from engine.files.outputs import next_path, task_dir
 from engine.image.request import MAX_BATCH, MAX_STEPS, RunControl, RunResult
@@ -120,12 +121,40 @@ def sampling_widgets() -> tuple[gr.Dropdown, gr.Slider, gr.Slider]:
     return sampler, steps, guidance
 
 
-def fast_toggle() -> gr.Checkbox:
-    """The step-saving switch: about 2x faster on CPU, slightly different images (BENCHMARKS.md)."""
-    return gr.Checkbox(value=False, label="Fast: reuse deep features between steps (about 2× faster, slightly "
-                                          "different result)",
-                       info="Faster still on CPU: Few-step mode under 'LoRAs and embeddings' (an LCM, TCD or "
-                            "Hyper-SD LoRA in weights/Lora: 4 steps at CFG 1 instead of 20 at 7).")
+FEW_STEP_HINT = ("Faster still on CPU: Few-step mode under 'LoRAs and embeddings' (an LCM, TCD or Hyper-SD LoRA in "
+                 "weights/Lora: 4 steps at CFG 1 instead of 20 at 7).")
+
+
+def fast_offer(manager) -> dict:
+    """Fast only where it is faster: its label says the speed-up measured here, and on OpenVINO it is off.
+
+    Fast reuses deep features on PyTorch; on the OpenVINO back end a plain step is faster than that
+    (BENCHMARKS.md: 0.78x), so there the box is greyed out with the reason.
+    """
+    backend = manager.backend()
+    speedup = step_times.fast_speedup(backend)
+    if backend == "openvino":
+        measured = f" (measured here: {speedup:.2f}×)" if speedup else ""
+        return dict(value=False, interactive=False, label="Fast: not offered on the OpenVINO back end",
+                    info=f"Fast runs on PyTorch, which is slower than OpenVINO's plain steps{measured}. "
+                         + FEW_STEP_HINT)
+    if speedup is not None and speedup < 1.0:
+        return dict(value=False, interactive=False, label=f"Fast: not offered here (measured {speedup:.2f}×, slower)",
+                    info=FEW_STEP_HINT)
+    figure = f"measured here: {speedup:.1f}× faster" if speedup else "the speed-up measured here shows after a run"
+    return dict(interactive=True, label=f"Fast: reuse deep features between steps ({figure}; slightly different "
+                                        "result)", info=FEW_STEP_HINT)
+
+
+def fast_toggle(manager) -> gr.Checkbox:
+    """The step-saving switch, offered where it is faster (fast_offer); refreshed on each page load."""
+    offer = fast_offer(manager)
+    return gr.Checkbox(**{"value": False, **offer}, elem_classes=["ds-fast"])
+
+
+def refresh_fast(manager, count: int):
+    """Every tab's Fast box brought up to date with the back end and the latest measurements."""
+    return [gr.update(**fast_offer(manager))] * count if count > 1 else gr.update(**fast_offer(manager))
 
 
 def fast_decode_toggle(manager, task: str) -> gr.Checkbox:

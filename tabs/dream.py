@@ -68,7 +68,7 @@ def build(manager) -> SimpleNamespace:
                 loop = gr.Checkbox(label="Loop back to the first noise")
                 batch = gr.Slider(1, walk_request.MAX_BATCH_SIZE, value=1, step=1, label="Batch size (frames per call)")
                 gif = gr.Checkbox(label="Also make a GIF")
-                fast = fast_toggle()
+                fast = fast_toggle(manager)
                 fast_decode = fast_decode_toggle(manager, "dream")
                 network_picker(manager, prompt, "dream")
                 plan = gr.Textbox(label="Stopped run (resumable)", interactive=False, elem_id="dream-plan")
@@ -90,4 +90,4 @@ def build(manager) -> SimpleNamespace:
     sampler.change(sampler_warning, inputs=sampler, outputs=warning, api_name=False, queue=False)
     for widget in (frames, fps):
         widget.change(length_note, inputs=[frames, fps], outputs=length, api_name=False, queue=False)
-    return SimpleNamespace(sizes=[width, height])
+    return SimpleNamespace(sizes=[width, height], fast=fast)

@@ -112,7 +112,7 @@ def build(manager) -> SimpleNamespace:
                 sampler, steps, guidance = sampling_widgets()
                 size = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Work size (longer side)")
                 seed, batch = seed_widgets()
-                fast = fast_toggle()
+                fast = fast_toggle(manager)
                 fast_decode = fast_decode_toggle(manager, TASK)
                 network_picker(manager, prompt, TASK, sampler, steps, guidance, fast_decode=fast_decode)
                 denoise = gr.Checkbox(label="Also make a denoising video (the whole photo, the predicted area "
@@ -146,5 +146,5 @@ def build(manager) -> SimpleNamespace:
     for trigger in (editor.change, mask_blur.release, area.change, padding.release):
         trigger(mask_preview, inputs=preview_inputs, outputs=preview_mask, show_progress="hidden",
                 trigger_mode="always_last", api_name="inpaint_mask_preview" if trigger == editor.change else False)
-    return SimpleNamespace(editor=editor, prompt=prompt, negative=negative, gallery=gallery,
+    return SimpleNamespace(fast=fast, editor=editor, prompt=prompt, negative=negative, gallery=gallery,
                            to_img2img=to_img2img, to_inpaint=to_inpaint, sizes=[size])

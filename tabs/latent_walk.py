@@ -61,7 +61,7 @@ def build(manager) -> SimpleNamespace:
                     smooth = gr.Checkbox(label="Smooth: even change between frames (renders twice)")
                 batch = gr.Slider(1, walk_request.MAX_BATCH_SIZE, value=1, step=1, label="Batch size (frames per call)")
                 gif = gr.Checkbox(label="Also make a GIF")
-                fast = fast_toggle()
+                fast = fast_toggle(manager)
                 fast_decode = fast_decode_toggle(manager, "walk")
                 network_picker(manager, prompts, "walk")
                 plan = gr.Textbox(label="Stopped run (resumable)", interactive=False, elem_id="walk-plan")
@@ -82,4 +82,4 @@ def build(manager) -> SimpleNamespace:
     wire_stop(stop, control, "stop_latent_walk")
     for widget in (frames, fps):
         widget.change(length_note, inputs=[frames, fps], outputs=length, api_name=False, queue=False)
-    return SimpleNamespace(sizes=[width, height])
+    return SimpleNamespace(sizes=[width, height], fast=fast)

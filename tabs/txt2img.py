@@ -142,7 +142,7 @@ def build(manager) -> SimpleNamespace:
                 controlnet = control_accordion(manager, TASK, width, height)
                 seed, batch = seed_widgets()
                 variation_seed, variation_strength = variation_widgets(TASK)
-                fast = fast_toggle()
+                fast = fast_toggle(manager)
                 fast_decode = fast_decode_toggle(manager, TASK)
                 network_picker(manager, prompt, TASK, sampler, steps, guidance, fast_decode=fast_decode)
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)")
@@ -205,5 +205,5 @@ def build(manager) -> SimpleNamespace:
     for trigger in (hires.change, width.change, height.change, hires_scale.change):
         trigger(hires_line, inputs=[hires, width, height, hires_scale], outputs=hires_note, api_name=False,
                 queue=False, show_progress="hidden")
-    return SimpleNamespace(prompt=prompt, negative=negative, gallery=gallery, to_img2img=to_img2img,
+    return SimpleNamespace(fast=fast, prompt=prompt, negative=negative, gallery=gallery, to_img2img=to_img2img,
                            to_inpaint=to_inpaint, sizes=[width, height])
