@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import secrets
 import uuid
 from functools import partial
@@ -20,7 +21,7 @@ from engine.faces.aging import AgingRequest, aging_timelapse, parse_ages
 from engine.faces.gender import GenderRequest, gender_swap
 from engine.files import pnginfo
 from engine.files.outputs import next_path, output_root, task_dir
-from engine.image.generate import image_to_image, text_to_image
+from engine.image.generate import image_to_image, inpaint, text_to_image
 from engine.image.request import ImageRequest
 from engine.jobs.gate import BUSY, Busy
 from engine.jobs.runner import replica_of, run_job
@@ -34,6 +35,8 @@ from engine.train.uploads import gather_uploads, parse_captions
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 
 
+CONTROLNET_FORM_HELP = ("ControlNet units as a JSON list, as /api/txt2img's `controlnet` (at most 3); a unit with no "
+                        "image uses the uploaded photo; `inpaint_only` uses the mask")
 FAST_DECODE_HELP = "decode with TAESD, the tiny VAE (weights/taesd); outside the face the photo stays as it was"
 
 
@@ -230,14 +233,35 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                       num_inference_steps: int = Form(20), guidance_scale: float = Form(7.0), seed: int = Form(-1),
                       batch_count: int = Form(1), sampler: str = Form(DEFAULT_SAMPLER),
                       size: int | None = Form(None, description="the longer side; default: the model's size"),
-                      variation_seed: int = Form(-1), variation_strength: float = Form(0.0, ge=0, le=1)):
+                      variation_seed: int = Form(-1), variation_strength: float = Form(0.0, ge=0, le=1),
+                      controlnet: str = Form("", description=CONTROLNET_FORM_HELP)):
         data = await read_upload(image)
         side = size or manager.defaults().width
         req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                            batch_count=batch_count, sampler=sampler, width=side, height=side,
-                           variation_seed=variation_seed, variation_strength=variation_strength)
+                           variation_seed=variation_seed, variation_strength=variation_strength,
+                           control_units=units_from_form(controlnet))
         return images_reply(await _in_slot(manager, lambda: run_job(image_to_image, manager, req, data)))
+
+    @api.post("/inpaint", response_model=ImagesReply, summary="Inpaint: redraw the painted area")
+    async def inpaint_route(image: UploadFile = File(..., description="the photo"),
+                            mask: UploadFile = File(..., description="white (or painted) where the photo changes"),
+                            prompt: str = Form(""), negative_prompt: str = Form(""), strength: float = Form(0.75),
+                            num_inference_steps: int = Form(20), guidance_scale: float = Form(7.0),
+                            seed: int = Form(-1), batch_count: int = Form(1), sampler: str = Form(DEFAULT_SAMPLER),
+                            size: int | None = Form(None, description="the longer side; default: the model's size"),
+                            mask_blur: int = Form(4), only_masked: bool = Form(False),
+                            only_masked_padding: int = Form(32),
+                            controlnet: str = Form("", description=CONTROLNET_FORM_HELP)):
+        data, mask_data = await read_upload(image), await read_upload(mask)
+        side = size or manager.defaults().width
+        req = ImageRequest(prompt=prompt, negative_prompt=negative_prompt, strength=strength,
+                           num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
+                           batch_count=batch_count, sampler=sampler, width=side, height=side, mask_blur=mask_blur,
+                           only_masked=only_masked, only_masked_padding=only_masked_padding,
+                           control_units=units_from_form(controlnet))
+        return images_reply(await _in_slot(manager, lambda: run_job(inpaint, manager, req, data, mask_data)))
 
     @api.post("/extras", response_model=ExtrasReply, summary="Upscale a picture (Extras)")
     async def extras(image: UploadFile = File(..., description="the picture to upscale"),
@@ -386,6 +410,17 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                                               "is not accepted here."})
 
     return api
+
+
+def units_from_form(text: str):
+    """A multipart form's `controlnet` field: the same JSON list as /api/txt2img's, sent as text."""
+    if not text or not text.strip():
+        return ()
+    try:
+        items = json.loads(text)
+    except ValueError:
+        raise ValueError("controlnet must be a JSON list of units, each with module, model and image.") from None
+    return units_from_json(items)
 
 
 def images_reply(result) -> ImagesReply:

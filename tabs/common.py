@@ -131,7 +131,7 @@ def fast_offer(manager) -> dict:
     Fast reuses deep features on PyTorch; on the OpenVINO back end a plain step is faster than that
     (BENCHMARKS.md: 0.78x), so there the box is greyed out with the reason.
     """
-    backend = manager.backend()
+    backend = manager.backend
     speedup = step_times.fast_speedup(backend)
     if backend == "openvino":
         measured = f" (measured here: {speedup:.2f}×)" if speedup else ""

@@ -89,3 +89,62 @@ def test_bad_units_are_a_422_with_one_sentence(setup, unit, message):
     reply = txt2img(http, [unit])
     assert reply.status_code == 422 and message in reply.json()["error"]
     assert "/tmp" not in reply.json()["error"]
+
+
+def photo_upload() -> dict:
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (90, 140, 60)).save(buffer, "PNG")
+    return {"image": ("photo.png", buffer.getvalue(), "image/png")}
+
+
+def mask_upload() -> tuple:
+    mask = Image.new("L", (64, 64), 0)
+    ImageDraw.Draw(mask).rectangle((16, 16, 48, 48), fill=255)
+    buffer = io.BytesIO()
+    mask.save(buffer, "PNG")
+    return ("mask.png", buffer.getvalue(), "image/png")
+
+
+FORM = {"prompt": "a bridge", "num_inference_steps": "2", "seed": "5", "size": "64", "strength": "0.9"}
+
+
+def test_img2img_takes_units_as_json_text_and_one_without_an_image_uses_the_upload(setup):
+    import json
+
+    http, model, image = setup
+    plain = pixels(http.post("/api/img2img", data=FORM, files=photo_upload()))
+    own = http.post("/api/img2img", data={**FORM, "controlnet": json.dumps([{"module": "canny", "model": model,
+                                                                             "weight": 1.5}])},
+                    files=photo_upload())
+    given = http.post("/api/img2img", data={**FORM, "controlnet": json.dumps([{"module": "canny", "model": model,
+                                                                               "image": image, "weight": 1.5}])},
+                      files=photo_upload())
+    assert np.abs(pixels(given) - plain).mean() > 0.5
+    assert own.status_code == 200 and "ControlNet 0: " in own.json()["images"][0]["parameters"]
+
+
+def test_inpaint_keeps_the_outside_and_takes_an_inpaint_only_unit(setup):
+    import json
+
+    http, model, image = setup
+    files = {**photo_upload(), "mask": mask_upload()}
+    plain = http.post("/api/inpaint", data=FORM, files=files)
+    unit = [{"module": "inpaint_only", "model": model, "weight": 1.0}]
+    controlled = http.post("/api/inpaint", data={**FORM, "controlnet": json.dumps(unit)}, files=files)
+    for reply in (plain, controlled):
+        out = pixels(reply)
+        assert np.array_equal(out[:4], np.full_like(out[:4], (90, 140, 60)))  # beyond the blurred mask: untouched
+    assert "Module: inpaint_only" in controlled.json()["images"][0]["parameters"]
+
+
+@pytest.mark.parametrize("route, text, message", [
+    ("/api/img2img", "{not json", "controlnet must be a JSON list"),
+    ("/api/img2img", '[{"module": "canny", "model": "MODEL", "image": "not base64!"}]', "is not valid base64"),
+    ("/api/inpaint", '[{"module": "canny", "model": "nothing"}]', "No ControlNet model named 'nothing'"),
+    ("/api/inpaint", '[' + ', '.join(['{"module": "canny", "model": "MODEL"}'] * 4) + ']', "At most 3"),
+])
+def test_bad_form_units_are_a_422_with_one_sentence(setup, route, text, message):
+    http, model, _ = setup
+    files = photo_upload() if route == "/api/img2img" else {**photo_upload(), "mask": mask_upload()}
+    reply = http.post(route, data={**FORM, "controlnet": text.replace("MODEL", model)}, files=files)
+    assert reply.status_code == 422 and message in reply.json()["error"], reply.text

@@ -17,7 +17,7 @@ def fresh_times():
 
 
 def on(backend: str):
-    return SimpleNamespace(backend=lambda: backend)
+    return SimpleNamespace(backend=backend)
 
 
 def test_on_openvino_fast_is_greyed_out_with_the_reason():
