@@ -52,6 +52,32 @@ def units_from_values(values: list[dict] | None) -> tuple[ControlUnit, ...]:
     return tuple(units)
 
 
+LOADED_FIELDS = ("enabled", "module", "model", "weight", "guidance_start", "guidance_end", "control_mode",
+                 "resize_mode", "low_threshold", "high_threshold")
+"""The unit settings PNG info carries (A1111's `ControlNet N` fields); the control image is not stored."""
+
+
+def loaded_widgets(accordion: SimpleNamespace) -> list:
+    """The widgets a PNG-info load sets, unit by unit, in LOADED_FIELDS order."""
+    return [getattr(unit, name) for unit in accordion.units for name in LOADED_FIELDS]
+
+
+def loaded_values(manager, units: tuple[ControlUnit, ...]) -> tuple[list, list[str]]:
+    """Values for `loaded_widgets` from a PNG's units (the rest switched off), and a note per missing model."""
+    found = set(model_choices(manager))
+    values, notes = [], []
+    for index in range(MAX_UNITS):
+        if index >= len(units):
+            values += [False] + [gr.skip()] * (len(LOADED_FIELDS) - 1)
+            continue
+        unit = units[index]
+        if unit.model and unit.model not in found:
+            notes.append(f"ControlNet {index}'s model {unit.model} is not in weights/ControlNet")
+        values += [True, unit.module, unit.model, unit.weight, unit.guidance_start, unit.guidance_end,
+                   unit.control_mode, unit.resize_mode, unit.low_threshold, unit.high_threshold]
+    return values, notes
+
+
 def control_accordion(manager, task: str, width, height, own_image=None) -> SimpleNamespace:
     """The accordion; `.state` holds every unit's values, for the tab's run handler (`units_from_values`)."""
     models = model_choices(manager)

@@ -31,7 +31,7 @@ from tabs.common import (
     sampling_widgets,
     seed_widgets,
 )
-from tabs.control_common import control_accordion, units_from_values
+from tabs.control_common import control_accordion, loaded_values, loaded_widgets, units_from_values
 from tabs.extras_common import network_picker
 from tabs.running import wire_run, wire_stop
 from tabs.session import SessionControl, user_error, user_errors
@@ -98,13 +98,17 @@ def build(manager) -> SimpleNamespace:
         if not text:
             raise user_error("This image carries no generation parameters.")
         req, skipped = request_from_parameters(text)
+        units, missing = loaded_values(manager, req.control_units)
         note = f"Read {len(text.splitlines())} lines." + (f" Not used: {', '.join(skipped)}." if skipped else "")
+        note += "".join(f" {line}; add it there or pick another." for line in missing)
+        if req.control_units:
+            note += " ControlNet units set: add their control images."
         hires = req.hires_scale is not None
         return (text, note, req.prompt, req.negative_prompt, req.num_inference_steps, req.guidance_scale,
                 req.width, req.height, req.seed, req.sampler, hires, req.hires_scale if hires else gr.skip(),
                 req.hires_upscaler if hires else gr.skip(), req.hires_steps if hires else gr.skip(),
                 req.hires_strength if hires else gr.skip(), [],  # the loaded prompt already holds its styles
-                req.variation_seed, req.variation_strength, req.fast_decode)
+                req.variation_seed, req.variation_strength, req.fast_decode, *units)
 
     def hires_line(hires, width, height, scale):
         """A1111's "from 512x512 to 1024x1024" under the Hires. fix fields."""
@@ -200,7 +204,7 @@ def build(manager) -> SimpleNamespace:
     png.upload(png_info, inputs=png, outputs=[png_text, png_note, prompt, negative, steps, guidance, width, height,
                                               seed, sampler, hires, hires_scale, hires_upscaler, hires_steps,
                                               hires_strength, styles, variation_seed, variation_strength,
-                                              fast_decode],
+                                              fast_decode, *loaded_widgets(controlnet)],
               api_name="png_info", preprocess=False)
     for trigger in (hires.change, width.change, height.change, hires_scale.change):
         trigger(hires_line, inputs=[hires, width, height, hires_scale], outputs=hires_note, api_name=False,
