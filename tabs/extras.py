@@ -119,8 +119,9 @@ def build(manager) -> None:
     inputs = {"source": source, "photo": photo, "files": files, "resize_mode": resize_mode,
               "upscale_by": upscale_by, "width": width, "height": height, "upscaler": upscaler, "control": control}
     check_inputs_match(upscale, list(inputs))
+    # upscaling runs on the CPU, beside the generating queue (and outside ZeroGPU's GPU calls)
     wire_run(run.click, upscale, inputs=list(inputs.values()), outputs=[slider, download, info], api_name="extras",
-             control=control, stop=stop, bar=bar)
+             control=control, stop=stop, bar=bar, concurrency_id=TASK, concurrency_limit=1)
     wire_stop(stop, control, "stop_extras")
     check_uploads(photo)
     source.change(show_source, inputs=source, outputs=[photo, files], api_name=False, queue=False)
