@@ -9,8 +9,8 @@ from engine.backends import int8
 from engine.image.generate import text_to_image
 from engine.image.request import ImageRequest
 
-INT8_TOLERANCE = 0.25  # relative error of one int8 UNet call against PyTorch fp32 on the tiny model (measured
-# 0.11-0.16: random weights quantise worse than trained ones; weights-only int8 alone measured 0.0015)
+INT8_TOLERANCE = 0.08  # relative error of one int8 UNet call against PyTorch fp32 on the tiny model (measured
+# 0.029 with the float-kept convolutions, 0.11-0.16 without them; weights-only int8 alone measured 0.0015)
 
 
 def test_precision_names_and_what_auto_means():
