@@ -10,7 +10,7 @@
    down- and upsamplers, and the transformers' 1x1 projections in and out. The 3x3 resnet convolutions, where
    the time goes, stay int8.
 
-The result is saved as IR in its own disk-cache folder (`weights_key(unet, "int8")`), beside the bf16 one, and is
+The result is saved as IR in its own disk-cache folder (`weights_key(unet, RECIPE)`), beside the bf16 one, and is
 compiled and paged like it. `--precision auto` stays bf16 until int8 has been checked on real weights.
 """
 from __future__ import annotations
