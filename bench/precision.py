@@ -1,5 +1,6 @@
 """int8 against bf16 on OpenVINO: one UNet step of the full-size random SD 1.5 at each size, each path's error
-against PyTorch fp32, and the machine's bf16 and int8 matmul peaks the steps are compared with."""
+against PyTorch fp32 (after one step, and on the final latent of a short guided Euler run), and the machine's bf16
+and int8 matmul peaks the steps are compared with."""
 from __future__ import annotations
 
 import copy
@@ -14,6 +15,25 @@ from bench.common import Clock, median, relative_error, settle, time_unet, unet_
 
 PEAK_SIDE = 2048  # matmul side for the peaks
 PEAK_THREADS = 2  # the peaks are taken on 2 threads, as the machine's share is
+TRAJECTORY_STEPS = 8  # Euler steps of the run whose final latent `int8_latent_rel_error` compares
+GUIDANCE = 7.0
+
+
+def final_latent(unet, pipe, context, side: int, steps: int = TRAJECTORY_STEPS) -> torch.Tensor:
+    """The last latent of a guided Euler run from fixed noise: what a sampler makes of each step's error."""
+    import diffusers
+
+    scheduler = diffusers.EulerDiscreteScheduler.from_config(pipe.scheduler.config)
+    scheduler.set_timesteps(steps)
+    generator = torch.Generator().manual_seed(7)
+    latent = torch.randn(1, 4, side, side, generator=generator) * scheduler.init_noise_sigma
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            noise = unet(scheduler.scale_model_input(torch.cat([latent, latent]), t), t,
+                         encoder_hidden_states=context).sample.float()
+            negative, positive = noise.chunk(2)
+            latent = scheduler.step(negative + GUIDANCE * (positive - negative), t, latent).prev_sample
+    return latent
 
 
 def matmul_peaks(n: int = PEAK_SIDE, threads: int = PEAK_THREADS, repeats: int = 5) -> dict:
@@ -65,6 +85,8 @@ def child_int8(args) -> dict:
             with torch.device("meta"):
                 meta = copy.deepcopy(fp32).to("meta")
             flops[size] = unet_flops(meta, latent.float().to("meta"), context.float().to("meta"))["total"]
+        top_size = max(sizes)
+        final_reference = final_latent(fp32, pipe, inputs[top_size][1], top_size // 8)
     del fp32, meta
     settle()
     # 2. each precision: prepare (timed), then step times and error at each size
@@ -88,6 +110,8 @@ def child_int8(args) -> dict:
             result[str(size)] = {"step_s": step, "step_times": times, "latent_rel_error": relative_error(got, reference[size]),
                                  "flops_per_step": flops[size],
                                  "efficiency": flops[size] / (peak * 1e12) / step}
+        result["final_latent_rel_error"] = relative_error(
+            final_latent(view, pipe, inputs[top_size][1], top_size // 8), final_reference)
         assert view.torch_calls == 0, "a timed step fell back to PyTorch"
         precisions[name] = result
         del runner, view
@@ -96,11 +120,15 @@ def child_int8(args) -> dict:
     for size in sizes:
         bf16, q = precisions["bf16"][str(size)], precisions["int8"][str(size)]
         out["sizes"][str(size)] = {"int8_speedup_vs_bf16": bf16["step_s"] / q["step_s"],
-                                   "int8_latent_rel_error": q["latent_rel_error"],
-                                   "bf16_latent_rel_error": bf16["latent_rel_error"]}
-    top = str(max(sizes))
+                                   "int8_step_rel_error": q["latent_rel_error"],
+                                   "bf16_step_rel_error": bf16["latent_rel_error"]}
+    top = str(top_size)
     out["int8_speedup_vs_bf16"] = out["sizes"][top]["int8_speedup_vs_bf16"]
-    out["int8_latent_rel_error"] = out["sizes"][top]["int8_latent_rel_error"]
+    out["int8_step_rel_error"] = out["sizes"][top]["int8_step_rel_error"]  # one UNet output against fp32's
+    # the final latent of TRAJECTORY_STEPS guided Euler steps against fp32's, at the top size
+    out["int8_latent_rel_error"] = precisions["int8"]["final_latent_rel_error"]
+    out["bf16_latent_rel_error"] = precisions["bf16"]["final_latent_rel_error"]
+    out["trajectory_steps"] = TRAJECTORY_STEPS
     out["size"] = int(top)
     return out
 

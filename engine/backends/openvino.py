@@ -160,7 +160,7 @@ class OpenVINOUNetRunner:
         self.precision = precision
         self.background = background
         self.max_shapes = max(1, int(max_shapes))
-        self.folder = Path(cache_dir or cache_root()) / weights_key(unet, "int8" if int8 else precision)
+        self.folder = Path(cache_dir or cache_root()) / weights_key(unet, int8_backend.RECIPE if int8 else precision)
         self.ir = self.folder / "unet.xml"
         self.torch_weights = self.folder / "unet-torch.pt"  # PyTorch's UNet, mapped while OpenVINO serves
         self.torch_file_backed = False
