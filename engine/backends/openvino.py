@@ -47,8 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.backends import INSTALL_HINT, fastpath, paging, say_once
-from engine.backends import fused
+from engine.backends import INSTALL_HINT, fastpath, fused, paging, say_once
 from engine.backends import int8 as int8_backend
 from engine.backends.standin import BorrowedUNet
 
@@ -177,8 +176,8 @@ class OpenVINOUNetRunner:
         self._core = self.ov.Core()
         self._compiled: OrderedDict[tuple, object] = OrderedDict()  # (variant, shape): variant None is plain
         self._last_variant: str | None = None
-        self._threads: dict[Shape, threading.Thread] = {}
-        self._errors: dict[Shape, str] = {}
+        self._threads: dict[tuple, threading.Thread] = {}
+        self._errors: dict[tuple, str] = {}
         self._lock = threading.RLock()
         self._convert_lock = threading.Lock()
 
@@ -390,8 +389,8 @@ class OpenVINOUNetRunner:
     def status(self) -> str:
         """One sentence: which shapes are ready, and what is being prepared and for how long."""
         with self._lock:
-            ready = [shape.label for shape in self._compiled]
-            preparing = [shape.label for shape in self._threads]
+            ready = [shape.label + (" (few-step LoRA fused)" if variant else "") for variant, shape in self._compiled]
+            preparing = [shape.label for _, shape in self._threads]
         parts = []
         if ready:
             parts.append(f"OpenVINO{' int8' if self.int8 else ''} ready for {', '.join(ready)}.")

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from engine import backends
-from engine.backends import fastpath, fused
+from engine.backends import fast_choice, fastpath, fused
 from engine.backends import int8 as int8_backend
 from engine.backends import openvino as ov_backend
 from engine.control.models import ControlNetCache
@@ -231,6 +231,8 @@ class PipelineManager:
         `fast_decode` decodes its images with TAESD (engine.pipeline.tiny_vae); ValueError when TAESD is absent.
         """
         base = self.base()
+        if fast and self.backend == "openvino":  # feature reuse on PyTorch is slower than OpenVINO's plain run
+            raise ValueError(fast_choice.ON_OPENVINO)
         if self.device == "cpu":
             fastpath.use_threads(self.threads)
         cls = task_class(task)

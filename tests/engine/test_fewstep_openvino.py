@@ -8,6 +8,7 @@ from engine.image.generate import text_to_image
 from engine.image.request import ImageRequest
 from engine.pipeline.manager import PipelineManager, RuntimeOptions
 from tests.engine import lora_files as lf
+from tests.engine.test_backends import PIXEL_TOLERANCE
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_a_fewstep_request_runs_on_its_fused_openvino_model_and_plain_ones_retur
     assert runner.conversions == conversions + 1
     assert any(path.name.startswith(runner.folder.name + "-lora-") for path in runner.folder.parent.iterdir())
     reference, _ = image(on_torch, "a tower <lora:lcm-lora-sdv1-5:1>")
-    assert np.abs(fast - reference).mean() < 2.0  # the OpenVINO-vs-PyTorch tolerance of the plain model
+    assert np.abs(fast - reference).max() <= PIXEL_TOLERANCE
     assert not np.array_equal(fast, plain_before)  # the LoRA is in the converted model
     plain_after, text = image(on_ov, "a tower")
     assert "Backend: OpenVINO" in text and np.array_equal(plain_after, plain_before)
@@ -64,3 +65,30 @@ def test_the_fewstep_lora_with_another_one_falls_back_to_pytorch(managers):
     both, text = image(on_ov, "a tower <lora:lcm-lora-sdv1-5:1> <lora:ink:1>")
     assert "Backend: PyTorch" in text
     assert np.array_equal(both, image(on_torch, "a tower <lora:lcm-lora-sdv1-5:1> <lora:ink:1>")[0])
+
+
+def test_fast_on_openvino_runs_the_fewstep_model_and_on_pytorch_reuses_features(managers):
+    from engine.backends import fast_choice, fastpath
+
+    on_torch, on_ov = managers
+    assert fast_choice.offer(on_ov).mode == "fewstep" and fast_choice.offer(on_torch).mode == "reuse"
+    req = ImageRequest(prompt="a tower", num_inference_steps=20, width=64, height=64, seed=8, fast=True)
+    item = text_to_image(on_ov, req).images[0]
+    assert "Backend: OpenVINO" in item.parameters and "Steps: 4" in item.parameters
+    assert "Sampler: LCM" in item.parameters and 'Lora hashes: "lcm-lora-sdv1-5: ' in item.parameters
+    assert isinstance(on_torch.pipeline("txt2img", "Euler", fast=True).unet, fastpath.FeatureCacheUNet)
+    assert "Fast: Few-step mode on OpenVINO" in fast_choice.label(fast_choice.offer(on_ov), "openvino")
+
+
+def test_the_fast_label_states_a_measured_speedup_only(monkeypatch):
+    from engine.backends import fast_choice
+
+    monkeypatch.setattr(fast_choice, "_seconds", {})
+    offer = fast_choice.FastOffer("reuse")
+    assert fast_choice.speedup("torch") is None and "once measured" in fast_choice.label(offer, "torch")
+    fast_choice.record("torch", False, 6.0, 512, 512, 2)
+    fast_choice.record("torch", True, 2.0, 512, 512, 1)
+    assert fast_choice.speedup("torch") == pytest.approx(1.5)
+    assert "1.5× faster measured here" in fast_choice.label(offer, "torch")
+    assert fast_choice.speedup("openvino") is None
+    assert "not offered" in fast_choice.label(fast_choice.FastOffer(None, reason="x"), "openvino")
