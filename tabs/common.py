@@ -9,6 +9,7 @@ from typing import Callable, Iterator
 
 import gradio as gr
 
+from engine.backends import fast_choice
 from engine.files import pnginfo
 from engine.files.outputs import next_path, task_dir
 from engine.image.request import MAX_BATCH, MAX_STEPS, RunControl, RunResult
@@ -120,8 +121,12 @@ def sampling_widgets() -> tuple[gr.Dropdown, gr.Slider, gr.Slider]:
     return sampler, steps, guidance
 
 
-def fast_toggle() -> gr.Checkbox:
-    """The step-saving switch: about 2x faster on CPU, slightly different images (BENCHMARKS.md)."""
+def fast_toggle(manager=None) -> gr.Checkbox:
+    """The step-saving switch; given the manager, it says what Fast does on its back end and the speed-up measured."""
+    if manager is not None:
+        chosen = fast_choice.offer(manager)
+        return gr.Checkbox(value=False, label=fast_choice.label(chosen, manager.backend),
+                           interactive=chosen.mode is not None, info=chosen.reason or None)
     return gr.Checkbox(value=False, label="Fast: reuse deep features between steps (about 2× faster, slightly "
                                           "different result)",
                        info="Faster still on CPU: Few-step mode under 'LoRAs and embeddings' (an LCM, TCD or "

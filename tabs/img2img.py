@@ -93,7 +93,7 @@ def build(manager) -> SimpleNamespace:
                 size = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Longer side (aspect ratio is kept)")
                 seed, batch = seed_widgets()
                 variation_seed, variation_strength = variation_widgets(TASK)
-                fast = fast_toggle()
+                fast = fast_toggle(manager)
                 fast_decode = fast_decode_toggle(manager, TASK)
                 network_picker(manager, prompt, TASK, sampler, steps, guidance, fast_decode=fast_decode)
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)",

@@ -112,7 +112,7 @@ def build(manager) -> SimpleNamespace:
                 sampler, steps, guidance = sampling_widgets()
                 size = gr.Slider(64, 2048, value=manager.defaults().width, step=8, label="Work size (longer side)")
                 seed, batch = seed_widgets()
-                fast = fast_toggle()
+                fast = fast_toggle(manager)
                 fast_decode = fast_decode_toggle(manager, TASK)
                 network_picker(manager, prompt, TASK, sampler, steps, guidance, fast_decode=fast_decode)
                 denoise = gr.Checkbox(label="Also make a denoising video (the whole photo, the predicted area "

@@ -133,7 +133,7 @@ def build(manager) -> SimpleNamespace:
                 controlnet = control_accordion(manager, TASK, width, height)
                 seed, batch = seed_widgets()
                 variation_seed, variation_strength = variation_widgets(TASK)
-                fast = fast_toggle()
+                fast = fast_toggle(manager)
                 fast_decode = fast_decode_toggle(manager, TASK)
                 network_picker(manager, prompt, TASK, sampler, steps, guidance, fast_decode=fast_decode)
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)")
