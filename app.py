@@ -113,9 +113,10 @@ def build_demo(manager: PipelineManager, analytics: bool = False) -> gr.Blocks:
                      show_progress="hidden")
         demo.load(status, inputs=None, outputs=status_line, api_name=False, queue=False)
         fasts = [t2i.fast, i2i.fast, inp.fast, dreams.fast, walks.fast, animations.fast]
-        demo.load(lambda: refresh_fast(manager, len(fasts)), inputs=None, outputs=fasts, api_name=False, queue=False,
-                  show_progress="hidden")
-        status_line.change(lambda: refresh_fast(manager, len(fasts)), inputs=None, outputs=fasts, api_name=False,
+        fewstep_ok = [True, True, True, False, False, False]  # the image tabs turn Fast into Few-step on OpenVINO
+        demo.load(lambda: refresh_fast(manager, fewstep_ok), inputs=None, outputs=fasts, api_name=False,
+                  queue=False, show_progress="hidden")
+        status_line.change(lambda: refresh_fast(manager, fewstep_ok), inputs=None, outputs=fasts, api_name=False,
                            queue=False, show_progress="hidden")  # a new model may run on another back end
     demo.queue(max_size=manager.options.queue_size, default_concurrency_limit=manager.options.concurrency)
     return demo

@@ -248,7 +248,7 @@ def build(manager) -> SimpleNamespace:
                         height = gr.Slider(64, 1024, value=manager.defaults().width, step=8, label="Height")
                     with gr.Row():
                         gif = gr.Checkbox(label="Also make a GIF")
-                        fast = fast_toggle(manager)
+                        fast = fast_toggle(manager, fewstep_ok=False)
                         fast_decode = fast_decode_toggle(manager, TASK)
                         network_picker(manager, prompts, "animate")
                 with gr.Accordion("Deforum settings file", open=False):

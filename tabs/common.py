@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 import gradio as gr
 
-from engine.backends import step_times
+from engine.backends import fast_choice
 from engine.files import pnginfo
 from engine.files.outputs import next_path, task_dir
 from engine.image.request import MAX_BATCH, MAX_STEPS, RunControl, RunResult
@@ -125,36 +125,37 @@ FEW_STEP_HINT = ("Faster still on CPU: Few-step mode under 'LoRAs and embeddings
                  "weights/Lora: 4 steps at CFG 1 instead of 20 at 7).")
 
 
-def fast_offer(manager) -> dict:
-    """Fast only where it is faster: its label says the speed-up measured here, and on OpenVINO it is off.
+def fast_offer(manager, fewstep_ok: bool = True) -> dict:
+    """Fast only where it is faster, saying what it does on the running back end and the speed-up measured there.
 
-    Fast reuses deep features on PyTorch; on the OpenVINO back end a plain step is faster than that
-    (BENCHMARKS.md: 0.78x), so there the box is greyed out with the reason.
+    On PyTorch it reuses deep features. On OpenVINO that would leave the compiled model for a slower PyTorch run,
+    so there Fast is Few-step mode on the fused model (engine.backends.fast_choice) in the tabs that run it
+    (`fewstep_ok`), and elsewhere the box is greyed out with the reason. A measured slowdown withdraws it too.
     """
     backend = manager.backend
-    speedup = step_times.fast_speedup(backend)
-    if backend == "openvino":
-        measured = f" (measured here: {speedup:.2f}×)" if speedup else ""
-        return dict(value=False, interactive=False, label="Fast: not offered on the OpenVINO back end",
-                    info=f"Fast runs on PyTorch, which is slower than OpenVINO's plain steps{measured}. "
-                         + FEW_STEP_HINT)
-    if speedup is not None and speedup < 1.0:
-        return dict(value=False, interactive=False, label=f"Fast: not offered here (measured {speedup:.2f}×, slower)",
+    chosen = fast_choice.offer(manager)
+    if chosen.mode == "fewstep" and not fewstep_ok:
+        return dict(value=False, interactive=False, label="Fast: not offered on OpenVINO in this tab",
+                    info=fast_choice.ON_OPENVINO)
+    if chosen.mode is None:
+        return dict(value=False, interactive=False, label=fast_choice.label(chosen, backend), info=chosen.reason)
+    measured = fast_choice.speedup(backend)
+    if measured is not None and measured < 1.0:
+        return dict(value=False, interactive=False, label=f"Fast: not offered here (measured {measured:.2f}×, slower)",
                     info=FEW_STEP_HINT)
-    figure = f"measured here: {speedup:.1f}× faster" if speedup else "the speed-up measured here shows after a run"
-    return dict(interactive=True, label=f"Fast: reuse deep features between steps ({figure}; slightly different "
-                                        "result)", info=FEW_STEP_HINT)
+    return dict(interactive=True, label=fast_choice.label(chosen, backend),
+                info=FEW_STEP_HINT if chosen.mode == "reuse" else None)
 
 
-def fast_toggle(manager) -> gr.Checkbox:
+def fast_toggle(manager, fewstep_ok: bool = True) -> gr.Checkbox:
     """The step-saving switch, offered where it is faster (fast_offer); refreshed on each page load."""
-    offer = fast_offer(manager)
-    return gr.Checkbox(**{"value": False, **offer}, elem_classes=["ds-fast"])
+    return gr.Checkbox(**{"value": False, **fast_offer(manager, fewstep_ok)}, elem_classes=["ds-fast"])
 
 
-def refresh_fast(manager, count: int):
-    """Every tab's Fast box brought up to date with the back end and the latest measurements."""
-    return [gr.update(**fast_offer(manager))] * count if count > 1 else gr.update(**fast_offer(manager))
+def refresh_fast(manager, fewstep_ok: list[bool]):
+    """Every tab's Fast box brought up to date with the back end, the LoRAs found and the latest measurements."""
+    updates = [gr.update(**fast_offer(manager, ok)) for ok in fewstep_ok]
+    return updates if len(updates) > 1 else updates[0]
 
 
 def fast_decode_toggle(manager, task: str) -> gr.Checkbox:

@@ -68,7 +68,7 @@ def build(manager) -> SimpleNamespace:
                 loop = gr.Checkbox(label="Loop back to the first noise")
                 batch = gr.Slider(1, walk_request.MAX_BATCH_SIZE, value=1, step=1, label="Batch size (frames per call)")
                 gif = gr.Checkbox(label="Also make a GIF")
-                fast = fast_toggle(manager)
+                fast = fast_toggle(manager, fewstep_ok=False)
                 fast_decode = fast_decode_toggle(manager, "dream")
                 network_picker(manager, prompt, "dream")
                 plan = gr.Textbox(label="Stopped run (resumable)", interactive=False, elem_id="dream-plan")

@@ -61,7 +61,7 @@ def build(manager) -> SimpleNamespace:
                     smooth = gr.Checkbox(label="Smooth: even change between frames (renders twice)")
                 batch = gr.Slider(1, walk_request.MAX_BATCH_SIZE, value=1, step=1, label="Batch size (frames per call)")
                 gif = gr.Checkbox(label="Also make a GIF")
-                fast = fast_toggle(manager)
+                fast = fast_toggle(manager, fewstep_ok=False)
                 fast_decode = fast_decode_toggle(manager, "walk")
                 network_picker(manager, prompts, "walk")
                 plan = gr.Textbox(label="Stopped run (resumable)", interactive=False, elem_id="walk-plan")

@@ -47,7 +47,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.backends import INSTALL_HINT, fastpath, paging, say_once
+from engine.backends import INSTALL_HINT, fastpath, fused, paging, say_once
 from engine.backends import int8 as int8_backend
 from engine.backends.standin import BorrowedUNet
 
@@ -138,6 +138,8 @@ class OpenVINOUNetRunner:
         max_shapes (`int`, *optional*, defaults to `MAX_SHAPES`): compiled shapes kept in memory.
         sharers (`callable`, *optional*): returns the modules whose parameters are the UNet's own tensors (the
             identity adapter's UNet); they follow the UNet into the mapped file, so no copy stays behind.
+        variant (`callable`, *optional*): with LoRAs loaded, returns the cache name of a model with them fused in
+            (engine.backends.fused: the few-step LoRA alone), or None when they must run on PyTorch.
         int8 (`bool`, *optional*, defaults to False): quantise the converted UNet with NNCF (engine.backends.int8),
             cached in a folder of its own; `precision` then applies to the layers left in floating point.
         calibration (`callable`, *optional*): returns recorded UNet inputs to calibrate int8 on
@@ -145,7 +147,7 @@ class OpenVINOUNetRunner:
     """
 
     def __init__(self, unet, precision: str = "bf16", cache_dir: Path | None = None, background: bool = True,
-                 max_shapes: int = MAX_SHAPES, sharers=None, int8: bool = False, calibration=None):
+                 max_shapes: int = MAX_SHAPES, sharers=None, int8: bool = False, calibration=None, variant=None):
         self.ov = import_openvino()
         if precision not in ("bf16", "f32"):
             raise ValueError(f"OpenVINO precision must be bf16 or f32; got {precision!r}.")
@@ -156,6 +158,7 @@ class OpenVINOUNetRunner:
         self.int8 = bool(int8)
         self.first_time_s = int8_backend.FIRST_TIME_S if self.int8 else FIRST_TIME_S  # said in the status line
         self.calibration = calibration
+        self.variant = variant or (lambda: None)  # the fused LoRA's cache name for the active LoRAs, or None
         self.unet = unet
         self.precision = precision
         self.background = background
@@ -171,9 +174,10 @@ class OpenVINOUNetRunner:
         self.cache_loads = 0  # compiles answered from OpenVINO's CACHE_DIR
         self.timings: dict[str, float] = {}  # last conversion and compile seconds
         self._core = self.ov.Core()
-        self._compiled: OrderedDict[Shape, object] = OrderedDict()
-        self._threads: dict[Shape, threading.Thread] = {}
-        self._errors: dict[Shape, str] = {}
+        self._compiled: OrderedDict[tuple, object] = OrderedDict()  # (variant, shape): variant None is plain
+        self._last_variant: str | None = None
+        self._threads: dict[tuple, threading.Thread] = {}
+        self._errors: dict[tuple, str] = {}
         self._lock = threading.RLock()
         self._convert_lock = threading.Lock()
 
@@ -184,7 +188,7 @@ class OpenVINOUNetRunner:
 
     def torch_reason(self, sample, timestep, encoder_hidden_states, extras: dict) -> str | None:
         """Why this UNet call must run on PyTorch, or None when OpenVINO can serve it."""
-        if getattr(self.unet, "_hf_peft_config_loaded", False):
+        if getattr(self.unet, "_hf_peft_config_loaded", False) and (self.int8 or self.variant() is None):
             return "A LoRA is loaded into the UNet: it runs on PyTorch (OpenVINO has the plain weights)."
         if extras.get("cross_attention_kwargs"):
             return "Requests with attention options (LoRA scale, IP-Adapter) run on PyTorch."
@@ -199,27 +203,37 @@ class OpenVINOUNetRunner:
                     "(OpenVINO's model is traced for those).")
         return None
 
-    def ensure(self, shape: Shape):
+    def folder_for(self, variant: str | None) -> Path:
+        """The disk cache folder of the plain model (None) or of one with a LoRA fused in, side by side."""
+        return self.folder if variant is None else self.folder.with_name(f"{self.folder.name}-{variant}")
+
+    def ir_for(self, variant: str | None) -> Path:
+        return self.folder_for(variant) / "unet.xml"
+
+    def ensure(self, shape: Shape, variant: str | None = None):
         """The compiled model for `shape`, preparing it if needed; None means: run this request on PyTorch.
 
         From the disk cache (IR on disk) the model is compiled now, in seconds. Otherwise the conversion starts
-        in the background (or now, when `background` is False) and this request runs on PyTorch.
+        in the background (or now, when `background` is False) and this request runs on PyTorch. `variant`
+        names a model with the active LoRA fused in (see `variant` in the class); None is the plain model.
         """
+        key = (variant, shape)
         with self._lock:
-            if shape in self._compiled:
-                self._compiled.move_to_end(shape)
-                return self._compiled[shape]
-            if shape in self._errors:
+            if key in self._compiled:
+                self._compiled.move_to_end(key)
+                self._last_variant = variant
+                return self._compiled[key]
+            if key in self._errors:
                 return None
-            thread = self._threads.get(shape)
-            cached = self.ir.exists()
+            thread = self._threads.get(key)
+            cached = self.ir_for(variant).exists()
             if thread is None and self.background and not cached:
                 say_once(f"OpenVINO: preparing the fast path for {shape.label} in the background (about "
                          f"{self.first_time_s} s the first time, then cached on disk); until then images of that size "
                          "run on PyTorch.")
-                thread = threading.Thread(target=self._prepare_quietly, args=(shape,), daemon=True,
+                thread = threading.Thread(target=self._prepare_quietly, args=(shape, variant), daemon=True,
                                           name=f"openvino-{shape.label}")
-                self._threads[shape] = thread
+                self._threads[key] = thread
                 thread.start()
                 return None
         if thread is not None:
@@ -227,17 +241,17 @@ class OpenVINOUNetRunner:
                 return None  # still converting: this request stays on PyTorch
             thread.join()  # compiling from the disk cache: seconds
             with self._lock:
-                return self._compiled.get(shape)
+                return self._compiled.get(key)
         if not cached:
             say_once(f"OpenVINO: converting the UNet once for this model before the first image (about "
                      f"{self.first_time_s} s, then cached on disk).")
-        self._prepare_quietly(shape)
+        self._prepare_quietly(shape, variant)
         with self._lock:
-            return self._compiled.get(shape)
+            return self._compiled.get(key)
 
-    def ready(self, shape: Shape) -> bool:
+    def ready(self, shape: Shape, variant: str | None = None) -> bool:
         with self._lock:
-            return shape in self._compiled
+            return (variant, shape) in self._compiled
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for background preparations (the benchmark and tests)."""
@@ -245,56 +259,66 @@ class OpenVINOUNetRunner:
             thread.join(timeout)
 
     # 2. conversion and compilation
-    def _prepare_quietly(self, shape: Shape) -> None:
+    def _prepare_quietly(self, shape: Shape, variant: str | None = None) -> None:
         try:
-            self.prepare(shape)
+            self.prepare(shape, variant)
         except Exception as exc:  # any failure leaves that shape on PyTorch, said once
             with self._lock:
-                self._errors[shape] = f"{type(exc).__name__}: {exc}"
+                self._errors[(variant, shape)] = f"{type(exc).__name__}: {exc}"
             say_once(f"OpenVINO could not prepare {shape.label}; that size runs on PyTorch ({exc}).")
         finally:
             with self._lock:
-                self._threads.pop(shape, None)
+                self._threads.pop((variant, shape), None)
 
-    def prepare(self, shape: Shape):
+    def prepare(self, shape: Shape, variant: str | None = None):
         """Convert (once per model) and compile (once per shape, or load from the disk cache); returns the model."""
+        folder = self.folder_for(variant)
         with self._convert_lock:
-            if not self.ir.exists():
-                self.convert()
+            if not self.ir_for(variant).exists():
+                self.convert(variant)
+        switching = self._last_variant != variant and bool(self._compiled)
         with self._lock:  # drop the least recently used shape first, so two copies of the weights never meet
             while len(self._compiled) >= self.max_shapes:
-                dropped, _ = self._compiled.popitem(last=False)
+                (_, dropped), _ = self._compiled.popitem(last=False)
                 log.info("OpenVINO: dropped the compiled model for %s (it reloads from the disk cache).",
                          dropped.label)
         gc.collect()
         start = time.perf_counter()
-        model = self._core.read_model(str(self.ir))
+        model = self._core.read_model(str(self.ir_for(variant)))
         model.reshape({0: [shape.batch, shape.channels, shape.height, shape.width], 1: [],
                        2: [shape.batch, shape.tokens, self.unet.config.cross_attention_dim]})
         config = {"INFERENCE_PRECISION_HINT": self.precision, "PERFORMANCE_HINT": "LATENCY",
-                  "CACHE_DIR": str(self.folder / "compiled")}
+                  "CACHE_DIR": str(folder / "compiled")}
         compiled = self._core.compile_model(model, "CPU", config)
         del model
         from_cache = self._loaded_from_cache(compiled)
-        self._file_back_torch()
+        if variant is None:
+            self._file_back_torch()
         self.page_out()
         with self._lock:
             self.compiles += 1
             self.cache_loads += int(from_cache)
             self.timings["compile_s"] = time.perf_counter() - start
-            self._compiled[shape] = compiled
+            if switching:  # the plain and the fused model share one slot: a switch reloads from the disk cache
+                self.timings["fewstep_switch_s"] = self.timings["compile_s"]
+            self._compiled[(variant, shape)] = compiled
+            self._last_variant = variant
         log.warning("OpenVINO: ready for %s (%s in %.1f s).", shape.label,
                     "loaded from the disk cache" if from_cache else "compiled", self.timings["compile_s"])
         return compiled
 
-    def convert(self) -> None:
-        """Trace an fp32 copy of the UNet and save it as IR in the disk cache (once per model)."""
+    def convert(self, variant: str | None = None) -> None:
+        """Trace an fp32 copy of the UNet and save it as IR in the disk cache (once per model and fused LoRA)."""
         start = time.perf_counter()
         unet = self.unet
         config = unet.config
         calibration = self.calibration() if self.int8 else None  # recorded on PyTorch, before the fp32 copy
-        copy_needed = unet.dtype != torch.float32  # OpenVINO's CPU plugin compiles fp32 graphs, not bf16 ones
+        # OpenVINO's CPU plugin compiles fp32 graphs, not bf16 ones; a fused LoRA changes the copy, never the shared UNet
+        copy_needed = unet.dtype != torch.float32 or variant is not None
         source = copy.deepcopy(unet).to(torch.float32) if copy_needed else unet
+        if variant is not None:
+            fused.fuse_active(source)
+        folder, ir = self.folder_for(variant), self.ir_for(variant)
         try:
             side = TRACE_LATENT * max(1, self.upsample_factor // 8)
             generator = torch.Generator().manual_seed(0)
@@ -308,12 +332,12 @@ class OpenVINOUNetRunner:
                 gc.collect()
                 model, timings = int8_backend.quantize(model, calibration)
                 self.timings.update(timings)
-            self.folder.mkdir(parents=True, exist_ok=True)
-            partial = self.folder / f"unet.partial-{os.getpid()}-{threading.get_ident()}.xml"
+            folder.mkdir(parents=True, exist_ok=True)
+            partial = folder / f"unet.partial-{os.getpid()}-{threading.get_ident()}.xml"
             self.ov.save_model(model, str(partial), compress_to_fp16=self.precision == "bf16" and not self.int8)
             del model
-            partial.with_suffix(".bin").replace(self.ir.with_suffix(".bin"))
-            partial.replace(self.ir)
+            partial.with_suffix(".bin").replace(ir.with_suffix(".bin"))
+            partial.replace(ir)
         finally:
             del source
             gc.collect()
@@ -321,7 +345,7 @@ class OpenVINOUNetRunner:
         with self._lock:
             self.conversions += 1
             self.timings["convert_s"] = time.perf_counter() - start
-        log.warning("OpenVINO: converted the UNet in %.0f s (saved in %s).", self.timings["convert_s"], self.folder)
+        log.warning("OpenVINO: converted the UNet in %.0f s (saved in %s).", self.timings["convert_s"], folder)
 
     # 3. one copy of the weights in memory
     def _file_back_torch(self) -> None:
@@ -346,8 +370,13 @@ class OpenVINOUNetRunner:
 
     def page_out(self) -> int:
         """Hand back the pages of the mapped files in the disk cache (PyTorch's UNet after a fallback, the
-        compile-cache blob after loading); contents never change, they are read back when touched."""
-        return paging.page_out(self.folder)
+        compile-cache blobs after loading); contents never change, they are read back when touched."""
+        return paging.page_out(self.folder) + sum(
+            paging.page_out(path) for path in self.folder.parent.glob(f"{self.folder.name}-*") if path.is_dir())
+
+    def fewstep_switch_s(self) -> float | None:
+        """Seconds the last switch between the plain and a fused few-step model took (a load from the disk cache)."""
+        return self.timings.get("fewstep_switch_s")
 
     @staticmethod
     def _loaded_from_cache(compiled) -> bool:
@@ -360,8 +389,8 @@ class OpenVINOUNetRunner:
     def status(self) -> str:
         """One sentence: which shapes are ready, and what is being prepared and for how long."""
         with self._lock:
-            ready = [shape.label for shape in self._compiled]
-            preparing = [shape.label for shape in self._threads]
+            ready = [shape.label + (" (few-step LoRA fused)" if variant else "") for variant, shape in self._compiled]
+            preparing = [shape.label for _, shape in self._threads]
         parts = []
         if ready:
             parts.append(f"OpenVINO{' int8' if self.int8 else ''} ready for {', '.join(ready)}.")
@@ -405,7 +434,8 @@ class OpenVINOUNet(BorrowedUNet):
         else:
             shape = self.runner.shape_of(sample, encoder_hidden_states)
             if shape not in self._chosen:
-                self._chosen[shape] = self.runner.ensure(shape)
+                variant = self.runner.variant() if getattr(self.runner.unet, "_hf_peft_config_loaded", False) else None
+                self._chosen[shape] = self.runner.ensure(shape, variant)
                 if self._chosen[shape] is not None:
                     self.runner.page_out()  # what a fallback paged in since: once a request
             compiled = self._chosen[shape]

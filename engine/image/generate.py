@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import io
 import math
+import time
 from dataclasses import replace
 from pathlib import Path
 
 from PIL import Image
 
 from engine import provenance
+from engine.backends import fast_choice
 from engine.control import pipelines as control_pipelines
 from engine.control.units import units_from_fields
 from engine.files import images, pnginfo
@@ -132,8 +134,16 @@ def inpaint_preview(image, mask, mask_blur: int = 4, only_masked: bool = False, 
 def _run(manager, task: str, req: ImageRequest, task_kwargs: dict, on_step: StepCallback | None,
          control: RunControl | None) -> RunResult:
     """Make batch_count images one by one, each with its own seed, generator and scheduler."""
+    fast = req.fast
+    req = fast_choice.resolve(manager, req)  # on OpenVINO Fast is Few-step mode
+    start = time.perf_counter()
     with manager.lora_scope(req.prompt, req.negative_prompt):  # the prompt's LoRAs, for this request only
-        return _run_images(manager, task, req, task_kwargs, on_step, control)
+        result = _run_images(manager, task, req, task_kwargs, on_step, control)
+    if not result.interrupted and not req.control_units:
+        fast_choice.record(manager.backend, fast, time.perf_counter() - start,
+                           task_kwargs.get("width") or req.width or 512, task_kwargs.get("height") or req.height or 512,
+                           len(result.images))
+    return result
 
 
 def _run_images(manager, task: str, req: ImageRequest, task_kwargs: dict, on_step: StepCallback | None,

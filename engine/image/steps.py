@@ -1,14 +1,11 @@
 """diffusers' per-step hook shared by every image pass: progress, a cheap preview now and then, and Stop."""
 from __future__ import annotations
 
-import time
 from typing import Callable
 
 import torch
 from PIL import Image
 
-from engine.backends import fastpath, step_times
-from engine.backends import openvino as ov_backend
 from engine.image.preview import latents_to_preview
 from engine.image.request import RunControl, StepCallback, StepUpdate
 
@@ -23,13 +20,7 @@ def step_callback(index: int, batch_count: int, on_step: StepCallback | None, co
     `preview_maker` turns the latents into the preview (TAESD's, from `manager.step_preview()`); None uses the
     latent-to-RGB approximation.
     """
-    clock = {"last": None}
-
     def callback(pipe, step: int, timestep, tensors: dict) -> dict:
-        now = time.perf_counter()
-        if clock["last"] is not None:  # the first step also holds the set-up, so it is left out
-            time_step(pipe, tensors["latents"], now - clock["last"])
-        clock["last"] = now
         if control.stopped:
             pipe._interrupt = True
         if on_step is not None:
@@ -43,12 +34,6 @@ def step_callback(index: int, batch_count: int, on_step: StepCallback | None, co
             on_step(StepUpdate(index, batch_count, step + 1, total, preview, num_inference_steps, strength))
         return tensors
     return callback
-
-
-def time_step(pipe, latents: torch.Tensor, seconds: float) -> None:
-    """Keep the step's time for Fast's measured speed-up (engine.backends.step_times)."""
-    kind = "fast" if isinstance(pipe.unet, fastpath.FeatureCacheUNet) else ov_backend.last_used()
-    step_times.record(kind, int(latents.shape[-1] * latents.shape[-2]), seconds)
 
 
 def step_preview(manager) -> Callable[[torch.Tensor], Image.Image] | None:

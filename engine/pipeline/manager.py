@@ -12,13 +12,13 @@ from pathlib import Path
 import torch
 
 from engine import backends
-from engine.backends import fastpath
+from engine.backends import fast_choice, fastpath, fused
 from engine.backends import int8 as int8_backend
 from engine.backends import openvino as ov_backend
 from engine.control.models import ControlNetCache
 from engine.faces import identity
 from engine.jobs.gate import Gate
-from engine.loaders import lora
+from engine.loaders import fewstep, lora
 from engine.loaders.embeddings import EmbeddingStore
 from engine.loaders.switch import NOTHING, AdapterSwitch
 from engine.pipeline import tiny_vae
@@ -214,7 +214,8 @@ class PipelineManager:
                     pipe.unet, precision="bf16" if self.dtype == torch.bfloat16 else "f32",
                     background=self.options.openvino_background,
                     sharers=lambda: [self._adapter.unet] if self._adapter is not None else [],
-                    int8=int8, calibration=lambda: int8_backend.record_unet_inputs(components))
+                    int8=int8, calibration=lambda: int8_backend.record_unet_inputs(components),
+                    variant=self.fused_variant)
             except ValueError as exc:
                 choice = backends.Choice("torch", f"PyTorch: {exc}")
         self.backend_choice = choice
@@ -230,6 +231,8 @@ class PipelineManager:
         `fast_decode` decodes its images with TAESD (engine.pipeline.tiny_vae); ValueError when TAESD is absent.
         """
         base = self.base()
+        if fast and self.backend == "openvino":  # feature reuse on PyTorch is slower than OpenVINO's plain run
+            raise ValueError(fast_choice.ON_OPENVINO)
         if self.device == "cpu":
             fastpath.use_threads(self.threads)
         cls = task_class(task)
@@ -360,6 +363,16 @@ class PipelineManager:
                 raise
         names = ", ".join(f"{use.name} ({use.weight:g})" for use, _ in prepared)
         log.info("LoRA: %s active; requests with other LoRAs wait until these finish.", names)
+
+    def fused_variant(self) -> str | None:
+        """The OpenVINO cache name of the active LoRAs fused in: the few-step LoRA alone at weight 1, else None."""
+        current = self._switch.current
+        if current == NOTHING or len(current) != 1:
+            return None
+        name, weight, path = current[0]
+        if weight != 1 or fewstep.recognise(name) is None:
+            return None
+        return fused.variant_name(lora.short_hash(Path(path)))
 
     def lora_active(self) -> bool:
         """Whether the shared model carries LoRA layers now (such requests run on PyTorch)."""

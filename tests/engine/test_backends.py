@@ -136,10 +136,12 @@ def test_fast_and_lora_requests_take_the_torch_path(ov_manager, monkeypatch):
     from engine.backends import fastpath
 
     runner = ov_manager.openvino()
-    fast_pipe = ov_manager.pipeline("txt2img", DEFAULT_SAMPLER, fast=True)
-    assert isinstance(fast_pipe.unet, fastpath.FeatureCacheUNet)
-    result = text_to_image(ov_manager, _request(fast=True)).images[0]
-    assert "Backend: PyTorch" in result.parameters and "Fast" in result.parameters
+    # feature reuse is slower than OpenVINO's plain run, so Fast there is Few-step mode or refused in a sentence
+    with pytest.raises(ValueError, match="Few-step mode"):
+        ov_manager.pipeline("txt2img", DEFAULT_SAMPLER, fast=True)
+    with pytest.raises(ValueError, match="few-step LoRA|Few-step mode"):
+        text_to_image(ov_manager, _request(fast=True))
+    assert not isinstance(ov_manager.pipeline("txt2img", DEFAULT_SAMPLER).unet, fastpath.FeatureCacheUNet)
     # a LoRA loaded into the shared UNet (diffusers' PEFT flag), or a LoRA scale, sends calls to PyTorch
     unet = ov_manager.base().unet
     sample, context = torch.randn(2, 4, 8, 8), torch.randn(2, 77, unet.config.cross_attention_dim)
