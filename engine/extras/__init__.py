@@ -1,0 +1,1 @@
+"""Extras: finishing a picture after it is made: upscaling and face restoration."""
