@@ -24,10 +24,8 @@ def list_restorers(weights_dir: Path) -> list[str]:
     return sorted(restorer_files(Path(weights_dir)))
 
 
-def restore_faces(
-    image: Image.Image, name: str, visibility: float, *, weights_dir: Path, device: str | None = None
-) -> Image.Image:
-    """Blend each face's restored version back by `visibility`, so the rest of the picture stays as made."""
+def check_restorer(name: str, visibility: float, weights_dir: Path) -> None:
+    """Refuse a bad restorer or visibility before any generation, with one sentence saying what to do."""
     if isinstance(visibility, bool) or not isinstance(visibility, (int, float)) or not 0 <= visibility <= 1:
         raise ValueError(f"Set the face restoration visibility between 0 and 1, not {visibility!r}.")
     files = restorer_files(Path(weights_dir))
@@ -37,7 +35,15 @@ def restore_faces(
             f"No face restorer named {name!r} was found (found: {found}); put its file in "
             f"{Path(weights_dir) / 'GFPGAN'} or {Path(weights_dir) / 'Codeformer'}."
         )
-    model = load_restorer(files[name])
+    load_restorer(files[name])
+
+
+def restore_faces(
+    image: Image.Image, name: str, visibility: float, *, weights_dir: Path, device: str | None = None
+) -> Image.Image:
+    """Blend each face's restored version back by `visibility`, so the rest of the picture stays as made."""
+    check_restorer(name, visibility, weights_dir)
+    model = load_restorer(restorer_files(Path(weights_dir))[name])
     if visibility == 0:
         return image.copy()
     faces = [face for face in detect_faces(image) if usable(face)]

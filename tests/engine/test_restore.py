@@ -94,3 +94,51 @@ def test_only_the_face_region_changes_with_a_real_restorer(weights, astronaut):
     corners = (np.stack([xs, ys], 1) * matrix[0, 0] + matrix[:, 2])  # into crop space
     inside = (corners >= -1).all(1) & (corners <= restore.SIDE + 1).all(1)
     assert inside.all()
+
+
+def test_gender_swap_with_restore_faces_keeps_the_background_and_writes_png_info(weights, tiny_manager, astronaut,
+                                                                                  monkeypatch):
+    from engine.faces.gender import GenderRequest, gender_swap
+    from engine.faces.portrait import find_face_area
+    from engine.files import pnginfo
+
+    monkeypatch.setattr(tiny_manager, "weights_dir", weights)
+    req = GenderRequest(direction="man", variants=1, num_inference_steps=2, size=64, sampler="Euler", seed=4,
+                        restore_faces="RestoreFormer", visibility=0.7)
+    variant = gender_swap(tiny_manager, req, astronaut).variants[0]
+    outside = np.asarray(find_face_area(astronaut).mask) == 0
+    assert np.array_equal(np.asarray(variant.image)[outside], np.asarray(astronaut)[outside])
+    fields = pnginfo.parse_parameters(variant.parameters)
+    assert fields["Face restoration"] == "RestoreFormer" and fields["Face restoration visibility"] == "0.7"
+
+
+def test_face_job_refuses_a_missing_restorer_before_generating(weights, tiny_manager, astronaut, monkeypatch):
+    from engine.faces.gender import GenderRequest, gender_swap
+
+    monkeypatch.setattr(tiny_manager, "weights_dir", weights)
+    with pytest.raises(ValueError, match="No face restorer named 'CodeFormer'"):
+        gender_swap(tiny_manager, GenderRequest(direction="man", variants=1, size=64, restore_faces="CodeFormer"),
+                    astronaut)
+
+
+@pytest.mark.parametrize(("flags", "words"), [(["--restore-faces", "Nope"], "No face restorer named 'Nope'"),
+                                              (["--restore-faces", "RestoreFormer", "--visibility", "2"],
+                                               "between 0 and 1")])
+def test_cli_face_job_bad_restore_flags_exit_2(weights, tmp_path, astronaut, monkeypatch, capsys, flags, words):
+    from engine import cli
+    from engine.pipeline import manager as manager_module
+
+    photo = tmp_path / "in.png"
+    astronaut.save(photo)
+    monkeypatch.setattr(manager_module, "WEIGHTS_DIR", weights)
+    real_init = manager_module.PipelineManager.__init__
+
+    def with_weights(self, *args, **kwargs):
+        real_init(self, *args, **{**kwargs, "weights_dir": weights})
+
+    monkeypatch.setattr(manager_module.PipelineManager, "__init__", with_weights)
+    args = ["gender-swap", "--model", "tiny", "--image", str(photo), "--direction", "man", "--steps", "2",
+            "--size", "64", "--variants", "1", "--out", str(tmp_path / "out.png"), *flags]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
