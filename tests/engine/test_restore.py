@@ -137,7 +137,7 @@ def test_cli_face_job_bad_restore_flags_exit_2(weights, tmp_path, astronaut, mon
         real_init(self, *args, **{**kwargs, "weights_dir": weights})
 
     monkeypatch.setattr(manager_module.PipelineManager, "__init__", with_weights)
-    args = ["gender-swap", "--model", "tiny", "--image", str(photo), "--direction", "man", "--steps", "2",
+    args = ["gender-swap", "--model", "tiny", "--image", str(photo), "--to", "man", "--steps", "2",
             "--size", "64", "--variants", "1", "--out", str(tmp_path / "out.png"), *flags]
     assert cli.main(args) == 2
     err = capsys.readouterr().err
