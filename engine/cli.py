@@ -175,6 +175,9 @@ def add_face_flags(p: argparse.ArgumentParser) -> None:
                    help="identity adapter scale, 0 (off) to 1, about 0.6 to keep the face (needs its weights)")
     p.add_argument("--padding", type=float, default=0.5, help="region around the face, in face sizes")
     p.add_argument("--whole-photo", action="store_true", help="regenerate the whole photo, not just the face")
+    p.add_argument("--restore-faces", default=None, metavar="NAME",
+                   help="restore the regenerated face with this restorer (weights/GFPGAN or weights/Codeformer)")
+    p.add_argument("--visibility", type=float, default=1.0, help="how much of the restored face shows, 0 to 1")
     p.add_argument("--size", type=int, default=None, help="the working resolution (default: the model's, 512; 128 for tiny)")
 
 
@@ -195,7 +198,8 @@ def face_settings(args) -> dict:
     """The engine's face fields from --face, --padding, --whole-photo and --keep-identity."""
     every = args.face == "all"
     return dict(face_index=None if every or args.face is None else args.face - 1, all_faces=every,
-                padding=args.padding, whole_photo=args.whole_photo, keep_identity=args.keep_identity)
+                padding=args.padding, whole_photo=args.whole_photo, keep_identity=args.keep_identity,
+                restore_faces=args.restore_faces or None, visibility=args.visibility)
 
 
 def with_preset_defaults(args, defaults: dict) -> argparse.Namespace:

@@ -38,6 +38,8 @@ MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 CONTROLNET_FORM_HELP = ("ControlNet units as a JSON list, as /api/txt2img's `controlnet` (at most 3); a unit with no "
                         "image uses the uploaded photo; `inpaint_only` uses the mask")
 FAST_DECODE_HELP = "decode with TAESD, the tiny VAE (weights/taesd); outside the face the photo stays as it was"
+RESTORE_HELP = "restore the regenerated face with this restorer (weights/GFPGAN or weights/Codeformer); empty: off"
+VISIBILITY_HELP = "how much of the restored face shows, 0 to 1"
 
 
 class Txt2ImgBody(BaseModel):
@@ -295,9 +297,12 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                     face: str | None = Form(None, description=FACE_HELP), padding: float = Form(0.5),
                     whole_photo: bool = Form(False), size: int | None = Form(None, ge=64, le=1024),
                     keep_identity: float = Form(0.0, description="identity adapter scale, 0 (off) to 1"),
-                    fast_decode: bool = Form(False, description=FAST_DECODE_HELP)):
+                    fast_decode: bool = Form(False, description=FAST_DECODE_HELP),
+                    restore_faces: str | None = Form(None, description=RESTORE_HELP),
+                    visibility: float = Form(1.0, description=VISIBILITY_HELP)):
         data = await read_upload(image)
-        req = AgingRequest(fast_decode=fast_decode, ages=parse_ages(ages), subject=subject, strength=strength,
+        req = AgingRequest(restore_faces=restore_faces or None, visibility=visibility,
+                           fast_decode=fast_decode, ages=parse_ages(ages), subject=subject, strength=strength,
                            num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                            sampler=sampler, transition_frames=transition_frames, fps=fps, captions=captions,
                            padding=padding, whole_photo=whole_photo, size=size, keep_identity=keep_identity,
@@ -323,9 +328,12 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                      face: str | None = Form(None, description=FACE_HELP), padding: float = Form(0.5),
                      whole_photo: bool = Form(False), size: int | None = Form(None, ge=64, le=1024),
                      keep_identity: float = Form(0.0, description="identity adapter scale, 0 (off) to 1"),
-                     fast_decode: bool = Form(False, description=FAST_DECODE_HELP)):
+                     fast_decode: bool = Form(False, description=FAST_DECODE_HELP),
+                     restore_faces: str | None = Form(None, description=RESTORE_HELP),
+                     visibility: float = Form(1.0, description=VISIBILITY_HELP)):
         data = await read_upload(image)
-        req = GenderRequest(fast_decode=fast_decode, direction=direction, strength=strength, variants=variants,
+        req = GenderRequest(restore_faces=restore_faces or None, visibility=visibility,
+                            fast_decode=fast_decode, direction=direction, strength=strength, variants=variants,
                             num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                             sampler=sampler, padding=padding, whole_photo=whole_photo, size=size,
                             keep_identity=keep_identity, **face_fields(face))

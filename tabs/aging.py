@@ -29,6 +29,8 @@ from tabs.faces_common import (
     face_widgets,
     identity_slider,
     padding_slider,
+    restore_widgets,
+    restorer_choice,
     wire_faces,
     with_face_hint,
 )
@@ -55,7 +57,7 @@ def build(manager) -> None:
     # 1. handlers
     def aging(photo, ages, subject, strength, num_inference_steps, guidance_scale, seed, sampler,
               transition_frames, fps, captions, face, all_faces, padding, whole_photo, keep_identity, control,
-              fast_decode=False,
+              fast_decode=False, restore_faces="None", visibility=1.0,
               progress=gr.Progress()):
         if not photo:
             raise user_error("Upload a face photo to start.")
@@ -65,7 +67,8 @@ def build(manager) -> None:
                                sampler=sampler, transition_frames=transition_frames, fps=fps, captions=captions,
                                face_index=face_index(face), all_faces=bool(all_faces), padding=padding,
                                whole_photo=whole_photo, keep_identity=float(keep_identity or 0),
-                               fast_decode=bool(fast_decode))
+                               fast_decode=bool(fast_decode), restore_faces=restorer_choice(restore_faces),
+                               visibility=float(visibility))
             folder = next_path(task_dir(TASK), "timelapse", "")
             job = lambda on_update, ctl: run_job(aging_timelapse,  # noqa: E731
                 manager, req, photo, folder, on_update, ctl, on_step=on_update)
@@ -127,6 +130,7 @@ def build(manager) -> None:
                 face, all_faces, faces_note, whole, found = face_widgets(TASK)
                 keep_identity = identity_slider(manager, TASK)
                 fast_decode = fast_decode_toggle(manager, TASK)
+                restore_faces, visibility = restore_widgets(manager, TASK)
                 with gr.Accordion("More settings", open=False, elem_id="aging-settings"):
                     with gr.Row():
                         strength = gr.Slider(0.05, 1, value=defaults["strength"], step=0.01, label="Strength")
@@ -164,7 +168,8 @@ def build(manager) -> None:
               "guidance_scale": guidance, "seed": seed, "sampler": sampler, "transition_frames": transition,
               "fps": fps, "captions": captions, "face": face, "all_faces": all_faces,
               "padding": padding, "whole_photo": whole, "keep_identity": keep_identity,
-              "control": control, "fast_decode": fast_decode}
+              "control": control, "fast_decode": fast_decode, "restore_faces": restore_faces,
+              "visibility": visibility}
     check_inputs_match(aging, list(inputs))
     wire_run(run.click, gpu.outer(aging, chunk, TASK), inputs=list(inputs.values()),
              outputs=[video, stills, grid, compare, latest, info], api_name="aging", control=control, stop=stop,

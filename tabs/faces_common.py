@@ -6,6 +6,7 @@ from pathlib import Path
 import gradio as gr
 
 from engine import faces
+from engine.extras.restore import list_restorers
 from engine.faces import identity
 from engine.files import images
 from widgets.image_upload import readable, upload_path
@@ -87,6 +88,23 @@ def identity_slider(manager, task: str) -> gr.Slider:
                      label="Keep identity (0 = off)", elem_id=f"{task}-keep-identity",
                      info="steers the repaint with the face itself (IP-Adapter full-face)" if available
                      else IDENTITY_MISSING)
+
+
+def restore_widgets(manager, task: str) -> tuple[gr.Dropdown, gr.Slider]:
+    """Restore faces: a restorer touches only the regenerated face, offered only where one is installed."""
+    names = list_restorers(manager.weights_dir)
+    choice = gr.Dropdown(["None", *names], value="None", label="Restore faces", interactive=bool(names),
+                         elem_id=f"{task}-restore-faces",
+                         info="cleans up the regenerated face; the rest of the photo stays as it was" if names
+                         else "Put a GFPGAN, RestoreFormer or CodeFormer file in weights/GFPGAN or weights/Codeformer.")
+    visibility = gr.Slider(0, 1, value=1, step=0.05, label="Restoration visibility", interactive=bool(names),
+                           elem_id=f"{task}-restore-visibility")
+    return choice, visibility
+
+
+def restorer_choice(value) -> str | None:
+    """The dropdown's "None" (or nothing) as the engine's off."""
+    return None if not value or value == "None" else value
 
 
 def padding_slider() -> gr.Slider:

@@ -24,6 +24,8 @@ from tabs.faces_common import (
     face_widgets,
     identity_slider,
     padding_slider,
+    restore_widgets,
+    restorer_choice,
     wire_faces,
     with_face_hint,
 )
@@ -50,7 +52,8 @@ def build(manager) -> None:
 
     # 1. handlers
     def swap(photo, direction, strength, variants, num_inference_steps, guidance_scale, seed, sampler, face,
-             all_faces, padding, whole_photo, keep_identity, control, fast_decode=False, progress=gr.Progress()):
+             all_faces, padding, whole_photo, keep_identity, control, fast_decode=False, restore_faces="None", visibility=1.0,
+             progress=gr.Progress()):
         if not photo:
             raise user_error("Upload a photo to start.")
         try:
@@ -58,7 +61,8 @@ def build(manager) -> None:
                                 num_inference_steps=num_inference_steps, guidance_scale=guidance_scale, seed=seed,
                                 sampler=sampler, face_index=face_index(face), all_faces=bool(all_faces),
                                 padding=padding, whole_photo=whole_photo,
-                                keep_identity=float(keep_identity or 0), fast_decode=bool(fast_decode))
+                                keep_identity=float(keep_identity or 0), fast_decode=bool(fast_decode),
+                                restore_faces=restorer_choice(restore_faces), visibility=float(visibility))
             job = lambda on_update, ctl: run_job(gender_swap, manager, req, photo,  # noqa: E731
                                                      lambda *u: on_update(u), ctl, on_step=on_update)
             for preview, result in stream(job, control, progress, manager.gate, describe=describe):
@@ -98,6 +102,7 @@ def build(manager) -> None:
                 face, all_faces, faces_note, whole, found = face_widgets("swap")
                 keep_identity = identity_slider(manager, "swap")
                 fast_decode = fast_decode_toggle(manager, "swap")
+                restore_faces, visibility = restore_widgets(manager, "swap")
                 with gr.Accordion("More settings", open=False, elem_id="swap-settings"):
                     with gr.Row():
                         strength = gr.Slider(0.05, 1, value=defaults["strength"], step=0.01, label="Strength")
@@ -126,7 +131,8 @@ def build(manager) -> None:
     inputs = {"photo": photo, "direction": direction, "strength": strength, "variants": variants,
               "num_inference_steps": steps, "guidance_scale": guidance, "seed": seed, "sampler": sampler,
               "face": face, "all_faces": all_faces, "padding": padding, "whole_photo": whole,
-              "keep_identity": keep_identity, "control": control, "fast_decode": fast_decode}
+              "keep_identity": keep_identity, "control": control, "fast_decode": fast_decode,
+              "restore_faces": restore_faces, "visibility": visibility}
     check_inputs_match(swap, list(inputs))
     wire_run(run.click, on_gpu(swap, "gender_swap"), inputs=list(inputs.values()), outputs=[gallery, slider, latest, info],
              api_name="gender_swap", control=control, stop=stop, bar=bar)

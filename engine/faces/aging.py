@@ -24,7 +24,7 @@ from engine.faces.portrait import (
     identity_note,
 )
 from engine.files import pnginfo
-from engine.image.parameters import decoder_field, replica_field
+from engine.image.parameters import decoder_field, replica_field, restoration_fields
 from engine.image.request import ImageRequest, RunControl, check_request, pick_seed
 from engine.pipeline.schedulers import DEFAULT_SAMPLER
 from engine.text.limits import excerpt, listed, whole_number
@@ -61,6 +61,8 @@ class AgingRequest:
     fast: bool = False  # reuse deep UNet features between steps: about 2x faster
     keep_identity: float = 0.0  # identity adapter scale, 0 (off) to 1; about 0.6 keeps the face (needs its weights)
     fast_decode: bool = False  # decode with TAESD (engine.pipeline.tiny_vae); outside the face the photo is kept
+    restore_faces: str | None = None  # a restorer from engine.extras.restore.list_restorers; None = off
+    visibility: float = 1.0  # how much of the restored face shows, 0 to 1
 
 
 @dataclass
@@ -272,7 +274,8 @@ def _render(manager, req: AgingRequest, area: FaceArea, folder: Path, limit: int
     negative = embeds[0][1]
     regenerator = Regenerator(manager, area, req.sampler, req.num_inference_steps, req.guidance_scale,
                               req.strength, req.size or manager.defaults().width, req.fast,
-                              req.keep_identity, fast_decode=req.fast_decode)
+                              req.keep_identity, fast_decode=req.fast_decode,
+                              restore_faces=req.restore_faces, visibility=req.visibility)
     for count, i, t in todo[:limit]:
         if control.stopped:
             break
@@ -351,7 +354,7 @@ def _still_parameters(req: AgingRequest, age: float | None, replica: dict | None
                 "Seed": req.seed, "Denoising strength": f"{req.strength:g}", "Ages": " ".join(map(str, req.ages)),
                 "Faces": "all" if req.all_faces else None,
                 "Keep identity": f"{req.keep_identity:g}" if req.keep_identity else None,
-                **decoder_field(req), **(replica or {}), "Version": "Diffusion Studio"}
+                **decoder_field(req), **restoration_fields(req), **(replica or {}), "Version": "Diffusion Studio"}
     return pnginfo.format_parameters(prompt, preset.negative_prompt, settings)
 
 

@@ -15,7 +15,7 @@ from engine.faces.portrait import (
     identity_note,
 )
 from engine.files import pnginfo
-from engine.image.parameters import decoder_field, replica_field
+from engine.image.parameters import decoder_field, replica_field, restoration_fields
 from engine.image.request import MAX_BATCH, ImageRequest, RunControl, check_request, pick_seed
 from engine.pipeline.schedulers import DEFAULT_SAMPLER, a1111_fields
 from engine.text.presets import gender_preset
@@ -40,6 +40,8 @@ class GenderRequest:
     fast: bool = False  # reuse deep UNet features between steps: about 2x faster
     keep_identity: float = 0.0  # identity adapter scale, 0 (off) to 1; about 0.6 keeps the face (needs its weights)
     fast_decode: bool = False  # decode with TAESD (engine.pipeline.tiny_vae); outside the face the photo is kept
+    restore_faces: str | None = None  # a restorer from engine.extras.restore.list_restorers; None = off
+    visibility: float = 1.0  # how much of the restored face shows, 0 to 1
 
 
 @dataclass
@@ -98,7 +100,8 @@ def _gender_swap(manager, req: GenderRequest, image, on_variant: Callable[[int, 
     prompt_embeds, negative_embeds = manager.encode(prompt, negative)
     regenerator = Regenerator(manager, area, req.sampler, req.num_inference_steps, req.guidance_scale,
                               req.strength, req.size or manager.defaults().width, req.fast,
-                              req.keep_identity, fast_decode=req.fast_decode)
+                              req.keep_identity, fast_decode=req.fast_decode,
+                              restore_faces=req.restore_faces, visibility=req.visibility)
     result = GenderResult([], area.image, [n for n in (area.note,) if n])
     for n in range(req.variants):
         if control.stopped:
@@ -131,7 +134,8 @@ def _parameters(manager, req: GenderRequest, prompt: str, negative: str, seed: i
                 "Denoising strength": f"{req.strength:g}", "Gender swap": f"to {req.direction}",
                 "Faces": "all" if req.all_faces else None,
                 "Keep identity": f"{req.keep_identity:g}" if req.keep_identity else None,
-                **decoder_field(req), **replica_field(manager), "Version": "Diffusion Studio"}
+                **decoder_field(req), **restoration_fields(req), **replica_field(manager),
+                "Version": "Diffusion Studio"}
     return pnginfo.format_parameters(prompt, negative, settings)
 
 

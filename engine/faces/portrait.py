@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from engine import faces, provenance
+from engine.extras import restore
 from engine.files import images
 from engine.image import masks
 from engine.image.request import RunControl
@@ -216,8 +217,12 @@ class Regenerator:
 
     def __init__(self, manager, area: FaceArea, sampler: str, num_inference_steps: int, guidance_scale: float,
                  strength: float, size: int = WORK_SIZE, fast: bool = False, keep_identity: float = 0.0,
-                 fast_decode: bool = False):
+                 fast_decode: bool = False, restore_faces: str | None = None, visibility: float = 1.0):
         self.manager, self.area = manager, area
+        self.restore = None
+        if restore_faces:
+            restore.check_restorer(restore_faces, visibility, manager.weights_dir)
+            self.restore = (restore_faces, visibility)
         self.sampler, self.steps, self.guidance, self.strength = sampler, num_inference_steps, guidance_scale, strength
         self.fast = fast
         self.decode = {"fast_decode": True} if fast_decode else {}  # TAESD decodes; the paste-back keeps the rest
@@ -254,6 +259,9 @@ class Regenerator:
                             on_step)
             if out is None:
                 return None
+            if self.restore:  # on the regenerated crop only, so the paste-back mask still bounds every change
+                out = restore.restore_faces(out, self.restore[0], self.restore[1],
+                                            weights_dir=self.manager.weights_dir)
             result = masks.paste_back(result, out, part.region, part.mask)
         if self.area.whole:
             return result  # wholly generated: the PNG writer watermarks it all

@@ -65,3 +65,12 @@ def control_fields(manager, req: ImageRequest) -> dict:
     """sd-webui-controlnet's `ControlNet 0`, `ControlNet 1`... fields, one per unit."""
     return {f"ControlNet {i}": unit_field(unit, manager.controlnets.folder.label(unit.model), req.width, req.height)
             for i, unit in enumerate(getattr(req, "control_units", ()) or ())}
+
+
+def restoration_fields(req) -> dict:
+    """A1111's `Face restoration: CodeFormer` (and our visibility) when faces were restored after generation."""
+    name = getattr(req, "restore_faces", None)
+    if not name:
+        return {}
+    visibility = getattr(req, "visibility", 1.0)
+    return {"Face restoration": name, "Face restoration visibility": None if visibility == 1 else f"{visibility:g}"}

@@ -1,0 +1,103 @@
+"""Restore faces after a picture is made, changing only the pixels around each detected face."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from engine.extras.restorers import load_restorer, restorer_files
+from engine.faces.detect import detect_faces, usable
+
+SIDE = 512
+"""Side, in pixels, of the aligned face crop the restorers work on."""
+
+MARGIN = 1.8
+"""Crop side as a multiple of the detected face box, so hair and chin reach the restorer too."""
+
+
+def list_restorers(weights_dir: Path) -> list[str]:
+    """Names of the restorers found: "GFPGAN", "CodeFormer", "RestoreFormer" when a file stem names
+    that family, otherwise the file stem itself; searched in weights/GFPGAN and weights/Codeformer."""
+    return sorted(restorer_files(Path(weights_dir)))
+
+
+def check_restorer(name: str, visibility: float, weights_dir: Path) -> None:
+    """Refuse a bad restorer or visibility before any generation, with one sentence saying what to do."""
+    if isinstance(visibility, bool) or not isinstance(visibility, (int, float)) or not 0 <= visibility <= 1:
+        raise ValueError(f"Set the face restoration visibility between 0 and 1, not {visibility!r}.")
+    files = restorer_files(Path(weights_dir))
+    if name not in files:
+        found = ", ".join(sorted(files)) or "none"
+        raise ValueError(
+            f"No face restorer named {name!r} was found (found: {found}); put its file in "
+            f"{Path(weights_dir) / 'GFPGAN'} or {Path(weights_dir) / 'Codeformer'}."
+        )
+    load_restorer(files[name])
+
+
+def restore_faces(
+    image: Image.Image, name: str, visibility: float, *, weights_dir: Path, device: str | None = None
+) -> Image.Image:
+    """Blend each face's restored version back by `visibility`, so the rest of the picture stays as made."""
+    check_restorer(name, visibility, weights_dir)
+    model = load_restorer(restorer_files(Path(weights_dir))[name])
+    if visibility == 0:
+        return image.copy()
+    faces = [face for face in detect_faces(image) if usable(face)]
+    if not faces:
+        return image.copy()
+    photo = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    result = photo.copy()
+    for face in faces:
+        matrix = crop_matrix(face.box)
+        crop = cv2.warpAffine(photo, matrix, (SIDE, SIDE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        restored = _run(model, crop, device)
+        result = paste_face(result, restored, matrix, visibility)
+    out = np.clip(np.rint(result * 255.0), 0, 255).astype(np.uint8)
+    pasted = Image.fromarray(out)
+    return pasted.convert(image.mode) if image.mode != "RGB" else pasted
+
+
+def crop_matrix(box: tuple[int, int, int, int]) -> np.ndarray:
+    """Similarity transform from photo pixels to the square crop centred on a face box."""
+    left, top, right, bottom = box
+    centre_x, centre_y = (left + right) / 2, (top + bottom) / 2
+    scale = SIDE / (MARGIN * max(right - left, bottom - top))
+    return np.float32([[scale, 0, SIDE / 2 - scale * centre_x], [0, scale, SIDE / 2 - scale * centre_y]])
+
+
+def crop_mask() -> np.ndarray:
+    """Feathered square in crop space: 1 in the middle, falling to exactly 0 before the crop's edge."""
+    mask = np.zeros((SIDE, SIDE), np.float32)
+    edge = SIDE // 10
+    mask[edge:-edge, edge:-edge] = 1.0
+    return cv2.GaussianBlur(mask, (0, 0), SIDE / 40)
+
+
+def paste_face(photo: np.ndarray, restored: np.ndarray, matrix: np.ndarray, visibility: float) -> np.ndarray:
+    """Warp a restored crop back and blend it in through the feathered mask; pixels outside stay exact."""
+    height, width = photo.shape[:2]
+    inverse = cv2.invertAffineTransform(matrix)
+    back = cv2.warpAffine(restored, inverse, (width, height), flags=cv2.INTER_LINEAR, borderValue=0)
+    weight = cv2.warpAffine(crop_mask(), inverse, (width, height), flags=cv2.INTER_LINEAR, borderValue=0)
+    weight = weight * float(visibility)
+    result = photo.copy()
+    inside = weight > 0
+    alpha = weight[inside][:, None]
+    result[inside] = photo[inside] * (1 - alpha) + back[inside] * alpha
+    return result
+
+
+def _run(model, crop: np.ndarray, device: str | None) -> np.ndarray:
+    """Run the restorer on one 512x512 RGB crop in 0-1 floats."""
+    import torch
+
+    target = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model.to(target)
+    tensor = torch.from_numpy(np.ascontiguousarray(crop.transpose(2, 0, 1)))[None].to(target)
+    with torch.inference_mode():
+        output = model(tensor)
+    return output[0].clamp(0, 1).float().cpu().numpy().transpose(1, 2, 0)

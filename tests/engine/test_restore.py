@@ -1,0 +1,144 @@
+"""Face restoration: restorer loading, refusals, and that only the face region changes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from engine.extras import restore
+from engine.extras.restore import crop_matrix, list_restorers, paste_face, restore_faces
+from engine.extras.restorers import load_restorer
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """A weights folder with a tiny random RestoreFormer spandrel recognises, an upscaler and junk."""
+    from spandrel.architectures.Compact import Compact
+    from spandrel.architectures.RestoreFormer import RestoreFormer
+
+    root = tmp_path_factory.mktemp("weights")
+    (root / "GFPGAN").mkdir()
+    (root / "Codeformer").mkdir()
+    torch.manual_seed(0)
+    tiny = RestoreFormer(n_embed=16, embed_dim=8, ch=32, ch_mult=(1,) * 6, num_res_blocks=1, z_channels=8)
+    save_file({k: v.contiguous() for k, v in tiny.state_dict().items()}, root / "GFPGAN" / "RestoreFormer.safetensors")
+    upscaler = Compact(num_in_ch=3, num_out_ch=3, num_feat=4, num_conv=1, upscale=2)
+    save_file({k: v.contiguous() for k, v in upscaler.state_dict().items()}, root / "GFPGAN" / "tiny-upscaler.safetensors")
+    (root / "Codeformer" / "damaged.pth").write_bytes(b"not a model at all")
+    yield root
+    load_restorer.cache_clear()
+
+
+def test_list_restorers_names_families_and_stems(weights, tmp_path):
+    assert list_restorers(weights) == ["RestoreFormer", "damaged", "tiny-upscaler"]
+    assert list_restorers(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [("tiny-upscaler", "not a face restorer"), ("damaged", "is not a face restorer spandrel can read"),
+     ("GFPGAN", "No face restorer named 'GFPGAN'")],
+)
+def test_wrong_kind_damaged_and_missing_models_are_refused(weights, astronaut, name, words):
+    with pytest.raises(ValueError, match=words):
+        restore_faces(astronaut, name, 1.0, weights_dir=weights)
+
+
+@pytest.mark.parametrize("visibility", [-0.1, 1.5, "1", True])
+def test_visibility_outside_0_1_is_refused(weights, astronaut, visibility):
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        restore_faces(astronaut, "RestoreFormer", visibility, weights_dir=weights)
+
+
+def test_visibility_0_gives_the_input_back(weights, astronaut):
+    out = restore_faces(astronaut, "RestoreFormer", 0.0, weights_dir=weights)
+    assert np.array_equal(np.asarray(out), np.asarray(astronaut))
+
+
+def test_no_face_leaves_the_picture_unchanged(weights):
+    plain = Image.fromarray(np.random.default_rng(1).integers(0, 255, (200, 200, 3), np.uint8))
+    out = restore_faces(plain, "RestoreFormer", 1.0, weights_dir=weights)
+    assert np.array_equal(np.asarray(out), np.asarray(plain))
+
+
+def test_paste_back_changes_only_the_face_square_and_blends_by_visibility():
+    photo = np.random.default_rng(2).random((300, 400, 3), dtype=np.float32)
+    box = (150, 80, 230, 160)
+    matrix = crop_matrix(box)
+    white = np.ones((restore.SIDE, restore.SIDE, 3), np.float32)
+    full, half = paste_face(photo, white, matrix, 1.0), paste_face(photo, white, matrix, 0.5)
+    changed = np.any(full != photo, axis=2)
+    rows, cols = np.nonzero(changed)
+    side = restore.MARGIN * 80
+    assert rows.min() >= 120 - side / 2 - 1 and rows.max() <= 120 + side / 2 + 1
+    assert cols.min() >= 190 - side / 2 - 1 and cols.max() <= 190 + side / 2 + 1
+    assert np.allclose(full[120, 190], 1.0)  # the middle is fully restored
+    assert np.allclose(half[120, 190], (photo[120, 190] + 1) / 2, atol=1e-5)
+
+
+def test_only_the_face_region_changes_with_a_real_restorer(weights, astronaut):
+    out = restore_faces(astronaut, "RestoreFormer", 1.0, weights_dir=weights)
+    before, after = np.asarray(astronaut), np.asarray(out)
+    assert out.size == astronaut.size and out.mode == astronaut.mode
+    changed = np.any(before != after, axis=2)
+    assert changed.any()
+    from engine.faces.detect import detect_faces
+
+    face = detect_faces(astronaut)[0]
+    matrix = crop_matrix(face.box)
+    inside = np.zeros(changed.shape, bool)
+    ys, xs = np.nonzero(changed)
+    corners = (np.stack([xs, ys], 1) * matrix[0, 0] + matrix[:, 2])  # into crop space
+    inside = (corners >= -1).all(1) & (corners <= restore.SIDE + 1).all(1)
+    assert inside.all()
+
+
+def test_gender_swap_with_restore_faces_keeps_the_background_and_writes_png_info(weights, tiny_manager, astronaut,
+                                                                                  monkeypatch):
+    from engine.faces.gender import GenderRequest, gender_swap
+    from engine.faces.portrait import find_face_area
+    from engine.files import pnginfo
+
+    monkeypatch.setattr(tiny_manager, "weights_dir", weights)
+    req = GenderRequest(direction="man", variants=1, num_inference_steps=2, size=64, sampler="Euler", seed=4,
+                        restore_faces="RestoreFormer", visibility=0.7)
+    variant = gender_swap(tiny_manager, req, astronaut).variants[0]
+    outside = np.asarray(find_face_area(astronaut).mask) == 0
+    assert np.array_equal(np.asarray(variant.image)[outside], np.asarray(astronaut)[outside])
+    fields = pnginfo.parse_parameters(variant.parameters)
+    assert fields["Face restoration"] == "RestoreFormer" and fields["Face restoration visibility"] == "0.7"
+
+
+def test_face_job_refuses_a_missing_restorer_before_generating(weights, tiny_manager, astronaut, monkeypatch):
+    from engine.faces.gender import GenderRequest, gender_swap
+
+    monkeypatch.setattr(tiny_manager, "weights_dir", weights)
+    with pytest.raises(ValueError, match="No face restorer named 'CodeFormer'"):
+        gender_swap(tiny_manager, GenderRequest(direction="man", variants=1, size=64, restore_faces="CodeFormer"),
+                    astronaut)
+
+
+@pytest.mark.parametrize(("flags", "words"), [(["--restore-faces", "Nope"], "No face restorer named 'Nope'"),
+                                              (["--restore-faces", "RestoreFormer", "--visibility", "2"],
+                                               "between 0 and 1")])
+def test_cli_face_job_bad_restore_flags_exit_2(weights, tmp_path, astronaut, monkeypatch, capsys, flags, words):
+    from engine import cli
+    from engine.pipeline import manager as manager_module
+
+    photo = tmp_path / "in.png"
+    astronaut.save(photo)
+    monkeypatch.setattr(manager_module, "WEIGHTS_DIR", weights)
+    real_init = manager_module.PipelineManager.__init__
+
+    def with_weights(self, *args, **kwargs):
+        real_init(self, *args, **{**kwargs, "weights_dir": weights})
+
+    monkeypatch.setattr(manager_module.PipelineManager, "__init__", with_weights)
+    args = ["gender-swap", "--model", "tiny", "--image", str(photo), "--to", "man", "--steps", "2",
+            "--size", "64", "--variants", "1", "--out", str(tmp_path / "out.png"), *flags]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert words in err and "Traceback" not in err
