@@ -271,7 +271,10 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
                      upscaler: str = Form("Lanczos", description="Lanczos or an upscaler model's name (GET /docs "
                                                                  "lists none: see the Extras tab's menu)"),
                      width: int | None = Form(None, description="an exact width (with height) instead of upscale"),
-                     height: int | None = Form(None, description="an exact height (with width)")):
+                     height: int | None = Form(None, description="an exact height (with width)"),
+                     restore_faces: str | None = Form(None, description="a face restorer's name (GFPGAN, "
+                                                                         "RestoreFormer, CodeFormer), run first"),
+                     visibility: float = Form(1.0, description="how much of the restored faces shows, 0 to 1")):
         from engine.extras.request import ExtrasRequest
         from engine.extras.run import open_image, run_extras
 
@@ -279,7 +282,8 @@ def router(manager, credentials: list[tuple[str, str]] | None = None) -> APIRout
         to = (width, height) if width or height else None
         if to and not (width and height):
             raise ValueError("Give both width and height to upscale to a size, or neither to upscale by a factor.")
-        req = ExtrasRequest(open_image(data), upscale_by=upscale, upscale_to=to, upscaler=upscaler)
+        req = ExtrasRequest(open_image(data), upscale_by=upscale, upscale_to=to, upscaler=upscaler,
+                            restore_faces=restore_faces or None, visibility=visibility)
         req.size()  # refuse a bad factor or an oversize result before waiting for a slot
         result = await _in_slot(manager, lambda: run_extras(req, manager.weights_dir))
         return ExtrasReply(png_base64=b64_png(result.image, result.parameters), parameters=result.parameters,

@@ -1,4 +1,4 @@
-"""Extras: upscale a finished picture, or a batch of them, with an upscaler model or Lanczos."""
+"""Extras: restore the faces of a finished picture, or a batch of them, and upscale it with a model or Lanczos."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,6 +14,7 @@ from engine.extras.upscalers import LANCZOS, upscaler_names
 from engine.files import pnginfo
 from engine.files.outputs import next_path, task_dir
 from tabs.common import check_inputs_match, check_uploads, local_path
+from tabs.faces_common import restore_widgets, restorer_choice
 from tabs.running import progress_bar, run_buttons, stream, wire_run, wire_stop
 from tabs.session import SessionControl, user_error
 from widgets.image_upload import ImageUpload
@@ -38,18 +39,20 @@ def build(manager) -> None:
     names = upscaler_names(manager.weights_dir)
 
     # 1. handlers
-    def upscale(source, photo, files, resize_mode, upscale_by, width, height, upscaler, control,
+    def upscale(source, photo, files, resize_mode, upscale_by, width, height, upscaler, restorer, visibility, control,
                 progress=gr.Progress()):
+        restoring = dict(restore_faces=restorer_choice(restorer), visibility=float(visibility))
         to = (int(width or 0), int(height or 0)) if resize_mode == TO else None
         if to and min(to) < 1:
             raise user_error("Give a width and a height to scale to, or choose Scale by.")
         if source == BATCH:
-            yield from run_many(files, to, upscale_by, upscaler, control, progress)
+            yield from run_many(files, to, upscale_by, upscaler, restoring, control, progress)
             return
         if not photo:
             raise user_error("Upload a picture to upscale.")
         try:
-            req = ExtrasRequest(open_image(photo), upscale_by=float(upscale_by), upscale_to=to, upscaler=upscaler)
+            req = ExtrasRequest(open_image(photo), upscale_by=float(upscale_by), upscale_to=to, upscaler=upscaler,
+                                **restoring)
             req.size()
         except ValueError as exc:
             raise user_error(str(exc)) from exc
@@ -63,11 +66,11 @@ def build(manager) -> None:
                 before = req.image.resize(result.image.size, Image.NEAREST)  # the same size, so the halves line up
                 yield (before, str(path)), str(path), note
 
-    def run_many(files, to, upscale_by, upscaler, control, progress):
+    def run_many(files, to, upscale_by, upscaler, restoring, control, progress):
         paths = [Path(p) for p in (local_path(f) for f in files or []) if p]
         if not paths:
             raise user_error("Add some images or a zip of images to the batch.")
-        template = ExtrasRequest(None, upscale_by=float(upscale_by), upscale_to=to, upscaler=upscaler)
+        template = ExtrasRequest(None, upscale_by=float(upscale_by), upscale_to=to, upscaler=upscaler, **restoring)
         out_zip = next_path(task_dir(TASK), "batch", ".zip")
         job = lambda on_update, ctl: run_batch(  # noqa: E731
             paths, template, manager.weights_dir, out_zip,
@@ -101,6 +104,8 @@ def build(manager) -> None:
                                 height=120, visible=False, elem_id="extras-files")
                 upscaler = gr.Dropdown(names, value=names[1] if len(names) > 1 else LANCZOS, label="Upscaler",
                                        info=None if len(names) > 1 else MODELS_HINT, elem_id="extras-upscaler")
+                restorer, visibility = restore_widgets(
+                    manager, TASK, "runs before the upscale; only the faces found change")
                 resize_mode = gr.Radio([BY, TO], value=BY, label="Resize", elem_id="extras-resize")
                 upscale_by = gr.Slider(1, MAX_SCALE, value=2, step=0.05, label="Scale by", elem_id="extras-by")
                 with gr.Row():
@@ -117,7 +122,8 @@ def build(manager) -> None:
 
     # 3. wiring
     inputs = {"source": source, "photo": photo, "files": files, "resize_mode": resize_mode,
-              "upscale_by": upscale_by, "width": width, "height": height, "upscaler": upscaler, "control": control}
+              "upscale_by": upscale_by, "width": width, "height": height, "upscaler": upscaler, "restorer": restorer,
+              "visibility": visibility, "control": control}
     check_inputs_match(upscale, list(inputs))
     # upscaling runs on the CPU, beside the generating queue (and outside ZeroGPU's GPU calls)
     wire_run(run.click, upscale, inputs=list(inputs.values()), outputs=[slider, download, info], api_name="extras",

@@ -90,12 +90,14 @@ def identity_slider(manager, task: str) -> gr.Slider:
                      else IDENTITY_MISSING)
 
 
-def restore_widgets(manager, task: str) -> tuple[gr.Dropdown, gr.Slider]:
-    """Restore faces: a restorer touches only the regenerated face, offered only where one is installed."""
+def restore_widgets(manager, task: str,
+                    what: str = "cleans up the regenerated face; the rest of the photo stays as it was",
+                    ) -> tuple[gr.Dropdown, gr.Slider]:
+    """Restore faces: a restorer touches only the faces, offered only where one is installed."""
     names = list_restorers(manager.weights_dir)
     choice = gr.Dropdown(["None", *names], value="None", label="Restore faces", interactive=bool(names),
                          elem_id=f"{task}-restore-faces",
-                         info="cleans up the regenerated face; the rest of the photo stays as it was" if names
+                         info=what if names
                          else "Put a GFPGAN, RestoreFormer or CodeFormer file in weights/GFPGAN or weights/Codeformer.")
     visibility = gr.Slider(0, 1, value=1, step=0.05, label="Restoration visibility", interactive=bool(names),
                            elem_id=f"{task}-restore-visibility")

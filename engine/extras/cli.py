@@ -1,4 +1,4 @@
-"""`python -m engine extras`: upscale one picture with a model or Lanczos, keeping its PNG info."""
+"""`python -m engine extras`: restore faces and upscale one picture with a model or Lanczos, keeping its PNG info."""
 from __future__ import annotations
 
 import re
@@ -13,6 +13,9 @@ def add_parser(jobs) -> None:
     p.add_argument("--upscaler", default="lanczos",
                    help="lanczos, a model in weights/ESRGAN, weights/RealESRGAN or weights/SwinIR by name or stem, "
                         "or a model file's path")
+    p.add_argument("--restore-faces", metavar="NAME",
+                   help="restore faces first with GFPGAN, RestoreFormer or CodeFormer (weights/GFPGAN, weights/Codeformer)")
+    p.add_argument("--visibility", type=float, default=1.0, help="how much of the restored faces shows, 0 to 1")
     p.add_argument("--out", required=True, help="PNG to write")
 
 
@@ -36,7 +39,8 @@ def run(args, check_writable, weights_dir: Path) -> int:
     if not path.is_file():
         raise ValueError(f"{path} was not found; check the path and try again.")
     req = ExtrasRequest(open_image(path), upscale_by=args.upscale,
-                        upscale_to=parse_size(args.to) if args.to else None, upscaler=args.upscaler)
+                        upscale_to=parse_size(args.to) if args.to else None, upscaler=args.upscaler,
+                        restore_faces=args.restore_faces, visibility=args.visibility)
     result = run_extras(req, weights_dir, allow_path=True)
     pnginfo.save_png(result.image, out, result.parameters)
     print(out)

@@ -10,6 +10,7 @@ from PIL import Image
 
 from engine.extras.restorers import load_restorer, restorer_files
 from engine.faces.detect import detect_faces, usable
+from engine.text.limits import excerpt
 
 SIDE = 512
 """Side, in pixels, of the aligned face crop the restorers work on."""
@@ -27,14 +28,12 @@ def list_restorers(weights_dir: Path) -> list[str]:
 def check_restorer(name: str, visibility: float, weights_dir: Path) -> None:
     """Refuse a bad restorer or visibility before any generation, with one sentence saying what to do."""
     if isinstance(visibility, bool) or not isinstance(visibility, (int, float)) or not 0 <= visibility <= 1:
-        raise ValueError(f"Set the face restoration visibility between 0 and 1, not {visibility!r}.")
+        raise ValueError(f"Set the face restoration visibility between 0 and 1, not {excerpt(visibility)}.")
     files = restorer_files(Path(weights_dir))
     if name not in files:
         found = ", ".join(sorted(files)) or "none"
-        raise ValueError(
-            f"No face restorer named {name!r} was found (found: {found}); put its file in "
-            f"{Path(weights_dir) / 'GFPGAN'} or {Path(weights_dir) / 'Codeformer'}."
-        )
+        raise ValueError(f"No face restorer named {excerpt(name)} was found (found: {found}); put its file in "
+                         "weights/GFPGAN or weights/Codeformer.")
     load_restorer(files[name])
 
 

@@ -7,11 +7,13 @@ from pathlib import Path
 
 from PIL import Image
 
+from engine.extras import restore
 from engine.extras import upscale as upscaling
 from engine.extras.request import ExtrasRequest
 from engine.extras.upscalers import LANCZOS
 from engine.files import pnginfo
 from engine.files.images import ImageSource, load_image
+from engine.image.parameters import restoration_fields
 
 
 @dataclass
@@ -35,12 +37,15 @@ def run_extras(req: ExtrasRequest, weights_dir: Path,
     """Finish one picture; the input's PNG info is kept and the postprocess fields are added to it."""
     size = req.size()
     existing = pnginfo.read_parameters(req.image) or ""
-    image = upscaling.upscale(req.image, size, req.upscaler or LANCZOS, weights_dir, on_tile, allow_path)
+    image = req.image
+    if req.restore_faces:  # on the picture as given: faces are found at their own size, then upscaled with the rest
+        image = restore.restore_faces(image, req.restore_faces, req.visibility, weights_dir=weights_dir)
+    image = upscaling.upscale(image, size, req.upscaler or LANCZOS, weights_dir, on_tile, allow_path)
     return ExtrasResult(image, postprocess_parameters(existing, req, image.size))
 
 
 def postprocess_fields(req: ExtrasRequest) -> dict[str, str]:
-    """A1111's names: `Postprocess upscale by` (or `... upscale to`) and `Postprocess upscaler`."""
+    """A1111's names: `Postprocess upscale by` (or `... upscale to`), `Postprocess upscaler`, `Face restoration`."""
     fields: dict[str, str] = {}
     if req.upscale_to:
         fields["Postprocess upscale to"] = f"{int(req.upscale_to[0])}x{int(req.upscale_to[1])}"
@@ -48,6 +53,7 @@ def postprocess_fields(req: ExtrasRequest) -> dict[str, str]:
         fields["Postprocess upscale by"] = f"{float(req.upscale_by):g}"
     name = req.upscaler or LANCZOS
     fields["Postprocess upscaler"] = Path(name).stem if Path(name).suffix else name
+    fields.update({key: value for key, value in restoration_fields(req).items() if value is not None})
     return fields
 
 

@@ -142,3 +142,34 @@ def test_cli_face_job_bad_restore_flags_exit_2(weights, tmp_path, astronaut, mon
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err
+
+
+def test_extras_restores_then_upscales_and_writes_face_restoration(weights, astronaut):
+    from engine.extras.request import ExtrasRequest
+    from engine.extras.run import run_extras
+    from engine.extras.upscale import upscale
+    from engine.files import pnginfo
+
+    small = astronaut.resize((256, 256))
+    result = run_extras(ExtrasRequest(small, upscale_by=1.5, restore_faces="RestoreFormer", visibility=0.5), weights)
+    expected = upscale(restore_faces(small, "RestoreFormer", 0.5, weights_dir=weights), (384, 384), "Lanczos", weights)
+    assert result.image.tobytes() == expected.tobytes()
+    fields = pnginfo.parse_parameters(result.parameters)
+    assert fields["Face restoration"] == "RestoreFormer" and fields["Face restoration visibility"] == "0.5"
+
+
+def test_extras_cli_restore_flags(weights, astronaut, tmp_path, monkeypatch, capsys):
+    from engine.cli import main
+
+    monkeypatch.setattr("engine.pipeline.models.WEIGHTS_DIR", weights)
+    photo = tmp_path / "face.png"
+    astronaut.resize((128, 128)).save(photo)
+    out = tmp_path / "out.png"
+    assert main(["extras", "--image", str(photo), "--restore-faces", "RestoreFormer", "--out", str(out)]) == 0
+    assert "Face restoration: RestoreFormer" in Image.open(out).text["parameters"]
+    assert main(["extras", "--image", str(photo), "--restore-faces", "RestoreFormer", "--visibility", "2",
+                 "--out", str(out)]) == 2
+    assert "between 0 and 1" in capsys.readouterr().err
+    assert main(["extras", "--image", str(photo), "--restore-faces", "GFPGANv9", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "No face restorer named 'GFPGANv9'" in err and str(weights) not in err
