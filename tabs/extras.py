@@ -113,10 +113,12 @@ def build(manager) -> None:
                     height = gr.Number(value=1024, precision=0, label="Height", visible=False,
                                        elem_id="extras-height")
             with gr.Column():
-                bar = progress_bar(TASK)
-                info = gr.Markdown(elem_id="extras-info")
-                slider = gr.ImageSlider(label="Before / after", type="pil", height=360, interactive=False,
-                                        elem_id="extras-compare")
+                with gr.Row():  # one row for result and progress, so a run scrolls both into view on a phone
+                    with gr.Column():
+                        slider = gr.ImageSlider(label="Before / after", type="pil", height=360, interactive=False,
+                                                elem_id="extras-preview")
+                        bar = progress_bar(TASK)
+                        info = gr.Markdown(elem_id="extras-info")
                 download = gr.File(label="Download", interactive=False, elem_id="extras-download")
         control = gr.State(SessionControl())
 

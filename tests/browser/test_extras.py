@@ -25,7 +25,7 @@ def test_one_picture_is_upscaled_and_a_batch_names_its_bad_file(page: Page, tmp_
     expect(page.locator("#extras-photo img").first).to_be_visible()
     page.locator("#extras-run").click()
     expect(page.locator("#extras-info")).to_contain_text("60×40 → 120×80", timeout=RUN_TIMEOUT_MS)
-    expect(page.locator("#extras-compare img").first).to_be_visible()
+    expect(page.locator("#extras-preview img").first).to_be_visible()
     link = page.locator("#extras-download a").first
     expect(link).to_be_visible()
     body = page.request.get(link.get_attribute("href")).body()
