@@ -52,3 +52,12 @@ def int8_matmul_peak(n: int = 2048, repeats: int = 5) -> float:
 def efficiency(flops: float, peak_tflops: float, seconds: float) -> float:
     """FLOP floor over measured time: 1.0 means the path ran at the matmul peak."""
     return flops / (peak_tflops * 1e12) / seconds
+
+
+def add_efficiency(out: dict, vae, size: int, steps: int) -> None:
+    """Adds the int8 peak, VAE FLOPs and the default path's efficiency (FLOP floor at the bf16 peak / time)."""
+    out["matmul_tflops"]["int8"] = int8_matmul_peak()
+    out["vae_decode_flops"] = vae_decode_flops(vae, size)
+    total = steps * out["unet"]["flops_per_step"] + out["vae_decode_flops"]
+    out["flops_per_image"] = total
+    out["efficiency"] = efficiency(total, out["matmul_tflops"]["bf16"], out["ours"]["seconds"])
