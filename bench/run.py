@@ -51,6 +51,7 @@ from bench.common import (  # noqa: E402
     unet_flops,
     unet_inputs,
 )
+from bench.flops import add_efficiency  # noqa: E402
 from bench.images import allocator_figures, child_allocator, child_compile, child_plain_fp32, fast_alternatives, switching  # noqa: E402
 from bench.memory import child_naive, run_all_tabs, text_to_image_once  # noqa: E402
 from bench.precision import add_int8_figures, child_int8  # noqa: E402
@@ -202,6 +203,8 @@ def main_run(settings: Settings, progress) -> dict:
         out["unet"]["torch_floor_ratio"] = torch_seconds / floor
         out["floor_ratio"] = ours_seconds / (steps * median(ov_times))
         del out["floor_ratio_cpu_time"]  # OpenVINO's threads are not all counted in this process's CPU time
+
+    add_efficiency(out, pipe.vae, size, steps)
 
     # f. video: batching and the MP4 share
     batching = {}
