@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import numpy as np
 import pytest
 import torch
@@ -106,8 +107,10 @@ def test_gender_swap_with_restore_faces_keeps_the_background_and_writes_png_info
     req = GenderRequest(direction="man", variants=1, num_inference_steps=2, size=64, sampler="Euler", seed=4,
                         restore_faces="RestoreFormer", visibility=0.7)
     variant = gender_swap(tiny_manager, req, astronaut).variants[0]
+    plain = gender_swap(tiny_manager, dataclasses.replace(req, restore_faces=None), astronaut).variants[0]
     outside = np.asarray(find_face_area(astronaut).mask) == 0
     assert np.array_equal(np.asarray(variant.image)[outside], np.asarray(astronaut)[outside])
+    assert not np.array_equal(np.asarray(variant.image), np.asarray(plain.image))  # the restorer did run
     fields = pnginfo.parse_parameters(variant.parameters)
     assert fields["Face restoration"] == "RestoreFormer" and fields["Face restoration visibility"] == "0.7"
 
@@ -142,3 +145,28 @@ def test_cli_face_job_bad_restore_flags_exit_2(weights, tmp_path, astronaut, mon
     assert cli.main(args) == 2
     err = capsys.readouterr().err
     assert words in err and "Traceback" not in err
+
+
+def test_crop_boxes_follow_the_face_into_the_regenerated_crop():
+    from engine.faces.detect import Face
+    from engine.faces.portrait import FacePart, crop_boxes
+
+    part = FacePart([1], (100, 50, 300, 250), Image.new("L", (400, 300)), [Face(150, 100, 100, 80, 30.0)])
+    assert crop_boxes(part, (64, 64)) == [(16, 16, 48, 42)]
+    assert crop_boxes(FacePart([], (0, 0, 400, 300), Image.new("L", (400, 300))), (128, 96)) == []
+
+
+def test_aging_with_restore_faces_keeps_the_background(weights, tiny_manager, astronaut, monkeypatch, tmp_path):
+    from engine.faces.aging import AgingRequest, aging_timelapse
+    from engine.faces.portrait import find_face_area
+    from engine.files import pnginfo
+
+    monkeypatch.setattr(tiny_manager, "weights_dir", weights)
+    req = AgingRequest(ages=[20, 60], num_inference_steps=2, size=64, sampler="Euler", seed=3, transition_frames=0,
+                       restore_faces="RestoreFormer")
+    result = aging_timelapse(tiny_manager, req, astronaut, tmp_path / "run")
+    outside = np.asarray(find_face_area(astronaut).mask) == 0
+    for still in result.stills:
+        image = Image.open(still)
+        assert np.array_equal(np.asarray(image.convert("RGB"))[outside], np.asarray(astronaut)[outside])
+        assert pnginfo.parse_parameters(pnginfo.read_parameters(still))["Face restoration"] == "RestoreFormer"
