@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -164,9 +165,10 @@ def test_aging_with_restore_faces_keeps_the_background(weights, tiny_manager, as
     monkeypatch.setattr(tiny_manager, "weights_dir", weights)
     req = AgingRequest(ages=[20, 60], num_inference_steps=2, size=64, sampler="Euler", seed=3, transition_frames=0,
                        restore_faces="RestoreFormer")
-    result = aging_timelapse(tiny_manager, req, astronaut, tmp_path / "run")
+    result = aging_timelapse(tiny_manager, req, astronaut, tmp_path)
     outside = np.asarray(find_face_area(astronaut).mask) == 0
-    for still in result.stills:
-        image = Image.open(still)
-        assert np.array_equal(np.asarray(image.convert("RGB"))[outside], np.asarray(astronaut)[outside])
-        assert pnginfo.parse_parameters(pnginfo.read_parameters(still))["Face restoration"] == "RestoreFormer"
+    for age, image in result.keyframes:
+        saved = tmp_path / f"age_{age:03d}.png"
+        assert np.array_equal(np.asarray(image)[outside], np.asarray(astronaut)[outside])
+        assert np.array_equal(np.asarray(Image.open(saved).convert("RGB"))[outside], np.asarray(astronaut)[outside])
+        assert pnginfo.parse_parameters(pnginfo.read_parameters(saved))["Face restoration"] == "RestoreFormer"
