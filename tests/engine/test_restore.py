@@ -17,11 +17,15 @@ from engine.extras.restorers import load_restorer
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
+    yield tiny_restorer_weights(tmp_path_factory.mktemp("weights"))
+    load_restorer.cache_clear()
+
+
+def tiny_restorer_weights(root):
     """A weights folder with a tiny random RestoreFormer spandrel recognises, an upscaler and junk."""
     from spandrel.architectures.Compact import Compact
     from spandrel.architectures.RestoreFormer import RestoreFormer
 
-    root = tmp_path_factory.mktemp("weights")
     (root / "GFPGAN").mkdir()
     (root / "Codeformer").mkdir()
     torch.manual_seed(0)
@@ -30,8 +34,7 @@ def weights(tmp_path_factory):
     upscaler = Compact(num_in_ch=3, num_out_ch=3, num_feat=4, num_conv=1, upscale=2)
     save_file({k: v.contiguous() for k, v in upscaler.state_dict().items()}, root / "GFPGAN" / "tiny-upscaler.safetensors")
     (root / "Codeformer" / "damaged.pth").write_bytes(b"not a model at all")
-    yield root
-    load_restorer.cache_clear()
+    return root
 
 
 def test_list_restorers_names_families_and_stems(weights, tmp_path):
