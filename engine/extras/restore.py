@@ -42,16 +42,23 @@ def restore_faces(
 ) -> Image.Image:
     """Blend each face's restored version back by `visibility`, so the rest of the picture stays as made."""
     check_restorer(name, visibility, weights_dir)
+    boxes = [face.box for face in detect_faces(image) if usable(face)]
+    return restore_boxes(image, boxes, name, visibility, weights_dir=weights_dir, device=device)
+
+
+def restore_boxes(
+    image: Image.Image, boxes: list[tuple[int, int, int, int]], name: str, visibility: float, *,
+    weights_dir: Path, device: str | None = None,
+) -> Image.Image:
+    """Restore faces whose boxes the caller already knows, as the face jobs do on their regenerated crop."""
+    check_restorer(name, visibility, weights_dir)
     model = load_restorer(restorer_files(Path(weights_dir))[name])
-    if visibility == 0:
-        return image.copy()
-    faces = [face for face in detect_faces(image) if usable(face)]
-    if not faces:
+    if visibility == 0 or not boxes:
         return image.copy()
     photo = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
     result = photo.copy()
-    for face in faces:
-        matrix = crop_matrix(face.box)
+    for box in boxes:
+        matrix = crop_matrix(box)
         crop = cv2.warpAffine(photo, matrix, (SIDE, SIDE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         restored = _run(model, crop, device)
         result = paste_face(result, restored, matrix, visibility)

@@ -199,6 +199,14 @@ def work_size(region: tuple[int, int, int, int], size: int = WORK_SIZE) -> tuple
     return images.scale_to_long_side(width, height, size)
 
 
+def crop_boxes(part: FacePart, work: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """The part's face boxes moved from photo pixels into its regenerated crop of size `work`."""
+    left, top, right, bottom = part.region
+    sx, sy = work[0] / (right - left), work[1] / (bottom - top)
+    return [(round((f.x - left) * sx), round((f.y - top) * sy), round((f.x + f.width - left) * sx),
+             round((f.y + f.height - top) * sy)) for f in part.faces]
+
+
 def identity_crop(image: Image.Image, face) -> Image.Image:
     """The face box grown by `IP_CROP_PADDING` on each side and kept inside the photo: what the adapter sees."""
     grow_x, grow_y = round(face.width * IP_CROP_PADDING), round(face.height * IP_CROP_PADDING)
@@ -260,12 +268,19 @@ class Regenerator:
             if out is None:
                 return None
             if self.restore:  # on the regenerated crop only, so the paste-back mask still bounds every change
-                out = restore.restore_faces(out, self.restore[0], self.restore[1],
-                                            weights_dir=self.manager.weights_dir)
+                out = self._restored(out, part, work)
             result = masks.paste_back(result, out, part.region, part.mask)
         if self.area.whole:
             return result  # wholly generated: the PNG writer watermarks it all
         return provenance.watermark_inside(result, self.area.mask, regions=self.area.mark_boxes)
+
+    def _restored(self, out: Image.Image, part: FacePart, work: tuple[int, int]) -> Image.Image:
+        """The restorer on the regenerated crop, at the faces found in the photo (the whole photo: found anew)."""
+        name, visibility = self.restore
+        if not part.faces:
+            return restore.restore_faces(out, name, visibility, weights_dir=self.manager.weights_dir)
+        return restore.restore_boxes(out, crop_boxes(part, work), name, visibility,
+                                     weights_dir=self.manager.weights_dir)
 
     def _run(self, number, part, work, crop, crop_mask, prompt_embeds, negative_embeds, seed, control, on_step):
         identity = self.keep_identity > 0

@@ -107,3 +107,15 @@ def test_gender_swap_of_all_faces_in_a_group_photo(page: Page, tmp_path):
     expect(panel.locator("#swap-gallery img")).to_have_count(1, timeout=RUN_TIMEOUT_MS)
     expect(panel.locator("#swap-info")).to_contain_text("Seeds:")
     expect(panel.locator("#swap-progress")).to_contain_text("Done", timeout=RUN_TIMEOUT_MS)
+
+
+def test_face_tabs_say_where_to_put_a_restorer_when_none_is_installed(page: Page, tiny_manager):
+    from engine.extras.restore import list_restorers
+
+    if list_restorers(tiny_manager.weights_dir):
+        pytest.skip("a face restorer is installed in weights/, so the dropdown is offered")
+    for tab, task, run in (("Gender swap", "swap", "swap-run"), ("Aging timelapse", "aging", "aging-run")):
+        panel = open_tab(page, tab, run)
+        restore = panel.locator(f"#{task}-restore-faces")
+        expect(restore).to_contain_text("weights/GFPGAN or weights/Codeformer")
+        expect(restore.locator("input")).to_be_disabled()

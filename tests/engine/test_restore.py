@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -15,11 +17,15 @@ from engine.extras.restorers import load_restorer
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
+    yield tiny_restorer_weights(tmp_path_factory.mktemp("weights"))
+    load_restorer.cache_clear()
+
+
+def tiny_restorer_weights(root):
     """A weights folder with a tiny random RestoreFormer spandrel recognises, an upscaler and junk."""
     from spandrel.architectures.Compact import Compact
     from spandrel.architectures.RestoreFormer import RestoreFormer
 
-    root = tmp_path_factory.mktemp("weights")
     (root / "GFPGAN").mkdir()
     (root / "Codeformer").mkdir()
     torch.manual_seed(0)
@@ -28,8 +34,7 @@ def weights(tmp_path_factory):
     upscaler = Compact(num_in_ch=3, num_out_ch=3, num_feat=4, num_conv=1, upscale=2)
     save_file({k: v.contiguous() for k, v in upscaler.state_dict().items()}, root / "GFPGAN" / "tiny-upscaler.safetensors")
     (root / "Codeformer" / "damaged.pth").write_bytes(b"not a model at all")
-    yield root
-    load_restorer.cache_clear()
+    return root
 
 
 def test_list_restorers_names_families_and_stems(weights, tmp_path):
@@ -106,8 +111,10 @@ def test_gender_swap_with_restore_faces_keeps_the_background_and_writes_png_info
     req = GenderRequest(direction="man", variants=1, num_inference_steps=2, size=64, sampler="Euler", seed=4,
                         restore_faces="RestoreFormer", visibility=0.7)
     variant = gender_swap(tiny_manager, req, astronaut).variants[0]
+    plain = gender_swap(tiny_manager, dataclasses.replace(req, restore_faces=None), astronaut).variants[0]
     outside = np.asarray(find_face_area(astronaut).mask) == 0
     assert np.array_equal(np.asarray(variant.image)[outside], np.asarray(astronaut)[outside])
+    assert not np.array_equal(np.asarray(variant.image), np.asarray(plain.image))  # the restorer did run
     fields = pnginfo.parse_parameters(variant.parameters)
     assert fields["Face restoration"] == "RestoreFormer" and fields["Face restoration visibility"] == "0.7"
 
@@ -173,3 +180,28 @@ def test_extras_cli_restore_flags(weights, astronaut, tmp_path, monkeypatch, cap
     assert main(["extras", "--image", str(photo), "--restore-faces", "GFPGANv9", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "No face restorer named 'GFPGANv9'" in err and str(weights) not in err
+
+def test_crop_boxes_follow_the_face_into_the_regenerated_crop():
+    from engine.faces.detect import Face
+    from engine.faces.portrait import FacePart, crop_boxes
+
+    part = FacePart([1], (100, 50, 300, 250), Image.new("L", (400, 300)), [Face(150, 100, 100, 80, 30.0)])
+    assert crop_boxes(part, (64, 64)) == [(16, 16, 48, 42)]
+    assert crop_boxes(FacePart([], (0, 0, 400, 300), Image.new("L", (400, 300))), (128, 96)) == []
+
+
+def test_aging_with_restore_faces_keeps_the_background(weights, tiny_manager, astronaut, monkeypatch, tmp_path):
+    from engine.faces.aging import AgingRequest, aging_timelapse
+    from engine.faces.portrait import find_face_area
+    from engine.files import pnginfo
+
+    monkeypatch.setattr(tiny_manager, "weights_dir", weights)
+    req = AgingRequest(ages=[20, 60], num_inference_steps=2, size=64, sampler="Euler", seed=3, transition_frames=0,
+                       restore_faces="RestoreFormer")
+    result = aging_timelapse(tiny_manager, req, astronaut, tmp_path)
+    outside = np.asarray(find_face_area(astronaut).mask) == 0
+    for age, image in result.keyframes:
+        saved = tmp_path / f"age_{age:03d}.png"
+        assert np.array_equal(np.asarray(image)[outside], np.asarray(astronaut)[outside])
+        assert np.array_equal(np.asarray(Image.open(saved).convert("RGB"))[outside], np.asarray(astronaut)[outside])
+        assert pnginfo.parse_parameters(pnginfo.read_parameters(saved))["Face restoration"] == "RestoreFormer"
