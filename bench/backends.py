@@ -71,12 +71,15 @@ def child_openvino_cache(args) -> dict:
 @contextmanager
 def torch_path(manager):
     """Today's PyTorch default path on the same manager and weights: OpenVINO set aside for the block."""
-    runner = manager._openvino
+    from engine import backends
+
+    runner, choice = manager._openvino, manager.backend_choice
     manager._openvino = None
+    manager.backend_choice = backends.Choice("torch", "PyTorch (bench: OpenVINO set aside)")
     try:
         yield
     finally:
-        manager._openvino = runner
+        manager._openvino, manager.backend_choice = runner, choice
 
 
 def openvino_step(manager, pipe, size: int, repeats: int) -> list[float] | None:
