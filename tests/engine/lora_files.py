@@ -81,3 +81,37 @@ def write_a1111_embedding_safetensors(folder: Path, name: str, width: int, vecto
     path = folder / f"{name}.safetensors"
     save_file({"emb_params": torch.randn(vectors, width, generator=g)}, str(path))
     return path
+
+
+def torch_and_openvino_managers(tmp_path_factory, loras):
+    """The tiny model on PyTorch and on OpenVINO over one LoRA folder that `loras(folder, on_torch)` fills.
+
+    A generator for a module fixture: yields (on_torch, on_ov), with OpenVINO's cache in a temporary folder.
+    """
+    import pytest
+
+    from engine.pipeline.manager import PipelineManager, RuntimeOptions
+
+    pytest.importorskip("openvino")
+    folder = tmp_path_factory.mktemp("Lora")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STUDIO_OPENVINO_CACHE", str(tmp_path_factory.mktemp("openvino-cache")))
+    on_torch = PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32"), lora_dir=folder)
+    loras(folder, on_torch)
+    on_ov = PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32", backend="openvino",
+                                                   openvino_background=False), lora_dir=folder)
+    on_ov.base()
+    yield on_torch, on_ov
+    mp.undo()
+
+
+def image_and_parameters(manager, prompt: str):
+    """A 64-px, 2-step image's pixels (as ints) and its PNG info, seed 8."""
+    import numpy as np
+
+    from engine.image.generate import text_to_image
+    from engine.image.request import ImageRequest
+
+    req = ImageRequest(prompt=prompt, num_inference_steps=2, width=64, height=64, seed=8)
+    item = text_to_image(manager, req).images[0]
+    return np.asarray(item.image).astype(int), item.parameters
