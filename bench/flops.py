@@ -20,8 +20,9 @@ def _count(module: torch.nn.Module, *inputs, **kwargs) -> int:
 def unet_step_flops(unet, size: int, batch: int = 2, tokens: int = 77) -> int:
     """One denoising step at `size` pixels; batch 2 is CFG's cond + uncond pass."""
     latent = size // 8
-    sample = torch.empty(batch, unet.config.in_channels, latent, latent, device="meta")
-    context = torch.empty(batch, tokens, unet.config.cross_attention_dim, device="meta")
+    dtype = next(unet.parameters()).dtype
+    sample = torch.empty(batch, unet.config.in_channels, latent, latent, device="meta", dtype=dtype)
+    context = torch.empty(batch, tokens, unet.config.cross_attention_dim, device="meta", dtype=dtype)
     return _count(unet, sample, torch.tensor([10] * batch, device="meta"), encoder_hidden_states=context)
 
 
@@ -29,7 +30,8 @@ def vae_decode_flops(vae, size: int, batch: int = 1) -> int:
     """One decode of a `size`-pixel image (AutoencoderKL or AutoencoderTiny)."""
     latent = size // 8
     channels = vae.config.latent_channels
-    sample = torch.empty(batch, channels, latent, latent, device="meta")
+    dtype = next(vae.parameters()).dtype  # the bench's VAE runs in bf16 where the CPU has it
+    sample = torch.empty(batch, channels, latent, latent, device="meta", dtype=dtype)
     meta = copy.deepcopy(vae).to("meta")
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         meta.decode(sample)
