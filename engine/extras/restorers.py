@@ -6,6 +6,8 @@ import threading
 from functools import lru_cache
 from pathlib import Path
 
+from engine.extras.folders import model_files
+
 FOLDERS = ("GFPGAN", "Codeformer")
 """Folders under the weights directory searched for restorers (A1111's names)."""
 
@@ -18,17 +20,10 @@ _installed = False
 
 def restorer_files(weights_dir: Path) -> dict[str, Path]:
     """Map each restorer name to its file: a known family name when the file stem names one, else the stem."""
-    found: dict[str, Path] = {}
-    for folder in FOLDERS:
-        directory = Path(weights_dir) / folder
-        if not directory.is_dir():
-            continue
-        for path in sorted(directory.iterdir()):
-            if path.suffix.lower() not in SUFFIXES or not path.is_file():
-                continue
-            name = next((k for k in KNOWN if k.lower() in path.stem.lower()), path.stem)
-            found.setdefault(name, path)
-    return found
+    def name_of(path: Path) -> str:
+        return next((k for k in KNOWN if k.lower() in path.stem.lower()), path.stem)
+
+    return model_files(weights_dir, FOLDERS, SUFFIXES, name_of)
 
 
 def _install_extra_arches() -> None:

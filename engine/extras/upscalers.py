@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from engine.extras.folders import model_files
 from engine.text.limits import excerpt
 
 FOLDERS = ("ESRGAN", "RealESRGAN", "SwinIR", "HAT", "DAT")
@@ -30,15 +31,7 @@ _cache: dict[tuple, object] = {}
 
 def find_upscalers(weights_dir: Path) -> dict[str, Path]:
     """Every upscaler file under the weights folder, by the name the lists show."""
-    found: dict[str, Path] = {}
-    for folder in FOLDERS:
-        root = Path(weights_dir) / folder
-        if not root.is_dir():
-            continue
-        for path in sorted(root.iterdir()):
-            if path.is_file() and path.suffix.lower() in SUFFIXES:
-                found.setdefault(A1111_NAMES.get(path.stem, path.stem), path)
-    return found
+    return model_files(weights_dir, FOLDERS, SUFFIXES, lambda path: A1111_NAMES.get(path.stem, path.stem))
 
 
 def upscaler_names(weights_dir: Path) -> list[str]:

@@ -109,11 +109,9 @@ def _request(**changes) -> ImageRequest:
                            "seed": 3, **changes})
 
 
-def test_openvino_matches_torch_fp32_on_the_tiny_model(ov_manager, tiny_manager):
-    runner = ov_manager.openvino()
-    assert ov_manager.backend == "openvino" and runner is not None and runner.precision == "f32"
-    # one UNet call
-    unet = ov_manager.base().unet
+def one_call_against_torch(manager, runner):
+    """One guided UNet call through the OpenVINO view and through PyTorch: (the view, relative error)."""
+    unet = manager.base().unet
     generator = torch.Generator().manual_seed(0)
     sample = torch.randn(2, 4, 16, 16, generator=generator)
     context = torch.randn(2, 77, unet.config.cross_attention_dim, generator=generator)
@@ -121,8 +119,16 @@ def test_openvino_matches_torch_fp32_on_the_tiny_model(ov_manager, tiny_manager)
     with torch.no_grad():
         ours = view(sample, torch.tensor(500), context).sample
         reference = unet(sample, torch.tensor(500), encoder_hidden_states=context).sample
+    return view, float((ours - reference).norm() / reference.norm())
+
+
+def test_openvino_matches_torch_fp32_on_the_tiny_model(ov_manager, tiny_manager):
+    runner = ov_manager.openvino()
+    assert ov_manager.backend == "openvino" and runner is not None and runner.precision == "f32"
+    # one UNet call
+    view, error = one_call_against_torch(ov_manager, runner)
     assert view.ov_calls == 1 and view.torch_calls == 0
-    assert float((ours - reference).norm() / reference.norm()) < OV_TOLERANCE
+    assert error < OV_TOLERANCE
     # a whole image against the torch manager's, same seed
     on_ov = text_to_image(ov_manager, _request()).images[0]
     on_torch = text_to_image(tiny_manager, _request()).images[0]

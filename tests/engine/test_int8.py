@@ -3,11 +3,11 @@ disk beside the float model, it is reused from that cache, and its output stays 
 from __future__ import annotations
 
 import pytest
-import torch
 
 from engine.backends import int8
 from engine.image.generate import text_to_image
 from engine.image.request import ImageRequest
+from tests.engine.test_backends import one_call_against_torch
 
 INT8_TOLERANCE = 0.08  # relative error of one int8 UNet call against PyTorch fp32 on the tiny model (measured
 # 0.029 with the float-kept convolutions, 0.11-0.16 without them; weights-only int8 alone measured 0.0015)
@@ -59,16 +59,8 @@ def test_int8_runs_close_to_fp32_and_says_so_in_png_info(int8_manager, tiny_mana
     manager, cache = int8_manager
     runner = manager.openvino()
     assert runner.int8 and runner.folder == cache / weights_key(manager.base().unet, int8.RECIPE)
-    unet = manager.base().unet
-    generator = torch.Generator().manual_seed(0)
-    sample = torch.randn(2, 4, 16, 16, generator=generator)
-    context = torch.randn(2, 77, unet.config.cross_attention_dim, generator=generator)
-    view = runner.view()
-    with torch.no_grad():
-        ours = view(sample, torch.tensor(500), context).sample
-        reference = unet(sample, torch.tensor(500), encoder_hidden_states=context).sample
+    view, error = one_call_against_torch(manager, runner)
     assert view.ov_calls == 1 and view.torch_calls == 0
-    error = float((ours - reference).norm() / reference.norm())
     assert 0 < error < INT8_TOLERANCE  # not bit-identical (it is quantised), yet close
     assert runner.conversions == 1 and "quantize_s" in runner.timings
     assert "OpenVINO int8 ready" in runner.status()
