@@ -7,13 +7,13 @@ import pytest
 from engine.image.generate import text_to_image
 from engine.image.request import ImageRequest
 from tests.engine import lora_files as lf
-from tests.engine.test_backends import PIXEL_TOLERANCE
+from tests.engine.test_backends import OV_TOLERANCE, PIXEL_TOLERANCE, one_call_against_torch
 
 
 @pytest.fixture(scope="module")
 def managers(tmp_path_factory):
     def loras(folder, on_torch):
-        lf.write_lora(folder, "lcm-lora-sdv1-5", lf.kohya_lora(on_torch.base(), text=False, scale=2.0))
+        lf.write_lora(folder, "lcm-lora-sdv1-5", lf.kohya_lora(on_torch.base(), text=False, scale=0.3))
         lf.write_lora(folder, "ink", lf.kohya_lora(on_torch.base(), seed=5))
     yield from lf.torch_and_openvino_managers(tmp_path_factory, loras)
 
@@ -32,10 +32,13 @@ def test_a_fewstep_request_runs_on_its_fused_openvino_model_and_plain_ones_retur
     assert runner.conversions == conversions + 1
     assert any(path.name.startswith(runner.folder.name + "-lora-") for path in runner.folder.parent.iterdir())
     reference, _ = image(on_torch, "a tower <lora:lcm-lora-sdv1-5:1>")
-    # fusing rounds each layer's sum once more than PyTorch's LoRA layers do; on the tiny random model that is
-    # a mean of about 1.5 levels, against about 34 for the LoRA itself (the plain OpenVINO model: PIXEL_TOLERANCE)
-    assert np.abs(fast - reference).mean() < 2.5 * PIXEL_TOLERANCE
-    assert np.abs(fast - plain_before).mean() > 10 * np.abs(fast - reference).mean()  # the LoRA is in the model
+    # the fused model matches PyTorch's LoRA layers as closely as the plain model matches the plain UNet
+    # (a LoRA far larger than any trained one makes this tiny UNet chaotic: at scale 2, fusing in PyTorch fp32
+    # alone moves one call by 30%; at 0.3 it is 2e-6)
+    _, error = one_call_against_torch(on_ov, runner)
+    assert runner._last_variant is not None and error < OV_TOLERANCE
+    assert np.abs(fast - reference).max() <= PIXEL_TOLERANCE
+    assert np.abs(fast - plain_before).mean() > 5  # the LoRA is in the model
     plain_after, text = image(on_ov, "a tower")
     assert "Backend: OpenVINO" in text and np.array_equal(plain_after, plain_before)
     again, _ = image(on_ov, "a tower <lora:lcm-lora-sdv1-5:1>")
