@@ -10,6 +10,7 @@ from PIL import Image
 
 from engine.extras.restorers import load_restorer, restorer_files
 from engine.faces.detect import detect_faces, usable
+from engine.faces.landmarks import five_points, template
 from engine.text.limits import excerpt
 
 SIDE = 512
@@ -55,10 +56,11 @@ def restore_boxes(
     model = load_restorer(restorer_files(Path(weights_dir))[name])
     if visibility == 0 or not boxes:
         return image.copy()
-    photo = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+    pixels = np.asarray(image.convert("RGB"))
+    photo = pixels.astype(np.float32) / 255.0
     result = photo.copy()
     for box in boxes:
-        matrix = crop_matrix(box)
+        matrix = face_matrix(pixels, box)
         crop = cv2.warpAffine(photo, matrix, (SIDE, SIDE), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
         restored = _run(model, crop, device)
         result = paste_face(result, restored, matrix, visibility)
@@ -73,6 +75,20 @@ def crop_matrix(box: tuple[int, int, int, int]) -> np.ndarray:
     centre_x, centre_y = (left + right) / 2, (top + bottom) / 2
     scale = SIDE / (MARGIN * max(right - left, bottom - top))
     return np.float32([[scale, 0, SIDE / 2 - scale * centre_x], [0, scale, SIDE / 2 - scale * centre_y]])
+
+
+def face_matrix(pixels: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """The face aligned on FFHQ's five-point template when dlib's landmarks are installed and agree with the
+    box (eyes level, the face at the size restorers were trained on), else the square crop around the box."""
+    points = five_points(pixels, box)
+    boxed = crop_matrix(box)
+    if points is None:
+        return boxed
+    matrix, _ = cv2.estimateAffinePartial2D(points, template(SIDE), method=cv2.LMEDS)
+    if matrix is None:
+        return boxed
+    scale, box_scale = float(np.hypot(*matrix[0, :2])), float(boxed[0, 0])
+    return matrix.astype(np.float32) if 0.5 < scale / box_scale < 2.0 else boxed
 
 
 def crop_mask() -> np.ndarray:

@@ -2,15 +2,14 @@
 from __future__ import annotations
 
 import functools
-import importlib.util
 import os
 import threading
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from engine.faces.detect import DETECT_SIDE, OVERLAP, Face, detect_faces, iou
+from engine.faces.landmarks import dlib_models_folder
 from engine.files.images import ImageSource, load_image
 
 SAME_PERSON = 0.6
@@ -65,16 +64,8 @@ def face_identity_distance(original: ImageSource, result: ImageSource, face: Fac
 
 def _identity_models():
     """dlib's detector, 5-point landmarks and ResNet embedding, or None when not installed."""
-    try:
-        import dlib  # noqa: F401  (only to see that it is installed)
-    except ImportError:
-        return None
-    # find_spec locates the package without running its __init__, which needs the removed pkg_resources
-    spec = importlib.util.find_spec("face_recognition_models")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    folder = Path(list(spec.submodule_search_locations)[0]) / "models"
-    if not (folder / "dlib_face_recognition_resnet_model_v1.dat").is_file():
+    folder = dlib_models_folder()
+    if folder is None or not (folder / "dlib_face_recognition_resnet_model_v1.dat").is_file():
         return None
     return _load_identity_models(str(folder))
 

@@ -11,7 +11,7 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from engine.extras import restore
-from engine.extras.restore import crop_matrix, list_restorers, paste_face, restore_faces
+from engine.extras.restore import crop_matrix, face_matrix, list_restorers, paste_face, restore_faces
 from engine.extras.restorers import load_restorer
 
 
@@ -84,6 +84,37 @@ def test_paste_back_changes_only_the_face_square_and_blends_by_visibility():
     assert np.allclose(half[120, 190], (photo[120, 190] + 1) / 2, atol=1e-5)
 
 
+def test_a_tilted_face_is_aligned_on_the_ffhq_template_with_dlibs_landmarks(astronaut):
+    import cv2
+
+    from engine.faces.detect import detect_faces
+    from engine.faces.landmarks import five_points, template
+
+    if five_points(np.zeros((8, 8, 3), np.uint8), (0, 0, 8, 8)) is None:
+        pytest.skip("needs dlib's landmarks: pip install dlib-bin face-recognition-models")
+    turn = cv2.getRotationMatrix2D((256, 256), 12, 1.0)  # the head tilted by 12 degrees
+    tilted = cv2.warpAffine(np.asarray(astronaut), turn, (512, 512), borderMode=cv2.BORDER_REFLECT)
+    box = detect_faces(Image.fromarray(tilted))[0].box
+    matrix = face_matrix(tilted, box)
+    points = five_points(tilted, box)
+    assert np.abs(points @ matrix[:, :2].T + matrix[:, 2] - template(restore.SIDE)).max() < 8
+    upright = face_matrix(np.asarray(astronaut), detect_faces(astronaut)[0].box)
+
+    def angle(m):
+        return np.degrees(np.arctan2(m[1, 0], m[0, 0]))
+
+    assert abs(angle(matrix) - angle(upright) - 12) < 3  # turned back by the tilt
+    assert not np.allclose(matrix, crop_matrix(box))
+
+
+def test_without_landmarks_the_crop_is_the_square_around_the_box(astronaut, monkeypatch):
+    from engine.faces import landmarks
+
+    monkeypatch.setattr(landmarks, "_predictor", lambda: None)
+    box = (176, 66, 272, 162)
+    assert np.array_equal(face_matrix(np.asarray(astronaut), box), crop_matrix(box))
+
+
 def test_only_the_face_region_changes_with_a_real_restorer(weights, astronaut):
     out = restore_faces(astronaut, "RestoreFormer", 1.0, weights_dir=weights)
     before, after = np.asarray(astronaut), np.asarray(out)
@@ -93,10 +124,9 @@ def test_only_the_face_region_changes_with_a_real_restorer(weights, astronaut):
     from engine.faces.detect import detect_faces
 
     face = detect_faces(astronaut)[0]
-    matrix = crop_matrix(face.box)
-    inside = np.zeros(changed.shape, bool)
+    matrix = face_matrix(np.asarray(astronaut), face.box)
     ys, xs = np.nonzero(changed)
-    corners = (np.stack([xs, ys], 1) * matrix[0, 0] + matrix[:, 2])  # into crop space
+    corners = np.stack([xs, ys], 1) @ matrix[:, :2].T + matrix[:, 2]  # into crop space
     inside = (corners >= -1).all(1) & (corners <= restore.SIDE + 1).all(1)
     assert inside.all()
 
