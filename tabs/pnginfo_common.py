@@ -115,4 +115,4 @@ def wire_png_info(manager, panel: SimpleNamespace, widgets: dict, controlnet: Si
     check_uploads(panel.png, say=False)  # png_info says why
     panel.png.upload(png_info, inputs=panel.png,
                      outputs=[panel.text, panel.note, *widgets.values(), *loaded_widgets(controlnet)],
-                     api_name=api_name, preprocess=False)
+                     api_name=api_name, preprocess=False, show_progress="hidden")

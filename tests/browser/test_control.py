@@ -102,6 +102,7 @@ def test_png_info_in_image_to_image_fills_the_tab_and_its_controlnet_units(page:
     expect(panel.get_by_label("number input for Denoising strength", exact=True)).to_have_value("0.35")
     expect(panel.get_by_label("number input for Steps", exact=True)).to_have_value("9")
     expect(panel.get_by_label("number input for Longer side (aspect ratio is kept)", exact=True)).to_have_value("96")
+    page.locator("#img2img-controlnet").get_by_text("ControlNet", exact=True).first.click()
     expect(page.locator("#img2img-controlnet0-enable input")).to_be_checked()
     expect(page.locator("#img2img-controlnet0-model input")).to_have_value("tiny_canny")
     expect(page.locator("#img2img-controlnet0-weight input[type=number]")).to_have_value("0.6")
