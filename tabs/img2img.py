@@ -23,6 +23,7 @@ from tabs.common import (
 )
 from tabs.control_common import control_accordion, units_from_values
 from tabs.extras_common import network_picker
+from tabs.pnginfo_common import png_info_panel, wire_png_info
 from tabs.running import wire_run, wire_stop
 from tabs.session import SessionControl, user_error
 from tabs.styles_common import style_picker, styled
@@ -100,6 +101,7 @@ def build(manager) -> SimpleNamespace:
                                       elem_id="img2img-denoise-video")
                 controlnet = control_accordion(manager, TASK, size, size, own_image=image)
                 plot = plot_panel(TASK, defaults=("Denoising", "0.3, 0.5, 0.7"))
+                png = png_info_panel(TASK)
             with gr.Column():
                 bar, gallery, preview, info, params = output_widgets("Images", TASK)
                 variations = variations_panel(TASK)
@@ -145,5 +147,9 @@ def build(manager) -> SimpleNamespace:
              control=control, stop=stop, bar=bar)
     wire_plan(plot, xyz_plan, [*plot_inputs.values(), plot.pace], api_name="xyz_plan_img2img")
     check_uploads(image)
+    loads = {"prompt": prompt, "negative_prompt": negative, "strength": strength, "num_inference_steps": steps,
+             "guidance_scale": guidance, "size": size, "seed": seed, "sampler": sampler, "styles": styles,
+             "variation_seed": variation_seed, "variation_strength": variation_strength, "fast_decode": fast_decode}
+    wire_png_info(manager, png, loads, controlnet, api_name="png_info_img2img", own_image=True)
     return SimpleNamespace(fast=fast, image=image, prompt=prompt, negative=negative, gallery=gallery,
                            to_img2img=to_img2img, to_inpaint=to_inpaint, sizes=[size])

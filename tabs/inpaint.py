@@ -22,13 +22,14 @@ from tabs.common import (
 )
 from tabs.control_common import control_accordion, units_from_values
 from tabs.extras_common import network_picker
+from tabs.pnginfo_common import ONLY_MASKED, WHOLE_PICTURE, png_info_panel, wire_png_info
 from tabs.running import wire_run, wire_stop
 from tabs.session import SessionControl, user_error
 from tabs.styles_common import style_picker, styled
 from widgets.image_upload import readable
 
 TASK = "inpaint"
-AREAS = ["Whole picture", "Only masked"]
+AREAS = [WHOLE_PICTURE, ONLY_MASKED]
 
 
 def editor_image_and_mask(value) -> tuple[np.ndarray, np.ndarray]:
@@ -118,6 +119,7 @@ def build(manager) -> SimpleNamespace:
                 denoise = gr.Checkbox(label="Also make a denoising video (the whole photo, the predicted area "
                                             "pasted back at every step)", elem_id="inpaint-denoise-video")
                 controlnet = control_accordion(manager, TASK, size, size, own_image=editor)
+                png = png_info_panel(TASK)
             with gr.Column():
                 bar, gallery, preview, info, params = output_widgets("Images", TASK)
                 steps_video = gr.Video(label="Denoising video", visible=False, height=360, interactive=False,
@@ -146,5 +148,9 @@ def build(manager) -> SimpleNamespace:
     for trigger in (editor.change, mask_blur.release, area.change, padding.release):
         trigger(mask_preview, inputs=preview_inputs, outputs=preview_mask, show_progress="hidden",
                 trigger_mode="always_last", api_name="inpaint_mask_preview" if trigger == editor.change else False)
+    loads = {"prompt": prompt, "negative_prompt": negative, "strength": strength, "mask_blur": mask_blur,
+             "inpaint_area": area, "padding": padding, "num_inference_steps": steps, "guidance_scale": guidance,
+             "size": size, "seed": seed, "sampler": sampler, "styles": styles, "fast_decode": fast_decode}
+    wire_png_info(manager, png, loads, controlnet, api_name="png_info_inpaint", own_image=True)
     return SimpleNamespace(fast=fast, editor=editor, prompt=prompt, negative=negative, gallery=gallery,
                            to_img2img=to_img2img, to_inpaint=to_inpaint, sizes=[size])

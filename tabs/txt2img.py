@@ -5,8 +5,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from engine.files import pnginfo
-from engine.image.generate import request_from_parameters, text_to_image
+from engine.image.generate import text_to_image
 from engine.image.hires import (
     DEFAULT_SCALE,
     DEFAULT_STRENGTH,
@@ -21,7 +20,6 @@ from engine.jobs.runner import run_job
 from engine.xyz import run_plot
 from tabs.common import (
     check_inputs_match,
-    check_uploads,
     fast_decode_toggle,
     fast_toggle,
     image_outputs,
@@ -31,14 +29,14 @@ from tabs.common import (
     sampling_widgets,
     seed_widgets,
 )
-from tabs.control_common import control_accordion, loaded_values, loaded_widgets, units_from_values
+from tabs.control_common import control_accordion, units_from_values
 from tabs.extras_common import network_picker
+from tabs.pnginfo_common import png_info_panel, wire_png_info
 from tabs.running import wire_run, wire_stop
-from tabs.session import SessionControl, user_error, user_errors
+from tabs.session import SessionControl
 from tabs.styles_common import style_picker, styled
 from tabs.variations_common import variation_widgets, variations_of, variations_panel, wire_selection
 from tabs.xyz_common import AXIS_INPUTS, plan_line, plot_outputs, plot_panel, plot_request, wire_plan
-from widgets.image_upload import readable, upload_path
 
 TASK = "txt2img"
 
@@ -87,29 +85,6 @@ def build(manager) -> SimpleNamespace:
         req = plot_request(base, x_type, x_values, y_type, y_values, z_type, z_values, video_axis)
         return plan_line(manager, req, TASK, pace)
 
-    def png_info(png):  # the raw upload (preprocess=False): the engine reads it, so a non-image gets a sentence
-        path, problem = readable(*upload_path(png))
-        if problem:
-            raise user_error(problem)
-        if not path:
-            raise user_error("Drop a PNG made by Diffusion Studio or A1111 to read its parameters.")
-        with user_errors():
-            text = pnginfo.read_parameters(path)
-        if not text:
-            raise user_error("This image carries no generation parameters.")
-        req, skipped = request_from_parameters(text)
-        units, missing = loaded_values(manager, req.control_units)
-        note = f"Read {len(text.splitlines())} lines." + (f" Not used: {', '.join(skipped)}." if skipped else "")
-        note += "".join(f" {line}; add it there or pick another." for line in missing)
-        if req.control_units:
-            note += " ControlNet units set: add their control images."
-        hires = req.hires_scale is not None
-        return (text, note, req.prompt, req.negative_prompt, req.num_inference_steps, req.guidance_scale,
-                req.width, req.height, req.seed, req.sampler, hires, req.hires_scale if hires else gr.skip(),
-                req.hires_upscaler if hires else gr.skip(), req.hires_steps if hires else gr.skip(),
-                req.hires_strength if hires else gr.skip(), [],  # the loaded prompt already holds its styles
-                req.variation_seed, req.variation_strength, req.fast_decode, *units)
-
     def hires_line(hires, width, height, scale):
         """A1111's "from 512x512 to 1024x1024" under the Hires. fix fields."""
         if not hires:
@@ -151,11 +126,7 @@ def build(manager) -> SimpleNamespace:
                 network_picker(manager, prompt, TASK, sampler, steps, guidance, fast_decode=fast_decode)
                 denoise = gr.Checkbox(label="Also make a denoising video (the predicted image at every step)")
                 plot = plot_panel(TASK)
-                with gr.Accordion("PNG info: load parameters from an image", open=False):
-                    png = gr.Image(type="filepath", label="Drop a PNG", height=200, image_mode=None,
-                                   elem_id="txt2img-png-info")
-                    png_text = gr.Textbox(label="Parameters found", lines=4, interactive=False)
-                    png_note = gr.Markdown()
+                png = png_info_panel(TASK)
             with gr.Column():
                 bar, gallery, preview, info, params = output_widgets("Images", TASK)
                 variations = variations_panel(TASK)
@@ -200,12 +171,12 @@ def build(manager) -> SimpleNamespace:
     # the Denoising video box shows only when there is a video in it
     steps_video.change(lambda v: gr.Video(visible=bool(v)), inputs=steps_video, outputs=steps_video, api_name=False,
                        queue=False, show_progress="hidden")
-    check_uploads(png, say=False)  # png_info says why
-    png.upload(png_info, inputs=png, outputs=[png_text, png_note, prompt, negative, steps, guidance, width, height,
-                                              seed, sampler, hires, hires_scale, hires_upscaler, hires_steps,
-                                              hires_strength, styles, variation_seed, variation_strength,
-                                              fast_decode, *loaded_widgets(controlnet)],
-              api_name="png_info", preprocess=False)
+    loads = {"prompt": prompt, "negative_prompt": negative, "num_inference_steps": steps, "guidance_scale": guidance,
+             "width": width, "height": height, "seed": seed, "sampler": sampler, "hires": hires,
+             "hires_scale": hires_scale, "hires_upscaler": hires_upscaler, "hires_steps": hires_steps,
+             "hires_strength": hires_strength, "styles": styles, "variation_seed": variation_seed,
+             "variation_strength": variation_strength, "fast_decode": fast_decode}
+    wire_png_info(manager, png, loads, controlnet, api_name="png_info")
     for trigger in (hires.change, width.change, height.change, hires_scale.change):
         trigger(hires_line, inputs=[hires, width, height, hires_scale], outputs=hires_note, api_name=False,
                 queue=False, show_progress="hidden")

@@ -214,7 +214,8 @@ def request_from_parameters(text: str) -> tuple[ImageRequest, list[str]]:
     skipped: list[str] = []
     req = ImageRequest(prompt=fields.get("prompt", ""), negative_prompt=fields.get("negative_prompt", ""))
     conversions = {"Steps": ("num_inference_steps", int), "CFG scale": ("guidance_scale", float),
-                   "Seed": ("seed", int), "Denoising strength": ("strength", float), "Mask blur": ("mask_blur", int)}
+                   "Seed": ("seed", int), "Denoising strength": ("strength", float), "Mask blur": ("mask_blur", int),
+                   "Masked area padding": ("only_masked_padding", int)}
     for key, (attr, kind) in conversions.items():
         if key in fields:
             try:
@@ -230,6 +231,7 @@ def request_from_parameters(text: str) -> tuple[ImageRequest, list[str]]:
         except ValueError:
             skipped.append("Size")
     req.fast = "Fast" in fields
+    req.only_masked = fields.get("Inpaint area") == "Only masked"
     skipped += variation_from_fields(req, fields)
     req.fast_decode = fields.get(DECODER_FIELD) == DECODER_VALUE
     if "Hires upscale" in fields or "Hires resize" in fields:

@@ -80,3 +80,30 @@ def test_a_unit_previews_its_canny_map_and_generates(page: Page, tmp_path):
     page.set_viewport_size({"width": 390, "height": 844})
     page.locator("#txt2img-controlnet0-preview-button").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "control-txt2img-390.png"), full_page=True)
+
+
+def test_png_info_in_image_to_image_fills_the_tab_and_its_controlnet_units(page: Page, tmp_path):
+    from engine.files import pnginfo
+
+    shots = Path(os.environ.get("STUDIO_SHOTS") or tmp_path)
+    unit = ('"Module: canny, Model: {} [0123abcd], Weight: 0.6, Resize Mode: Just Resize, Processor Res: 64, '
+            'Threshold A: 40, Threshold B: 160, Guidance Start: 0.2, Guidance End: 0.7, Pixel Perfect: False, '
+            'Control Mode: My prompt is more important"')
+    text = ("a lighthouse at dusk\nNegative prompt: fog\nSteps: 9, Sampler: Euler, CFG scale: 4.5, Seed: 321, "
+            f"Size: 96x64, Denoising strength: 0.35, ControlNet 0: {unit.format('tiny_canny')}, "
+            f"ControlNet 1: {unit.format('control_v11p_sd15_lineart')}")
+    pnginfo.save_png(Image.new("RGB", (96, 64), (90, 60, 30)), tmp_path / "made.png", text)
+    panel = open_tab(page, "Image to image", "img2img-run")
+    page.locator("#img2img-png-info-panel").get_by_text("PNG info: load parameters from an image").click()
+    page.locator("#img2img-png-info input[type=file]").set_input_files(str(tmp_path / "made.png"))
+    expect(page.locator("#img2img-png-info-note")).to_contain_text(
+        "ControlNet 1's model control_v11p_sd15_lineart is not in weights/ControlNet", timeout=RUN_TIMEOUT_MS)
+    expect(panel.get_by_label("Prompt", exact=True)).to_have_value("a lighthouse at dusk")
+    expect(panel.get_by_label("number input for Denoising strength", exact=True)).to_have_value("0.35")
+    expect(panel.get_by_label("number input for Steps", exact=True)).to_have_value("9")
+    expect(panel.get_by_label("number input for Longer side (aspect ratio is kept)", exact=True)).to_have_value("96")
+    page.locator("#img2img-controlnet").get_by_text("ControlNet", exact=True).first.click()
+    expect(page.locator("#img2img-controlnet0-enable input")).to_be_checked()
+    expect(page.locator("#img2img-controlnet0-model input")).to_have_value("tiny_canny")
+    expect(page.locator("#img2img-controlnet0-weight input[type=number]")).to_have_value("0.6")
+    page.screenshot(path=str(shots / "pnginfo-img2img-1400.png"), full_page=True)
