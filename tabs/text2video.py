@@ -163,8 +163,8 @@ def build(manager) -> SimpleNamespace:
                 with gr.Row():
                     steps = gr.Slider(1, MAX_STEPS, value=start.num_inference_steps, step=1, label="Steps")
                     guidance = gr.Slider(1, 30, value=start.guidance_scale, step=0.5, label="Guidance scale (CFG)")
-                fast_decode = fast_decode_toggle(manager, TASK, DECODE_DEFAULT, grey_when_missing=True)
                 length = gr.Markdown(describe_estimate(manager, start), elem_id="text2video-estimate")
+                fast_decode = fast_decode_toggle(manager, TASK, DECODE_DEFAULT, grey_when_missing=True)
                 with gr.Accordion("Frame prompts (longer clips that change over time)", open=False):
                     frame_prompts = gr.Textbox(label="Frame prompts", lines=3, info=FRAME_PROMPTS_INFO,
                                                placeholder="8: the fox stops and looks up", elem_id="text2video-frames")

@@ -86,6 +86,7 @@ def test_fast_decode_is_taesd_over_the_same_latents_and_says_so(with_taesd, tmp_
     info = pnginfo.parse_parameters(Image.open(fast.frames[4]).info["parameters"])
     assert info["VAE Decoder"] == "TAESD" and info["Frame"] == "5 of 8" and info["Seed"] == "3"
     assert "VAE Decoder" not in video.read_metadata(plain.video)
+    assert any("TAESD decoded" in note for note in fast.notes) and not any("TAESD" in n for n in plain.notes)
     assert "VAE Decoder" not in pnginfo.parse_parameters(Image.open(plain.frames[0]).info["parameters"])
 
 

@@ -431,6 +431,8 @@ def _text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
         checkpoint.unlink(missing_ok=True)
     if done_before:
         notes.append(f"Resumed from step {done_before} of {total}.")
+    if req.fast_decode and steps_done:
+        notes.append("Fast decode: TAESD decoded the frames (less fine detail than the model's VAE).")
     frames = out.frames[0] if steps_done else []
     return _result(paths, req, seed, steps_done, frames, notes, source, manager, per_step, interrupted)
 
