@@ -146,8 +146,11 @@ def test_a_lightning_adapter_starts_with_fast_decode_where_taesd_is():
     assert not defaults_with_adapter(start, "motion/mm_sd_v15_v2.safetensors", taesd=True).fast_decode
 
 
-def test_the_cli_flag_decodes_with_taesd_and_a_missing_taesd_is_one_line(tmp_path, capsys, monkeypatch):
+def test_the_cli_flag_and_a_lightning_adapter_decode_with_taesd_and_a_missing_one_is_one_line(tmp_path, capsys, monkeypatch):
+    from safetensors.torch import save_file
+
     from engine.cli import main
+    from engine.video.motion import adapter as motion_adapter
 
     flags = ["text2video", "--model", "tiny", "--prompt", "a cat walking", "--frames", "8", "--steps", "2",
              "--width", "64", "--height", "64", "--seed", "1"]
@@ -155,8 +158,12 @@ def test_the_cli_flag_decodes_with_taesd_and_a_missing_taesd_is_one_line(tmp_pat
     monkeypatch.setattr(tiny_vae, "find_taesd", lambda weights_dir: str(tmp_path / "taesd"))
     assert main([*flags, "--fast-decode", "--out", str(tmp_path / "fast.mp4")]) == 0
     assert video.read_metadata(tmp_path / "fast.mp4")["VAE Decoder"] == "TAESD"
-    assert main([*flags, "--out", str(tmp_path / "plain.mp4")]) == 0
-    assert "VAE Decoder" not in video.read_metadata(tmp_path / "plain.mp4")
+    lightning = tmp_path / "animatediff_lightning_2step_diffusers.safetensors"
+    save_file(motion_adapter.build_tiny_adapter().state_dict(), lightning)
+    capsys.readouterr()
+    assert main([*flags, "--motion-adapter", str(lightning), "--out", str(tmp_path / "lightning.mp4")]) == 0
+    assert "Fast decode is on with the Lightning adapter" in capsys.readouterr().err
+    assert video.read_metadata(tmp_path / "lightning.mp4")["VAE Decoder"] == "TAESD"
     monkeypatch.setattr(tiny_vae, "find_taesd", lambda weights_dir: None)
     capsys.readouterr()
     assert main([*flags, "--fast-decode", "--out", str(tmp_path / "refused.mp4")]) == 2
