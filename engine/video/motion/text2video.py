@@ -249,7 +249,8 @@ def text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
     The motion UNet shares the model's 2D weights and the adapter's temporal weights (engine.video.motion.unet);
     the adapter is loaded once per model (engine.video.motion.adapter). Raises ValueError with the fix when no
     adapter can be had. LoRA tags are refused (the motion UNet is built over the plain weights); the whole clip
-    runs on the plain model, so another request's LoRAs never reach it.
+    runs on the plain model, so another request's LoRAs never reach it. `req.fast_decode` decodes the frames with
+    TAESD (engine.video.motion.decoding); ValueError saying where to get it when it is absent.
     """
     with manager.lora_scope(req.prompt, req.negative_prompt, req.frame_prompts or "", supported="Text to video"):
         return _text_to_video(manager, req, paths, on_step, control)
