@@ -158,13 +158,21 @@ def refresh_fast(manager, fewstep_ok: list[bool]):
     return updates if len(updates) > 1 else updates[0]
 
 
-def fast_decode_toggle(manager, task: str) -> gr.Checkbox:
+def fast_decode_toggle(manager, task: str, on_by_default: str = "in Few-step mode",
+                       grey_when_missing: bool = False) -> gr.Checkbox:
     """A1111's "VAE type for decode: TAESD": the tiny VAE decodes the result, about 16x cheaper."""
-    present = manager.taesd_available()
-    return gr.Checkbox(value=False, label="Fast decode: the tiny VAE (TAESD) decodes the result (about 16× cheaper than "
-                                          "the VAE, less fine detail)", elem_id=f"{task}-fast-decode",
-                       info=("On by default in Few-step mode." if present else
-                             "Needs TAESD in weights/taesd: get it under 'Downloads' at the top of the page."))
+    return gr.Checkbox(label="Fast decode: the tiny VAE (TAESD) decodes the result (about 16× cheaper than "
+                             "the VAE, less fine detail)", elem_id=f"{task}-fast-decode",
+                       **{"value": False, **fast_decode_offer(manager, on_by_default, grey_when_missing)})
+
+
+def fast_decode_offer(manager, on_by_default: str = "in Few-step mode", grey_when_missing: bool = False) -> dict:
+    """The Fast decode box's state: when it is on by default, or where to get TAESD (greyed out, if asked, and
+    unticked) while its weights are missing."""
+    if manager.taesd_available():
+        return dict(info=f"On by default {on_by_default}.", interactive=True if grey_when_missing else None)
+    missing = dict(info="Needs TAESD in weights/taesd: get it under 'Downloads' at the top of the page.")
+    return {**missing, "interactive": False, "value": False} if grey_when_missing else missing
 
 
 def seed_widgets() -> tuple[gr.Number, gr.Slider]:

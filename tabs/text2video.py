@@ -24,13 +24,14 @@ from engine.video.motion.text2video import (
     resume_text_to_video,
     text_to_video,
 )
-from tabs.common import check_inputs_match, on_gpu
+from tabs.common import check_inputs_match, fast_decode_offer, fast_decode_toggle, on_gpu
 from tabs.running import run_buttons, stream, wire_run, wire_stop
 from tabs.session import SessionControl, user_errors
 from tabs.walk_common import checked_plan, new_run_paths, video_outputs
 
 TASK = "text2video"
 EXAMPLE_PROMPT = "a red fox walking through fresh snow in a pine forest, photo"
+DECODE_DEFAULT = "with a Lightning adapter"  # when Fast decode is ticked for the user
 FRAME_PROMPTS_INFO = ("One per line as 'frame: prompt', e.g. '12: the fox runs'. The prompt above opens the clip; "
                       "the clip moves between them (FreeNoise, turned on for you).")
 
@@ -60,17 +61,20 @@ def build(manager) -> SimpleNamespace:
 
     # 1. handlers
     def request(prompt, negative_prompt, frame_prompts, num_frames, fps, num_inference_steps, guidance_scale, seed,
-                width, height, sampler, free_noise, gif, motion_adapter_name) -> Text2VideoRequest:
+                width, height, sampler, free_noise, gif, motion_adapter_name,
+                fast_decode=False) -> Text2VideoRequest:
         return Text2VideoRequest(
             prompt=prompt or "", negative_prompt=negative_prompt or "", frame_prompts=frame_prompts or "",
             num_frames=num_frames, fps=fps, num_inference_steps=num_inference_steps, guidance_scale=guidance_scale,
             seed=-1 if seed is None else int(seed), width=width, height=height, sampler=sampler,
-            free_noise=bool(free_noise), gif=bool(gif), motion_adapter=motion_adapter_name or None)
+            free_noise=bool(free_noise), gif=bool(gif), motion_adapter=motion_adapter_name or None,
+            fast_decode=bool(fast_decode))
 
     def text2video_run(prompt, negative_prompt, frame_prompts, num_frames, fps, num_inference_steps, guidance_scale,
-                       seed, width, height, sampler, free_noise, gif, motion_adapter, control, progress=gr.Progress()):
+                       seed, width, height, sampler, free_noise, gif, motion_adapter, control, fast_decode=False,
+                       progress=gr.Progress()):
         req = request(prompt, negative_prompt, frame_prompts, num_frames, fps, num_inference_steps, guidance_scale,
-                      seed, width, height, sampler, free_noise, gif, motion_adapter)
+                      seed, width, height, sampler, free_noise, gif, motion_adapter, fast_decode)
         with user_errors():
             check_text2video(req)
             paths = new_run_paths(TASK)
@@ -80,10 +84,11 @@ def build(manager) -> SimpleNamespace:
 
     def text2video_resume(prompt, negative_prompt, frame_prompts, num_frames, fps, num_inference_steps,
                           guidance_scale, seed, width, height, sampler, free_noise, gif, motion_adapter, run, control,
-                          progress=gr.Progress()):
-        """Resume: the stopped clip continues from its last saved step, if the form still has its settings."""
+                          fast_decode=False, progress=gr.Progress()):
+        """Resume: the stopped clip continues from its last saved step, if the form still has its settings (Fast
+        decode may differ: it only changes how the finished latents become frames)."""
         req = request(prompt, negative_prompt, frame_prompts, num_frames, fps, num_inference_steps, guidance_scale,
-                      seed, width, height, sampler, free_noise, gif, motion_adapter)
+                      seed, width, height, sampler, free_noise, gif, motion_adapter, fast_decode)
         plan = checked_plan(run)
         job = lambda on_step, ctl: run_job(resume_text_to_video, manager, plan, on_step, ctl, req)  # noqa: E731
         yield from show(job, control, progress, req)
@@ -121,16 +126,20 @@ def build(manager) -> SimpleNamespace:
                                                      not motion_adapter.hub_cached(source.location) else ".")
 
     def adapter_picked(choice, num_inference_steps, guidance_scale, sampler):
-        """A Lightning adapter sets its steps, Euler and CFG 1; leaving one puts the usual settings back."""
+        """A Lightning adapter sets its steps, Euler and CFG 1, and Fast decode where TAESD is present (the VAE would
+        cost more than its few steps); leaving one puts the usual settings back."""
         fast = lightning_of(choice)
         if fast:
-            return adapter_note(choice), fast.num_inference_steps, fast.guidance_scale, fast.sampler
+            decode = True if manager.taesd_available() else gr.skip()
+            return adapter_note(choice), fast.num_inference_steps, fast.guidance_scale, fast.sampler, decode
         if sampler == "Euler" and guidance_scale == 1:  # still the Lightning settings: back to the usual ones
-            return adapter_note(choice), start.num_inference_steps, start.guidance_scale, start.sampler
-        return adapter_note(choice), gr.skip(), gr.skip(), gr.skip()
+            return adapter_note(choice), start.num_inference_steps, start.guidance_scale, start.sampler, False
+        return adapter_note(choice), gr.skip(), gr.skip(), gr.skip(), gr.skip()
 
     def opened(choice):
-        return adapter_note(choice), gr.Dropdown(choices=motion_adapter.adapter_choices(manager.weights_dir))
+        """The adapters in weights/ now, and Fast decode offered only while TAESD is (it may have been downloaded)."""
+        return (adapter_note(choice), gr.Dropdown(choices=motion_adapter.adapter_choices(manager.weights_dir)),
+                gr.Checkbox(**fast_decode_offer(manager, DECODE_DEFAULT, grey_when_missing=True)))
 
     # 2. layout
     with gr.Tab("Text to video", id=TASK) as tab:
@@ -155,6 +164,7 @@ def build(manager) -> SimpleNamespace:
                     steps = gr.Slider(1, MAX_STEPS, value=start.num_inference_steps, step=1, label="Steps")
                     guidance = gr.Slider(1, 30, value=start.guidance_scale, step=0.5, label="Guidance scale (CFG)")
                 length = gr.Markdown(describe_estimate(manager, start), elem_id="text2video-estimate")
+                fast_decode = fast_decode_toggle(manager, TASK, DECODE_DEFAULT, grey_when_missing=True)
                 with gr.Accordion("Frame prompts (longer clips that change over time)", open=False):
                     frame_prompts = gr.Textbox(label="Frame prompts", lines=3, info=FRAME_PROMPTS_INFO,
                                                placeholder="8: the fox stops and looks up", elem_id="text2video-frames")
@@ -179,12 +189,13 @@ def build(manager) -> SimpleNamespace:
     inputs = {"prompt": prompt, "negative_prompt": negative, "frame_prompts": frame_prompts, "num_frames": frames,
               "fps": fps, "num_inference_steps": steps, "guidance_scale": guidance, "seed": seed, "width": width,
               "height": height, "sampler": sampler, "free_noise": free_noise, "gif": gif, "motion_adapter": adapter,
-              "control": control}
+              "control": control, "fast_decode": fast_decode}
     check_inputs_match(text2video_run, list(inputs))
     outs = [player, gallery, files, latest, info, length, run]
     wire_run(go.click, on_gpu(text2video_run, "text2video"), inputs=list(inputs.values()), api_name=TASK, outputs=outs,
              control=control, stop=stop, bar=bar)
-    resume_inputs = {**{k: v for k, v in inputs.items() if k != "control"}, "run": run, "control": control}
+    resume_inputs = {**{k: v for k, v in inputs.items() if k not in ("control", "fast_decode")}, "run": run,
+                     "control": control, "fast_decode": fast_decode}
     check_inputs_match(text2video_resume, list(resume_inputs))
     wire_run(resume.click, on_gpu(text2video_resume, "text2video"), inputs=list(resume_inputs.values()),
              api_name="text2video_resume", outputs=outs, control=control, stop=stop, bar=bar)
@@ -193,7 +204,9 @@ def build(manager) -> SimpleNamespace:
     for widget in sizes:
         widget.change(estimate, inputs=[prompt, *sizes], outputs=length, api_name=False, queue=False,
                       show_progress="hidden")
-    tab.select(opened, inputs=adapter, outputs=[note, adapter], api_name=False, queue=False, show_progress="hidden")
-    adapter.change(adapter_picked, inputs=[adapter, steps, guidance, sampler], outputs=[note, steps, guidance, sampler],
-                   api_name=False, queue=False, show_progress="hidden")
+    tab.select(opened, inputs=adapter, outputs=[note, adapter, fast_decode], api_name=False, queue=False,
+               show_progress="hidden")
+    adapter.change(adapter_picked, inputs=[adapter, steps, guidance, sampler],
+                   outputs=[note, steps, guidance, sampler, fast_decode], api_name=False, queue=False,
+                   show_progress="hidden")
     return SimpleNamespace(sizes=[width, height])

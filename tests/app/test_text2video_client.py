@@ -27,3 +27,20 @@ def test_text2video_over_the_api_returns_the_clip_its_frames_and_settings(client
 def test_bad_input_gets_a_sentence(client, change, says):
     with pytest.raises(Exception, match=says):
         client.predict(**{**CLIP, **change}, api_name="/text2video")
+
+
+def test_fast_decode_is_a_field_of_both_calls_and_without_taesd_is_refused_in_a_sentence(client):
+    from engine.pipeline.models import WEIGHTS_DIR
+    from engine.pipeline.tiny_vae import find_taesd
+
+    names = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
+    for api in ("/text2video", "/text2video_resume"):
+        fields = {p["parameter_name"]: p["parameter_default"] for p in names[api]["parameters"]}
+        assert fields["fast_decode"] is False
+    if find_taesd(WEIGHTS_DIR) is None:
+        with pytest.raises(Exception, match="Fast decode needs TAESD"):
+            client.predict(**CLIP, fast_decode=True, api_name="/text2video")
+    else:  # TAESD is in this machine's weights/ or Hugging Face cache: the clip is decoded by it
+        files = client.predict(**CLIP, fast_decode=True, api_name="/text2video")[2]
+        settings = json.loads(open(next(f for f in files if str(f).endswith(".json"))).read())
+        assert settings["VAE Decoder"] == "TAESD"

@@ -63,10 +63,18 @@ def download(page: Page, part: str, label: str) -> None:
 
 
 def test_download_then_few_step_turns_fast_decode_on_and_png_info_says_taesd(page: Page):
+    open_tab(page, "Text to video", "text2video-run")
+    clip_decode = page.locator("#text2video-fast-decode")
+    expect(clip_decode.locator("input[type=checkbox]")).to_be_disabled()  # greyed out, saying why
+    expect(clip_decode).to_contain_text("Needs TAESD in weights/taesd")
     page.locator("#downloads").get_by_text("Downloads: few-step LoRAs, TAESD, motion adapters", exact=True).click()
     download(page, "taesd", "taesd (TAESD, 5 MB): available to download")
     expect(page.locator("#downloads-note")).to_contain_text("taesd is in weights/taesd")
     expect(page.locator("#downloads-progress")).to_contain_text("Done in")
+    open_tab(page, "Text to image", "txt2img-run")
+    open_tab(page, "Text to video", "text2video-run")  # opening the tab offers it once TAESD is there
+    expect(clip_decode.locator("input[type=checkbox]")).to_be_enabled()
+    expect(clip_decode).to_contain_text("On by default with a Lightning adapter")
     download(page, "lcm-lora-sdv1-5", "lcm-lora-sdv1-5 (few-step LoRA, 135 MB): available to download")
     if SHOTS:
         page.screenshot(path=f"{SHOTS}/downloads.png", full_page=False)

@@ -3,6 +3,7 @@
 - `adapter`: where the motion adapter comes from (weights/, the hub, or tiny) and loading it once per model;
 - `unet`: a motion UNet whose 2D layers are the model's own tensors and whose temporal layers are the adapter's;
 - `lightning`: AnimateDiff-Lightning adapters told by name, with the scheduler, steps and CFG they were made for;
+- `decoding`: the VAE or TAESD (Fast decode) in bounded chunks, TAESD's live preview, each frame's PNG info;
 - `resume`: each step's latents and scheduler state saved, and a pipeline that continues from them;
 - `text2video`: the request, its checks, the time estimate, making a clip and resuming one;
 - `cli`: `python -m engine text2video`.

@@ -20,12 +20,13 @@ from engine.backends import fastpath
 from engine.backends import openvino as ov_backend
 from engine.files import pnginfo
 from engine.files.outputs import output_root
-from engine.image.preview import latents_to_preview
 from engine.image.request import ImageRequest, RunControl, check_request, pick_seed
+from engine.image.steps import step_preview
 from engine.pipeline.schedulers import check_sampler, make_scheduler, sampler_names
+from engine.pipeline.tiny_vae import DECODER_FIELD, DECODER_VALUE
 from engine.video.animate.schedules import parse_prompts
 from engine.video.motion import adapter as motion_adapter
-from engine.video.motion import lightning
+from engine.video.motion import decoding, lightning
 from engine.video.motion import resume as saved_steps
 from engine.video.motion.unet import motion_unet
 from engine.video.run_folder import RunPaths
@@ -65,11 +66,13 @@ class Text2VideoRequest:
     free_noise: bool = False  # sliding 16-frame windows: steadier clips past 16 frames; on for frame prompts
     gif: bool = False  # also write a GIF beside the MP4
     motion_adapter: str | None = None  # a weights/ path or hub id; None: the first local one, else the hub default
+    fast_decode: bool = False  # decode frames with TAESD (engine.pipeline.tiny_vae): ~16x cheaper, less fine detail
 
 
 @dataclass
 class Text2VideoUpdate:
-    """Progress: denoising step `step` of `steps` over all frames, with frame 0's rough preview."""
+    """Progress: denoising step `step` of `steps` over all frames, with a preview: the middle frame by TAESD when
+    present, else frame 0's rough latent approximation."""
 
     step: int
     steps: int
@@ -111,9 +114,13 @@ def lightning_of(adapter_name: str | None) -> lightning.Lightning | None:
     return lightning.recognise(adapter_name)
 
 
-def defaults_with_adapter(start: Text2VideoRequest, adapter_name: str | None) -> Text2VideoRequest:
-    """The form's or CLI's starting request for an adapter: a Lightning one brings its steps, sampler and CFG."""
-    return lightning.with_defaults(replace(start, motion_adapter=adapter_name or None), lightning_of(adapter_name))
+def defaults_with_adapter(start: Text2VideoRequest, adapter_name: str | None,
+                          taesd: bool = False) -> Text2VideoRequest:
+    """The form's or CLI's starting request for an adapter: a Lightning one brings its steps, sampler and CFG, and
+    Fast decode when TAESD is present (`taesd`), since its few steps cost less than the VAE's decode."""
+    fast = lightning_of(adapter_name)
+    req = lightning.with_defaults(replace(start, motion_adapter=adapter_name or None), fast)
+    return replace(req, fast_decode=True) if fast and taesd else req
 
 
 # 1. checking inputs
@@ -156,7 +163,7 @@ def check_text2video(req: Text2VideoRequest) -> tuple[Text2VideoRequest, dict[in
                   fps=float(req.fps), num_inference_steps=image_req.num_inference_steps,
                   guidance_scale=image_req.guidance_scale, seed=image_req.seed, width=image_req.width,
                   height=image_req.height, free_noise=free_noise, gif=bool(req.gif),
-                  motion_adapter=(req.motion_adapter or None))
+                  motion_adapter=(req.motion_adapter or None), fast_decode=bool(req.fast_decode))
     return req, keyed, notes
 
 
@@ -242,7 +249,8 @@ def text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
     The motion UNet shares the model's 2D weights and the adapter's temporal weights (engine.video.motion.unet);
     the adapter is loaded once per model (engine.video.motion.adapter). Raises ValueError with the fix when no
     adapter can be had. LoRA tags are refused (the motion UNet is built over the plain weights); the whole clip
-    runs on the plain model, so another request's LoRAs never reach it.
+    runs on the plain model, so another request's LoRAs never reach it. `req.fast_decode` decodes the frames with
+    TAESD (engine.video.motion.decoding); ValueError saying where to get it when it is absent.
     """
     with manager.lora_scope(req.prompt, req.negative_prompt, req.frame_prompts or "", supported="Text to video"):
         return _text_to_video(manager, req, paths, on_step, control)
@@ -280,7 +288,8 @@ def request_of(plan: dict) -> Text2VideoRequest:
 
 
 def check_same_settings(made: Text2VideoRequest, asked: Text2VideoRequest) -> Text2VideoRequest:
-    """The run's request with the asked fps and GIF; a sentence when a setting that shapes the frames differs."""
+    """The run's request with the asked fps, GIF and Fast decode (they only change how the finished latents become
+    frames and files); a sentence when a setting that shapes the latents differs."""
     made, _, _ = check_text2video(made)
     asked_checked, _, _ = check_text2video(asked)
     for name, label in KEPT_ON_RESUME.items():
@@ -290,7 +299,7 @@ def check_same_settings(made: Text2VideoRequest, asked: Text2VideoRequest) -> Te
         if old != new:
             raise ValueError(f"The stopped clip was made with {label} {old!r}, not {new!r}; set it back to resume "
                              "the clip, or make a new one.")
-    return replace(made, fps=asked_checked.fps, gif=asked_checked.gif)
+    return replace(made, fps=asked_checked.fps, gif=asked_checked.gif, fast_decode=asked_checked.fast_decode)
 
 
 def resume_text_to_video(manager, run: Path, on_step: Callable[[Text2VideoUpdate], None] | None = None,
@@ -338,6 +347,7 @@ def _text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
     fast = lightning.recognise(source.location) or lightning.recognise(source.name)
     if fast:
         notes.extend(lightning.notes_for(req, fast))
+    tiny = manager.taesd() if req.fast_decode else None  # fails now, saying where to get TAESD, before any step
     paths.frames.mkdir(parents=True, exist_ok=True)
     seed = pick_seed(req.seed)
     done_before = int(saved["step"]) if saved else 0
@@ -357,7 +367,7 @@ def _text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
     scheduler = make_scheduler(req.sampler, {**base.scheduler.config, **schedule})
     if saved:
         scheduler = saved_steps.resumed_scheduler(scheduler, saved)
-    pipe = saved_steps.resuming_pipeline(AnimateDiffPipeline, done_before, vae=base.vae,
+    pipe = saved_steps.resuming_pipeline(AnimateDiffPipeline, done_before, vae=decoding.decoding_vae(base.vae, tiny),
                                          text_encoder=base.text_encoder, tokenizer=base.tokenizer,
                                          unet=motion_unet(base.unet, adapter, free_noise=req.free_noise),
                                          motion_adapter=adapter, scheduler=scheduler)
@@ -385,15 +395,14 @@ def _text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
         generator.set_state(saved["generator"])
         start_latents = saved["latents"].to(manager.device, manager.dtype)
     checkpoint = saved_steps.checkpoint_path(paths)
+    preview = decoding.clip_preview(step_preview(manager) if on_step else None)  # TAESD's when present
 
     def on_step_end(pipe, step, timestep, tensors):
         times.append(time.perf_counter())
         saved_steps.save(checkpoint, saved_steps.snapshot(pipe.scheduler, done_before + len(times),
                                                           tensors["latents"], generator))
         if on_step:
-            latents = tensors["latents"]
-            preview = latents_to_preview(latents[0, :, 0].float().cpu().numpy())
-            on_step(Text2VideoUpdate(done_before + len(times), pipe.num_timesteps, preview))
+            on_step(Text2VideoUpdate(done_before + len(times), pipe.num_timesteps, preview(tensors["latents"])))
         if control.stopped:
             pipe._interrupt = True  # diffusers skips the steps left, then decodes
         return tensors
@@ -405,7 +414,7 @@ def _text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
     out = pipe(num_frames=req.num_frames, height=req.height, width=req.width,
                num_inference_steps=req.num_inference_steps, guidance_scale=req.guidance_scale,
                generator=generator, latents=start_latents, callback_on_step_end=on_step_end,
-               decode_chunk_size=2 if manager.device == "cpu" else 8, **prompts)
+               decode_chunk_size=decoding.chunk_size(manager.device, req.fast_decode), **prompts)
     total = pipe.num_timesteps  # more than the steps for second-order samplers (Heun, DPM2)
     steps_done = done_before + len(times)
     per_step = None
@@ -423,6 +432,8 @@ def _text_to_video(manager, req: Text2VideoRequest, paths: RunPaths,
         checkpoint.unlink(missing_ok=True)
     if done_before:
         notes.append(f"Resumed from step {done_before} of {total}.")
+    if req.fast_decode and steps_done:
+        notes.append("Fast decode: TAESD decoded the frames (less fine detail than the model's VAE).")
     frames = out.frames[0] if steps_done else []
     return _result(paths, req, seed, steps_done, frames, notes, source, manager, per_step, interrupted)
 
@@ -436,6 +447,8 @@ def parameters_of(req: Text2VideoRequest, seed: int, source, manager, steps_done
     data["scheduler_settings"] = lightning.SCHEDULE if fast else ANIMATEDIFF_SCHEDULE
     if fast:
         data["lightning_steps"] = fast.num_inference_steps
+    if req.fast_decode:
+        data[DECODER_FIELD] = DECODER_VALUE  # as the image tabs' PNG info says it
     return data
 
 
@@ -447,7 +460,7 @@ def _result(paths: RunPaths, req, seed, steps_done, frames, notes, source, manag
     saved = []
     for index, frame in enumerate(frames):
         path = paths.frames / f"{index:05d}.png"
-        path.write_bytes(pnginfo.png_bytes(frame, ""))
+        path.write_bytes(pnginfo.png_bytes(frame, decoding.frame_parameters(parameters, index)))
         saved.append(path)
     mp4 = gif = None
     if frames:
