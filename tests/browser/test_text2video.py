@@ -63,6 +63,7 @@ def test_resume_continues_a_stopped_clip_from_its_step(page: Page):
     stop = page.locator("#text2video-stop")
     panel.locator("#text2video-run").click()
     panel.locator("#text2video-preview img").wait_for(timeout=RUN_TIMEOUT_MS)
+    expect(panel.locator("#text2video-progress")).to_contain_text("all frames together")  # denoising, not loading
     stop.click()
     expect(panel.locator("#text2video-info")).to_contain_text("Stopped at step", timeout=RUN_TIMEOUT_MS)
     expect(panel.locator("#text2video-run-folder textarea")).to_have_value(
