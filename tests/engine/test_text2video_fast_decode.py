@@ -30,17 +30,6 @@ def with_taesd(tiny_manager, monkeypatch):
 
 
 @pytest.fixture
-def without_taesd(tiny_manager, tmp_path, monkeypatch):
-    """No TAESD anywhere: an empty weights/ and an empty Hugging Face cache."""
-    from huggingface_hub import constants
-
-    monkeypatch.setattr(tiny_manager, "_tiny_vae", None)
-    monkeypatch.setattr(tiny_manager, "weights_dir", tmp_path / "weights")
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
-    return tiny_manager
-
-
-@pytest.fixture
 def saved_latents(monkeypatch):
     """The latents after each step, as the run saves them for Resume."""
     seen = []
