@@ -29,6 +29,7 @@ from tabs.faces_common import (
     face_widgets,
     identity_slider,
     padding_slider,
+    refresh_restorers,
     restore_widgets,
     restorer_choice,
     wire_faces,
@@ -112,7 +113,7 @@ def build(manager) -> None:
         return video, stills, grid, slider, stills[-1][0] if stills else None, "\n\n".join(info)
 
     # 2. layout: what to make and the run button first; the rarely changed settings in an accordion
-    with gr.Tab("Aging timelapse", id=TASK):
+    with gr.Tab("Aging timelapse", id=TASK) as tab:
         with gr.Row(equal_height=True):
             with gr.Column(scale=4):
                 gr.Markdown(CONSENT, elem_classes=["ds-consent"])
@@ -164,6 +165,8 @@ def build(manager) -> None:
         control = gr.State(SessionControl())
 
     # 3. wiring
+    tab.select(lambda: refresh_restorers(manager), outputs=[restore_faces, visibility], api_name=False,
+               queue=False, show_progress="hidden")
     inputs = {"photo": photo, "ages": ages, "subject": subject, "strength": strength, "num_inference_steps": steps,
               "guidance_scale": guidance, "seed": seed, "sampler": sampler, "transition_frames": transition,
               "fps": fps, "captions": captions, "face": face, "all_faces": all_faces,

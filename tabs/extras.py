@@ -14,7 +14,7 @@ from engine.extras.upscalers import LANCZOS, upscaler_names
 from engine.files import pnginfo
 from engine.files.outputs import next_path, task_dir
 from tabs.common import check_inputs_match, check_uploads, local_path
-from tabs.faces_common import restore_widgets, restorer_choice
+from tabs.faces_common import refresh_restorers, restore_widgets, restorer_choice
 from tabs.running import progress_bar, run_buttons, stream, wire_run, wire_stop
 from tabs.session import SessionControl, user_error
 from widgets.image_upload import ImageUpload
@@ -32,6 +32,15 @@ def describe(update):
     if kind == "tile":
         return done / total, f"Tile {done} of {total}", None
     return done / total, f"Picture {done + 1} of {total}: {name}", None
+
+
+RESTORE_NOTE = "runs before the upscale; only the faces found change"
+
+
+def refreshed_upscalers(manager) -> gr.Dropdown:
+    """The upscaler menu as weights/ is now, so a model copied in is offered when the tab is opened."""
+    names = upscaler_names(manager.weights_dir)
+    return gr.Dropdown(choices=names, info=None if len(names) > 1 else MODELS_HINT)
 
 
 def build(manager) -> None:
@@ -90,7 +99,7 @@ def build(manager) -> None:
         return gr.update(visible=mode == BY), gr.update(visible=mode == TO), gr.update(visible=mode == TO)
 
     # 2. layout
-    with gr.Tab("Extras", id=TASK):
+    with gr.Tab("Extras", id=TASK) as tab:
         with gr.Row(equal_height=True):
             with gr.Column(scale=4):
                 source = gr.Radio([SINGLE, BATCH], value=SINGLE, label="Upscale", elem_id="extras-source")
@@ -104,8 +113,7 @@ def build(manager) -> None:
                                 height=120, visible=False, elem_id="extras-files")
                 upscaler = gr.Dropdown(names, value=names[1] if len(names) > 1 else LANCZOS, label="Upscaler",
                                        info=None if len(names) > 1 else MODELS_HINT, elem_id="extras-upscaler")
-                restorer, visibility = restore_widgets(
-                    manager, TASK, "runs before the upscale; only the faces found change")
+                restorer, visibility = restore_widgets(manager, TASK, RESTORE_NOTE)
                 resize_mode = gr.Radio([BY, TO], value=BY, label="Resize", elem_id="extras-resize")
                 upscale_by = gr.Slider(1, MAX_SCALE, value=2, step=0.05, label="Scale by", elem_id="extras-by")
                 with gr.Row():
@@ -123,6 +131,8 @@ def build(manager) -> None:
         control = gr.State(SessionControl())
 
     # 3. wiring
+    tab.select(lambda: (refreshed_upscalers(manager), *refresh_restorers(manager, RESTORE_NOTE)),
+               outputs=[upscaler, restorer, visibility], api_name=False, queue=False, show_progress="hidden")
     inputs = {"source": source, "photo": photo, "files": files, "resize_mode": resize_mode,
               "upscale_by": upscale_by, "width": width, "height": height, "upscaler": upscaler, "restorer": restorer,
               "visibility": visibility, "control": control}

@@ -90,18 +90,25 @@ def identity_slider(manager, task: str) -> gr.Slider:
                      else IDENTITY_MISSING)
 
 
-def restore_widgets(manager, task: str,
-                    what: str = "cleans up the regenerated face; the rest of the photo stays as it was",
-                    ) -> tuple[gr.Dropdown, gr.Slider]:
+RESTORER_MISSING = "Put a GFPGAN, RestoreFormer or CodeFormer file in weights/GFPGAN or weights/Codeformer."
+FACE_TAB_RESTORE = "cleans up the regenerated face; the rest of the photo stays as it was"
+
+
+def restore_widgets(manager, task: str, what: str = FACE_TAB_RESTORE) -> tuple[gr.Dropdown, gr.Slider]:
     """Restore faces: a restorer touches only the faces, offered only where one is installed."""
     names = list_restorers(manager.weights_dir)
     choice = gr.Dropdown(["None", *names], value="None", label="Restore faces", interactive=bool(names),
-                         elem_id=f"{task}-restore-faces",
-                         info=what if names
-                         else "Put a GFPGAN, RestoreFormer or CodeFormer file in weights/GFPGAN or weights/Codeformer.")
+                         elem_id=f"{task}-restore-faces", info=what if names else RESTORER_MISSING)
     visibility = gr.Slider(0, 1, value=1, step=0.05, label="Restoration visibility", interactive=bool(names),
                            elem_id=f"{task}-restore-visibility")
     return choice, visibility
+
+
+def refresh_restorers(manager, what: str = FACE_TAB_RESTORE) -> tuple[gr.Dropdown, gr.Slider]:
+    """The restore widgets as weights/ is now, so a restorer copied in is offered when its tab is opened."""
+    names = list_restorers(manager.weights_dir)
+    return (gr.Dropdown(choices=["None", *names], interactive=bool(names), info=what if names else RESTORER_MISSING),
+            gr.Slider(interactive=bool(names)))
 
 
 def restorer_choice(value) -> str | None:

@@ -24,6 +24,7 @@ from tabs.faces_common import (
     face_widgets,
     identity_slider,
     padding_slider,
+    refresh_restorers,
     restore_widgets,
     restorer_choice,
     wire_faces,
@@ -85,7 +86,7 @@ def build(manager) -> None:
         return (photo, local_path(gallery[evt.index])) if photo and gallery else None
 
     # 2. layout: direction and the run button first; the rarely changed settings in an accordion
-    with gr.Tab("Gender swap", id=TASK):
+    with gr.Tab("Gender swap", id=TASK) as tab:
         with gr.Row(equal_height=True):
             with gr.Column(scale=4):
                 gr.Markdown(CONSENT, elem_classes=["ds-consent"])
@@ -128,6 +129,8 @@ def build(manager) -> None:
         control = gr.State(SessionControl())
 
     # 3. wiring
+    tab.select(lambda: refresh_restorers(manager), outputs=[restore_faces, visibility], api_name=False,
+               queue=False, show_progress="hidden")
     inputs = {"photo": photo, "direction": direction, "strength": strength, "variants": variants,
               "num_inference_steps": steps, "guidance_scale": guidance, "seed": seed, "sampler": sampler,
               "face": face, "all_faces": all_faces, "padding": padding, "whole_photo": whole,
