@@ -58,6 +58,8 @@ CSS = """
 /* results are shown whole: a lone result fits inside its gallery's height, letterboxed, never cropped */
 .ds-output .thumbnail-item {max-height: 360px}
 .ds-gallery .thumbnail-item img {object-fit: contain}
+/* a before/after slider shows both pictures whole within its height (Gradio's are as tall as they are wide) */
+.slider-wrap.limit_height img {height: 100% !important}
 /* a gallery's columns share its width (Gradio's are at least 100 px, so six of them overflow a half-width column) */
 .ds-gallery .grid-container {grid-template-columns: repeat(var(--grid-cols), minmax(0, 1fr)) !important}
 @media (max-width: 640px) {

@@ -23,7 +23,7 @@ TASK = "extras"
 SINGLE, BATCH = "One picture", "Batch (images or a zip)"
 BY, TO = "Scale by", "Scale to"
 MODELS_HINT = ("Upscaler models (.pth or .safetensors, such as RealESRGAN_x4plus) go in weights/ESRGAN, "
-               "weights/RealESRGAN or weights/SwinIR; restart to list new ones.")
+               "weights/RealESRGAN or weights/SwinIR; open this tab again to list new ones.")
 
 
 def describe(update):

@@ -19,17 +19,20 @@ pytestmark = pytest.mark.browser
 
 def test_one_picture_is_upscaled_and_a_batch_names_its_bad_file(page: Page, tmp_path):
     photo = tmp_path / "boat.png"
-    Image.new("RGB", (60, 40), (20, 120, 200)).save(photo)
+    Image.new("RGB", (40, 60), (20, 120, 200)).save(photo)  # portrait: taller than the slider is high
     panel = open_tab(page, "Extras", "extras-run")
     page.locator("#extras-photo input[type=file]").set_input_files(photo)
     expect(page.locator("#extras-photo img").first).to_be_visible()
     page.locator("#extras-run").click()
-    expect(page.locator("#extras-info")).to_contain_text("60×40 → 120×80", timeout=RUN_TIMEOUT_MS)
+    expect(page.locator("#extras-info")).to_contain_text("40×60 → 80×120", timeout=RUN_TIMEOUT_MS)
     expect(page.locator("#extras-preview img").first).to_be_visible()
+    frame = page.locator("#extras-preview .slider-wrap").bounding_box()
+    for picture in page.locator("#extras-preview img").all():  # both shown whole, not cropped by the slider
+        assert picture.bounding_box()["height"] <= frame["height"] + 1
     link = page.locator("#extras-download a").first
     expect(link).to_be_visible()
     body = page.request.get(link.get_attribute("href")).body()
-    assert Image.open(io.BytesIO(body)).size == (120, 80)
+    assert Image.open(io.BytesIO(body)).size == (80, 120)
     page.screenshot(path=str(tmp_path / "extras.png"))
 
     bad = tmp_path / "notes.png"
