@@ -1,17 +1,24 @@
 #!/usr/bin/env python3
 """Benchmark Diffusion Studio on this machine with the full-size SD 1.5 architecture and random weights.
 
-    python bench/run.py [--quick] [--json] [--no-compile] [--no-allocators]
+    python bench/run.py [--quick] [--json] [--no-compile] [--no-allocators] [--partial FILE]
 
 Builds SD 1.5 from the configs in presets/sd15 (nothing is downloaded) and measures, in one run: seconds per
 image for our manager's default path against a plain diffusers pipeline in fp32, the UNet floor, achieved
 TFLOP/s against a bf16 matmul peak, peak RSS with one pipeline against all seven tabs (and one pipeline per
 task), tab and scheduler switching, latent-walk cost, batching and MP4 share, the latent error against fp32,
-and the "fast" toggle. With --json it prints one JSON object; otherwise a table. BENCHMARKS.md holds a full run.
+and the "fast" toggle. Issue 25's figures too: int8 against bf16, the int8 20-step image, Few-step mode (a random
+LCM-shaped LoRA and a random full-size TAESD made in a scratch weights folder) on the fused OpenVINO model, the
+switch between it and the plain model, Fast as the running back end resolves it, a per-stage breakdown (text
+encoder, UNet, VAE, watermark, write, other) of the default, int8, few-step and fast images, and Text to video's
+Lightning ÷ 10-step clip (bench/text2video.py in a child process). Every target row gets a verdict under its
+issue's name (bench/targets.py). With --json it prints one JSON object; otherwise a table. BENCHMARKS.md holds
+the runs; --partial saves what was measured so far at every stage, for a run that has to be cut short.
 
 The machine is shared, so timings are noisy: compare the ratios, which come from runs taken side by side
 (ours is run before and after the fp32 baseline and averaged). CPU pressure before and after is recorded.
-Never part of the test run. Full run: about 15 minutes; --quick (256x256, 4 steps): under 3 minutes.
+Never part of the test run. Full run: about 45 minutes on a quiet 2-core machine; --quick (256x256, 4 steps): about
+15 minutes.
 """
 from __future__ import annotations
 
