@@ -81,6 +81,8 @@ def staged_image(manager, req, folder: Path, name: str = "image") -> dict:
     from engine.image.generate import text_to_image
 
     manager._embeds.clear()  # the manager caches embeddings per prompt; a staged run pays the encoder once
+    runner = manager.openvino()
+    compiles = runner.compiles if runner is not None else 0
     folder.mkdir(parents=True, exist_ok=True)
     with timed_stages(manager) as clock:
         start = time.perf_counter()
@@ -94,6 +96,7 @@ def staged_image(manager, req, folder: Path, name: str = "image") -> dict:
     out = clock.breakdown(end - start)
     out["image_s"] = made - start  # the engine's part, as the other image figures are timed
     out["unet_calls"] = clock.calls["unet"]
+    out["openvino_compiles"] = (runner.compiles - compiles) if runner is not None else 0  # a switch lands in "unet"
     out["backend"] = pnginfo.parse_parameters(first.parameters).get("Backend")
     out["parameters"] = first.parameters.splitlines()[-1]
     return out
