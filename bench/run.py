@@ -23,7 +23,9 @@ Never part of the test run. Full run: about 45 minutes on a quiet 2-core machine
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -81,6 +83,7 @@ def main_run(settings: Settings, progress, out: dict | None = None) -> dict:
     out = {} if out is None else out  # filled in place, so --partial can save what a cut-short run measured
     out.update({"settings": asdict(settings), "machine": machine(), "cpu_pressure_start": cpu_pressure()})
     work = Path(tempfile.mkdtemp(prefix="ds-bench-"))
+    atexit.register(shutil.rmtree, work, True)  # OpenVINO's caches and the models made here: about 10 GB
 
     progress("matmul peak")
     out["matmul_tflops"] = {"bf16": matmul_peak(torch.bfloat16), "fp32": matmul_peak(torch.float32, repeats=2)}
