@@ -201,11 +201,12 @@ def full_size_class():
     return FullSize
 
 
-def bench_manager():
+def bench_manager(weights_dir: Path | None = None):
     """The app's PipelineManager over the full-size random SD 1.5, in the dtype it picks for this CPU.
 
     Bench-only: it builds from presets/sd15 instead of loading a checkpoint, records each run's final latent,
-    and can turn the fast toggle on for requests that do not carry it yet.
+    and can turn the fast toggle on for requests that do not carry it yet. `weights_dir` is a scratch folder
+    for the LoRA and TAESD files the bench makes (never the repo's weights/).
     """
     from engine.backends import fastpath
     from engine.pipeline.manager import PipelineManager, RuntimeOptions
@@ -217,21 +218,22 @@ def bench_manager():
         fast_interval: int | None = None  # another feature-reuse interval than the app's, to compare
         record: dict | None = None  # where the final latent of the next run goes
 
-        def pipeline(self, task: str, sampler: str, fast: bool = False, identity: bool = False):
+        def pipeline(self, task: str, sampler: str, fast: bool = False, identity: bool = False, **options):
             fast = fast or self.fast_all
             if identity:
-                pipe = super().pipeline(task, sampler, fast=fast, identity=identity)
+                pipe = super().pipeline(task, sampler, fast=fast, identity=identity, **options)
             elif accepts_fast and not (fast and self.fast_interval):
-                pipe = super().pipeline(task, sampler, fast=fast)
+                pipe = super().pipeline(task, sampler, fast=fast, **options)
             else:
-                pipe = fastpath.apply_fast(super().pipeline(task, sampler), fast,
+                pipe = fastpath.apply_fast(super().pipeline(task, sampler, **options), fast,
                                            self.fast_interval or fastpath.FAST_INTERVAL)
             if self.record is not None:
                 record_last_latent(pipe.scheduler, self.record)
             return pipe
 
     # `auto`, the app's default: "ours" is the OpenVINO path on x86, and `torch_path` figures give PyTorch's beside it
-    return BenchManager("tiny", RuntimeOptions(backend="auto"))
+    folders = {"weights_dir": weights_dir} if weights_dir is not None else {}
+    return BenchManager("tiny", RuntimeOptions(backend="auto"), **folders)
 
 
 def record_last_latent(scheduler, box: dict) -> None:
