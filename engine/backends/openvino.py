@@ -90,9 +90,15 @@ def weights_key(unet, precision: str) -> str:
     return digest.hexdigest()[:16]
 
 
-def note_used(name: str) -> None:
-    """Record which back end ran the UNet in this thread (read back for PNG info)."""
+def note_used(name: str, fused: bool = False) -> None:
+    """Record which back end ran the UNet in this thread, and whether a fused LoRA model (read back for PNG info)."""
     _used.name = name
+    _used.fused = fused
+
+
+def last_fused() -> bool:
+    """Whether OpenVINO's last UNet call in this thread ran a model with a LoRA fused in (never quantised)."""
+    return getattr(_used, "fused", False)
 
 
 def last_used(default: str = "torch") -> str:
@@ -188,7 +194,7 @@ class OpenVINOUNetRunner:
 
     def torch_reason(self, sample, timestep, encoder_hidden_states, extras: dict) -> str | None:
         """Why this UNet call must run on PyTorch, or None when OpenVINO can serve it."""
-        if getattr(self.unet, "_hf_peft_config_loaded", False) and (self.int8 or self.variant() is None):
+        if getattr(self.unet, "_hf_peft_config_loaded", False) and self.variant() is None:
             return "A LoRA is loaded into the UNet: it runs on PyTorch (OpenVINO has the plain weights)."
         if extras.get("cross_attention_kwargs"):
             return "Requests with attention options (LoRA scale, IP-Adapter) run on PyTorch."
@@ -312,7 +318,8 @@ class OpenVINOUNetRunner:
         start = time.perf_counter()
         unet = self.unet
         config = unet.config
-        calibration = self.calibration() if self.int8 else None  # recorded on PyTorch, before the fp32 copy
+        quantise = self.int8 and variant is None  # a fused few-step model stays in float beside the int8 one
+        calibration = self.calibration() if quantise else None  # recorded on PyTorch, before the fp32 copy
         # OpenVINO's CPU plugin compiles fp32 graphs, not bf16 ones; a fused LoRA changes the copy, never the shared UNet
         copy_needed = unet.dtype != torch.float32 or variant is not None
         source = copy.deepcopy(unet).to(torch.float32) if copy_needed else unet
@@ -327,14 +334,14 @@ class OpenVINOUNetRunner:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the tracer's notes on shape checks baked in as constants
                 model = self.ov.convert_model(_Traceable(source).eval(), example_input=example)
-            if self.int8:
+            if quantise:
                 source = None  # free the fp32 copy before NNCF makes its own
                 gc.collect()
                 model, timings = int8_backend.quantize(model, calibration)
                 self.timings.update(timings)
             folder.mkdir(parents=True, exist_ok=True)
             partial = folder / f"unet.partial-{os.getpid()}-{threading.get_ident()}.xml"
-            self.ov.save_model(model, str(partial), compress_to_fp16=self.precision == "bf16" and not self.int8)
+            self.ov.save_model(model, str(partial), compress_to_fp16=self.precision == "bf16" and not quantise)
             del model
             partial.with_suffix(".bin").replace(ir.with_suffix(".bin"))
             partial.replace(ir)
@@ -420,6 +427,7 @@ class OpenVINOUNet(BorrowedUNet):
         self.ov_calls = 0  # counters, for tests and the benchmark
         self.torch_calls = 0
         self._chosen: dict[Shape, object] = {}
+        self._fused: dict[Shape, bool] = {}  # whether the chosen model has the few-step LoRA fused in
         self._requests: dict[Shape, object] = {}
 
     def forward(self, sample: torch.Tensor, timestep, encoder_hidden_states: torch.Tensor, timestep_cond=None,
@@ -436,6 +444,7 @@ class OpenVINOUNet(BorrowedUNet):
             if shape not in self._chosen:
                 variant = self.runner.variant() if getattr(self.runner.unet, "_hf_peft_config_loaded", False) else None
                 self._chosen[shape] = self.runner.ensure(shape, variant)
+                self._fused[shape] = variant is not None
                 if self._chosen[shape] is not None:
                     self.runner.page_out()  # what a fallback paged in since: once a request
             compiled = self._chosen[shape]
@@ -447,7 +456,7 @@ class OpenVINOUNet(BorrowedUNet):
                              cross_attention_kwargs=cross_attention_kwargs, added_cond_kwargs=added_cond_kwargs,
                              return_dict=return_dict, **extra)
         # 3. OpenVINO
-        note_used("openvino")
+        note_used("openvino", fused=self._fused.get(shape, False))
         self.ov_calls += 1
         request = self._requests.get(shape)
         if request is None:

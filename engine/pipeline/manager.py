@@ -453,8 +453,10 @@ class PipelineManager:
         return ov_backend.last_used(self.backend)
 
     def precision_used(self) -> str:
-        """"int8" when the last UNet call in this thread ran OpenVINO's int8 model, else "default"."""
-        int8 = self._openvino is not None and self._openvino.int8 and self.backend_used() == "openvino"
+        """"int8" when the last UNet call in this thread ran OpenVINO's int8 model, else "default" (a few-step
+        LoRA fused into its own model is not quantised)."""
+        int8 = (self._openvino is not None and self._openvino.int8 and self.backend_used() == "openvino"
+                and not ov_backend.last_fused())
         return "int8" if int8 else "default"
 
     def openvino(self) -> ov_backend.OpenVINOUNetRunner | None:

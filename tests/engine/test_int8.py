@@ -42,13 +42,15 @@ def int8_manager(tmp_path_factory):
     pytest.importorskip("openvino")
     pytest.importorskip("nncf")
     from engine.pipeline.manager import PipelineManager, RuntimeOptions
+    from tests.engine import lora_files
 
     cache = tmp_path_factory.mktemp("openvino-int8")
     mp = pytest.MonkeyPatch()
     mp.setenv("STUDIO_OPENVINO_CACHE", str(cache))
+    loras = tmp_path_factory.mktemp("Lora")
     manager = PipelineManager("tiny", RuntimeOptions(device="cpu", dtype="float32", backend="openvino",
-                                                     openvino_background=False, precision="int8"))
-    manager.base()
+                                                     openvino_background=False, precision="int8"), lora_dir=loras)
+    lora_files.write_lora(loras, "lcm-lora-sdv1-5", lora_files.kohya_lora(manager.base(), text=False, scale=0.3))
     yield manager, cache
     mp.undo()
 
@@ -114,3 +116,20 @@ def test_calibration_records_the_model_s_own_unet_inputs(tiny_manager):
     sample, t, context = inputs[0]
     assert sample.shape == (2, 4, 8, 8) and t.shape == () and context.shape[:2] == (2, 77)
     assert float(inputs[0][1]) > float(inputs[1][1])  # steps count down
+
+
+def test_a_fewstep_request_with_int8_runs_its_fused_float_model_on_openvino(int8_manager):
+    from tests.engine.lora_files import image_and_parameters
+
+    manager, _ = int8_manager
+    runner = manager.openvino()
+    plain, text = image_and_parameters(manager, "a tower")
+    assert "Precision: int8" in text and "Backend: OpenVINO" in text
+    conversions = runner.conversions
+    fast, text = image_and_parameters(manager, "a tower <lora:lcm-lora-sdv1-5:1>")
+    assert "Backend: OpenVINO" in text and "Precision" not in text  # the fused model is not quantised
+    assert runner.conversions == conversions + 1 and abs(fast - plain).mean() > 5
+    xml = (runner.folder_for(runner._last_variant) / "unet.xml").read_text()
+    assert 'element_type="u8"' not in xml and 'element_type="i8"' not in xml
+    again, text = image_and_parameters(manager, "a tower")
+    assert "Precision: int8" in text and (again == plain).all()
