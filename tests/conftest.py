@@ -14,13 +14,7 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # two workers share the cores: one ma
 
 
 def pytest_collection_modifyitems(config, items):
-    """Real-weight tests run only where STUDIO_REAL_WEIGHTS names a checkpoint.
-
-    With `-n 2 --dist loadgroup`, each file runs whole on one worker (its module fixtures are built once) and
-    the Ray tests share one worker, since they share one local cluster."""
-    for item in items:
-        path = item.path.relative_to(config.rootpath)
-        item.add_marker(pytest.mark.xdist_group("ray" if path.parts[:2] == ("tests", "ray") else str(path)))
+    """Real-weight tests run only where STUDIO_REAL_WEIGHTS names a checkpoint."""
     if os.environ.get("STUDIO_REAL_WEIGHTS"):
         return
     skip = pytest.mark.skip(reason="needs real weights: set STUDIO_REAL_WEIGHTS to a checkpoint path")
