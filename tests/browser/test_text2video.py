@@ -50,7 +50,7 @@ def test_stop_keeps_the_clip_made_so_far(page: Page):
     panel.locator("#text2video-run").click()
     panel.locator("#text2video-preview img").wait_for(timeout=RUN_TIMEOUT_MS)  # the run is under way
     expect(panel.locator("#text2video-progress")).to_contain_text("all frames together")
-    stop.click()
+    stop.dispatch_event("click")  # no stability wait: each progress tick re-renders the button
     expect(panel.locator("#text2video-info")).to_contain_text("Stopped at step", timeout=RUN_TIMEOUT_MS)
     wait_until_video_plays(panel)
     expect(panel.locator("#text2video-progress")).to_contain_text("Stopped after")
@@ -64,12 +64,12 @@ def test_resume_continues_a_stopped_clip_from_its_step(page: Page):
     panel.locator("#text2video-run").click()
     panel.locator("#text2video-preview img").wait_for(timeout=RUN_TIMEOUT_MS)
     expect(panel.locator("#text2video-progress")).to_contain_text("all frames together")  # denoising, not loading
-    stop.click()
+    stop.dispatch_event("click")  # no stability wait: each progress tick re-renders the button
     expect(panel.locator("#text2video-info")).to_contain_text("Stopped at step", timeout=RUN_TIMEOUT_MS)
     expect(panel.locator("#text2video-run-folder textarea")).to_have_value(
         re.compile(r"text2video\.json$"), timeout=RUN_TIMEOUT_MS)
     expect(stop).to_be_hidden(timeout=RUN_TIMEOUT_MS)
     page.locator("#text2video-resume").click()
     expect(panel.locator("#text2video-progress")).to_contain_text("all frames together", timeout=RUN_TIMEOUT_MS)
-    stop.click()
+    stop.dispatch_event("click")  # no stability wait: each progress tick re-renders the button
     expect(panel.locator("#text2video-info")).to_contain_text("Resumed from step", timeout=RUN_TIMEOUT_MS)
